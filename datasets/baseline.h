@@ -1,0 +1,53 @@
+// Classical (training-free) heart-rate estimators on 32 Hz windows, as a bar for the networks.
+#pragma once
+#include <complex>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "datasets/dataset.h"
+
+namespace pulsekd::data {
+
+// In-place iterative radix-2 Cooley-Tukey FFT; a.size() must be a power of two.
+void fft_radix2(std::vector<std::complex<double>>& a);
+
+// Periodogram of x[0..n) (mean removed, Hann window) zero-padded to nfft (power of two):
+// returns nfft/2 + 1 bins, bin b at b * fs / nfft Hz.
+std::vector<double> power_spectrum(const float* x, int n, int nfft);
+
+// Frequency (BPM) of the largest periodogram peak of one window row within lo..hi BPM.
+float spectral_peak_bpm(const float* x, int n, double fs_hz, double lo_bpm = 30,
+                        double hi_bpm = 240, int nfft = 4096);
+
+// Plain PPG-only peak picker: per window, the strongest PPG spectral peak in 0.5-4 Hz.
+// Windows [first, first + count) of ws; returns (count) BPM estimates.
+std::vector<float> ppg_peak_baseline(const WindowSet& ws, int64_t first, int64_t count);
+
+// Spectral-peak tracker, a simplified TROIKA / WFPV:
+//  TROIKA: Zhang, Pi, Liu, IEEE TBME 62(2):522-531, 2015 (spectral peak tracking);
+//  WFPV: Temko, "Accurate heart rate monitoring during physical exercises using PPG",
+//        IEEE TBME 64(9):2016-2024, 2017 (Wiener filtering of the PPG spectrum by the ACC).
+// Per window: periodograms (Hann, zero-padded to 4096 points, 0.47 BPM bins) of the PPG and
+// the three ACC rows, limited to 0.5-4 Hz and averaged with the previous window; Wiener-like
+// suppression of PPG power where the accelerometer has power (at each ACC peak and its
+// 2nd harmonic), only when the wrist moves; harmonic support (power at 2f adds to f); then
+// tracking: the best peak within +-kSearch BPM of the previous estimate, the change per
+// window limited, restarting from the strongest PPG peak at each subject's first window.
+// Runs over windows [first, first + count) in order; tracking restarts whenever the subject
+// changes. Returns (count) BPM estimates.
+std::vector<float> spectral_baseline(const WindowSet& ws, int64_t first, int64_t count);
+
+// Per-subject mean absolute errors of both estimators over a whole WindowSet.
+struct BaselineSubject {
+  std::string name;
+  int64_t windows = 0;
+  double mae_tracker = 0, mae_ppg_peak = 0;
+};
+struct BaselineReport {
+  std::vector<BaselineSubject> subjects;
+  double mean_tracker = 0, mean_ppg_peak = 0;  // means over subjects
+};
+BaselineReport evaluate_baselines(const WindowSet& ws);
+
+}  // namespace pulsekd::data

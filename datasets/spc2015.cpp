@@ -1,0 +1,258 @@
+#include "datasets/spc2015.h"
+
+#include <matio.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <regex>
+#include <stdexcept>
+
+#include "datasets/resample.h"
+
+namespace pulsekd::data {
+namespace fs = std::filesystem;
+namespace {
+
+// libmatio reports problems through a log callback (by default to stderr). Keep the last
+// message so our exceptions can quote it instead of letting matio print.
+thread_local std::string g_mat_last_message;
+void mat_log(int /*level*/, char* message) { g_mat_last_message = message ? message : ""; }
+void install_mat_logger() {
+  static std::once_flag once;
+  std::call_once(once, [] { Mat_LogInitFunc("pulsekd", mat_log); });
+}
+
+struct MatCloser {
+  void operator()(mat_t* m) const { Mat_Close(m); }
+};
+struct VarFreer {
+  void operator()(matvar_t* v) const { Mat_VarFree(v); }
+};
+using MatPtr = std::unique_ptr<mat_t, MatCloser>;
+using VarPtr = std::unique_ptr<matvar_t, VarFreer>;
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw std::runtime_error("spc2015: " + path + ": " + what);
+}
+
+constexpr size_t kMaxElements = size_t(1) << 28;  // 2 GB of doubles: far above any recording
+
+}  // namespace
+
+int64_t spc_expected_windows(int64_t n_samples) {
+  if (n_samples < 1000) return 0;
+  // Integer form of floor((N/125 - 8)/2) + 1 = floor((N - 1000)/250) + 1, no rounding issues.
+  return (n_samples - 1000) / 250 + 1;
+}
+
+MatMatrix read_mat_double(const std::string& path, const std::string& var_in) {
+  install_mat_logger();
+  g_mat_last_message.clear();
+  if (!fs::is_regular_file(path)) fail(path, "file not found");
+  MatPtr mat(Mat_Open(path.c_str(), MAT_ACC_RDONLY));
+  if (!mat)
+    fail(path, "not a readable MAT-file" +
+                   (g_mat_last_message.empty() ? std::string() : " (" + g_mat_last_message + ")"));
+  std::string var = var_in;
+  if (var.empty()) {
+    // Label files: "BPM0" or whatever the single variable is called.
+    std::vector<std::string> names;
+    while (true) {
+      VarPtr info(Mat_VarReadNextInfo(mat.get()));
+      if (!info) break;
+      names.push_back(info->name ? info->name : "");
+      if (names.size() > 64) break;
+    }
+    Mat_Rewind(mat.get());
+    if (std::find(names.begin(), names.end(), "BPM0") != names.end()) var = "BPM0";
+    else if (names.size() == 1 && !names[0].empty()) var = names[0];
+    else
+      fail(path, "expected a variable BPM0 or exactly one variable, found " +
+                     std::to_string(names.size()));
+  }
+  VarPtr info(Mat_VarReadInfo(mat.get(), var.c_str()));
+  if (!info) fail(path, "variable '" + var + "' not found");
+  const std::string where = "variable '" + var + "'";
+  if (info->class_type != MAT_C_DOUBLE) fail(path, where + " is not a double matrix");
+  if (info->isComplex) fail(path, where + " is complex, expected real doubles");
+  if (info->isLogical) fail(path, where + " is logical, expected doubles");
+  if (info->rank != 2 || !info->dims) fail(path, where + " has rank " + std::to_string(info->rank) + ", expected a 2-D matrix");
+  const size_t r = info->dims[0], c = info->dims[1];
+  if (r == 0 || c == 0) fail(path, where + " is empty");
+  if (r > kMaxElements || c > kMaxElements / r)
+    fail(path, where + " is too large (" + std::to_string(r) + " x " + std::to_string(c) + ")");
+  Mat_Rewind(mat.get());
+  VarPtr v(Mat_VarRead(mat.get(), var.c_str()));
+  if (!v || !v->data) fail(path, where + ": data could not be read (corrupt or truncated file)");
+  if (v->class_type != MAT_C_DOUBLE || v->isComplex || v->rank != 2 || v->dims[0] != r ||
+      v->dims[1] != c || v->data_size != sizeof(double) || v->nbytes < r * c * sizeof(double))
+    fail(path, where + ": inconsistent header and data");
+  MatMatrix m;
+  m.rows = r;
+  m.cols = c;
+  const double* p = static_cast<const double*>(v->data);
+  m.data.assign(p, p + r * c);
+  for (size_t i = 0; i < m.data.size(); ++i)
+    if (!std::isfinite(m.data[i]))
+      fail(path, where + " has a non-finite value at row " + std::to_string(i % r + 1) +
+                     ", column " + std::to_string(i / r + 1));
+  return m;
+}
+
+Spc2015Recording read_spc2015_recording(const std::string& signal_path,
+                                        const std::string& label_path) {
+  Spc2015Recording rec;
+  rec.name = fs::path(signal_path).stem().string();
+  rec.signal_path = signal_path;
+  rec.label_path = label_path;
+  const MatMatrix sig = read_mat_double(signal_path, "sig");
+  if (sig.rows != 6 && sig.rows != 5)
+    fail(signal_path, "variable 'sig' is " + std::to_string(sig.rows) + " x " +
+                          std::to_string(sig.cols) +
+                          ", expected 6 x N (ECG, PPG1, PPG2, ACCx, ACCy, ACCz) or 5 x N (no ECG)");
+  const size_t n = sig.cols;
+  const int64_t W = spc_expected_windows(static_cast<int64_t>(n));
+  if (W < 1) fail(signal_path, "only " + std::to_string(n) + " samples, need >= 1000 (8 s at 125 Hz)");
+  const size_t off = sig.rows == 6 ? 1 : 0;  // row index of PPG1
+  const auto row = [&](size_t r) {
+    std::vector<float> v(n);  // (N)
+    for (size_t c = 0; c < n; ++c) v[c] = static_cast<float>(sig.at(r, c));
+    return v;
+  };
+  if (off) rec.ecg = row(0);
+  rec.ppg1 = row(off);
+  rec.ppg2 = row(off + 1);
+  for (int a = 0; a < 3; ++a) rec.acc[a] = row(off + 2 + a);
+
+  const MatMatrix lab = read_mat_double(label_path, "");
+  if (lab.rows != 1 && lab.cols != 1)
+    fail(label_path, "labels are " + std::to_string(lab.rows) + " x " + std::to_string(lab.cols) +
+                         ", expected a W x 1 vector");
+  if (static_cast<int64_t>(lab.data.size()) != W)
+    fail(label_path, std::to_string(lab.data.size()) + " labels, expected W = floor((N/125 - 8)/2) + 1 = " +
+                         std::to_string(W) + " for N = " + std::to_string(n) + " samples of " +
+                         signal_path);
+  rec.bpm.assign(lab.data.begin(), lab.data.end());
+  for (size_t k = 0; k < rec.bpm.size(); ++k)
+    if (!(rec.bpm[k] > 20 && rec.bpm[k] < 300))
+      fail(label_path, "label " + std::to_string(k) + " = " + std::to_string(rec.bpm[k]) +
+                           " BPM is outside 20..300");
+  return rec;
+}
+
+namespace {
+
+struct Pair {
+  std::string name, signal, label;
+};
+
+// Recordings found directly in `folder` (see the header for the three naming patterns).
+std::vector<Pair> scan_folder(const fs::path& folder, const Spc2015Options& opt) {
+  static const std::regex train(R"(DATA_\d+_TYPE\d+\.mat)"), extra(R"(DATA_S\d+_T\d+\.mat)"),
+      test(R"(TEST_S\d+_T\d+\.mat)");
+  std::vector<Pair> out;
+  for (const auto& e : fs::directory_iterator(folder)) {
+    if (!e.is_regular_file()) continue;
+    const std::string f = e.path().filename().string();
+    const std::string stem = e.path().stem().string();
+    fs::path label;
+    if (std::regex_match(f, train)) {
+      label = folder / (stem + "_BPMtrace.mat");
+    } else if (std::regex_match(f, extra)) {
+      if (!opt.include_extra) continue;
+      label = folder / ("BPM_" + stem.substr(5) + ".mat");
+    } else if (std::regex_match(f, test)) {
+      const std::string lf = "True_" + stem.substr(5) + ".mat";
+      label = folder / "TrueBPM" / lf;
+      if (!fs::exists(label)) label = folder.parent_path() / "TrueBPM" / lf;
+      if (!fs::exists(label)) label = folder / lf;
+      if (!fs::exists(label))
+        fail(e.path().string(), "no label file " + lf + " in TrueBPM/ beside or inside " +
+                                    folder.string());
+    } else {
+      continue;
+    }
+    if (!fs::exists(label))
+      fail(e.path().string(), "label file " + label.string() + " is missing");
+    out.push_back({stem, e.path().string(), label.string()});
+  }
+  std::sort(out.begin(), out.end(), [](const Pair& a, const Pair& b) { return a.name < b.name; });
+  return out;
+}
+
+}  // namespace
+
+std::vector<Spc2015Recording> load_spc2015_raw(const std::string& dir, const Spc2015Options& opt) {
+  const fs::path root(dir);
+  if (!fs::is_directory(root))
+    throw std::runtime_error("spc2015: directory '" + dir + "' does not exist");
+  std::vector<Pair> pairs;
+  if (fs::is_directory(root / "Training_data")) {
+    pairs = scan_folder(root / "Training_data", opt);
+    if (opt.include_extra && fs::is_directory(root / "Extra_TrainingData")) {
+      auto extra = scan_folder(root / "Extra_TrainingData", opt);
+      pairs.insert(pairs.end(), extra.begin(), extra.end());
+    }
+  } else {
+    pairs = scan_folder(root, opt);
+    if (pairs.empty() && fs::is_directory(root / "TestData")) pairs = scan_folder(root / "TestData", opt);
+  }
+  if (pairs.empty())
+    throw std::runtime_error("spc2015: no recordings in '" + dir +
+                             "' (expected Training_data/DATA_xx_TYPEyy.mat, DATA_Sxx_Tyy.mat or "
+                             "TEST_Sxx_Tyy.mat files)");
+  std::vector<Spc2015Recording> recs;
+  for (const auto& p : pairs) recs.push_back(read_spc2015_recording(p.signal, p.label));
+  return recs;
+}
+
+WindowSet spc2015_windows(const std::vector<Spc2015Recording>& recs, const Spc2015Options& opt,
+                          const std::string& source) {
+  WindowSet ws;
+  ws.source = source;
+  int64_t total = 0;
+  for (const auto& r : recs) total += static_cast<int64_t>(r.bpm.size());
+  ws.x.resize(static_cast<size_t>(total) * kRows * kWindow);
+  ws.hr.reserve(total);
+  ws.subject.reserve(total);
+  int64_t w0 = 0;
+  for (const auto& r : recs) {
+    std::vector<float> ppg = r.ppg1;  // (N)
+    if (opt.ppg == Spc2015Options::Mean12)
+      for (size_t i = 0; i < ppg.size(); ++i) ppg[i] = 0.5f * (r.ppg1[i] + r.ppg2[i]);
+    std::vector<float> rows32[kRows] = {  // (4, ceil(N*32/125))
+        resample_poly(ppg, 32, 125), resample_poly(r.acc[0], 32, 125),
+        resample_poly(r.acc[1], 32, 125), resample_poly(r.acc[2], 32, 125)};
+    const int64_t W = static_cast<int64_t>(r.bpm.size());
+    if (kShift * (W - 1) + kWindow > static_cast<int64_t>(rows32[0].size()))
+      fail(r.signal_path, "too few samples for " + std::to_string(W) + " windows");
+    SubjectInfo info;
+    info.name = r.name;
+    info.first_window = w0;
+    info.num_windows = W;
+    info.duration_s = r.duration_s();
+    info.rates = r.ecg.empty() ? "PPG, ACC 125 Hz" : "ECG, PPG, ACC 125 Hz";
+    info.label_min = *std::min_element(r.bpm.begin(), r.bpm.end());
+    info.label_max = *std::max_element(r.bpm.begin(), r.bpm.end());
+    const int32_t sidx = static_cast<int32_t>(ws.subjects.size());
+    for (int64_t k = 0; k < W; ++k) {
+      float* dst = ws.x.data() + (w0 + k) * kRows * kWindow;  // (4, 256)
+      for (int c = 0; c < kRows; ++c)
+        std::copy_n(rows32[c].begin() + k * kShift, kWindow, dst + c * kWindow);
+      ws.hr.push_back(r.bpm[k]);
+      ws.subject.push_back(sidx);
+    }
+    ws.subjects.push_back(info);
+    w0 += W;
+  }
+  return ws;
+}
+
+WindowSet load_spc2015(const std::string& dir, const Spc2015Options& opt) {
+  return spc2015_windows(load_spc2015_raw(dir, opt), opt, "spc2015:" + dir);
+}
+
+}  // namespace pulsekd::data

@@ -1,0 +1,19 @@
+// Host fast paths for conv1d (im2col + GEMM for dense convolutions; the reference loops for
+// grouped/depthwise ones). Held equal to engine/kernels/conv1d.h by tests/test_kernels.cpp.
+#pragma once
+#include "engine/kernels/conv1d.h"
+#include "engine/tensor.h"
+
+namespace pulsekd {
+
+// out (n, t_out, c_out) = conv(x (n, t_in, c_in), w (c_out, K, c_in/groups)) + bias (c_out)
+void conv1d_forward(real* out, const real* x, const real* w, const real* bias, int64_t n,
+                    int32_t t_in, const kernels::conv1d_params& p);
+// Adds d/dx into grad_x (n, t_in, c_in).
+void conv1d_backward_data(real* grad_x, const real* grad_out, const real* w, int64_t n,
+                          int32_t t_in, const kernels::conv1d_params& p);
+// Adds d/dw into grad_w (c_out, K, c_in/groups) and d/dbias into grad_b (c_out) if not null.
+void conv1d_backward_weight(real* grad_w, real* grad_b, const real* grad_out, const real* x,
+                            int64_t n, int32_t t_in, const kernels::conv1d_params& p);
+
+}  // namespace pulsekd
