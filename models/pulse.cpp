@@ -1,0 +1,265 @@
+#include "models/pulse.h"
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+#include "engine/ops.h"
+
+namespace pulsekd::models {
+
+using nlohmann::json;
+
+// ---------------------------------------------------------------------------------------
+// Config
+
+void ModelConfig::validate() const {
+  auto bad = [](const std::string& m) { throw std::invalid_argument("model config: " + m); };
+  if (arch != "teacher" && arch != "student") bad("arch must be 'teacher' or 'student', got '" + arch + "'");
+  if (!(width > 0 && width <= 16)) bad("width must be in (0, 16], got " + std::to_string(width));
+  if (convs_per_block < 1 || convs_per_block > 8) bad("convs_per_block must be 1..8");
+  if (dense < 1 || dense > 4096) bad("dense must be 1..4096");
+  if (head != "regression" && head != "binned") bad("head must be 'regression' or 'binned', got '" + head + "'");
+  if (head == "binned" && (bins < 2 || bins > 4096)) bad("bins must be 2..4096");
+  if (head == "binned" && !(bin_hi > bin_lo)) bad("bin_hi must exceed bin_lo");
+  if (dropout != -1 && !(dropout >= 0 && dropout < 1)) bad("dropout must be in [0, 1)");
+}
+
+std::string ModelConfig::to_json() const {
+  json j = {{"arch", arch}, {"width", width}, {"convs_per_block", convs_per_block}, {"dense", dense},
+            {"head", head}, {"bins", bins}, {"bin_lo", bin_lo}, {"bin_hi", bin_hi}, {"dropout", dropout}};
+  return j.dump();
+}
+
+ModelConfig ModelConfig::from_json(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(std::string("model config: not valid JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw std::invalid_argument("model config: expected a JSON object");
+  ModelConfig c;
+  try {
+    c.arch = j.value("arch", c.arch);
+    c.width = j.value("width", c.width);
+    c.convs_per_block = j.value("convs_per_block", c.convs_per_block);
+    c.dense = j.value("dense", c.dense);
+    c.head = j.value("head", c.head);
+    c.bins = j.value("bins", c.bins);
+    c.bin_lo = j.value("bin_lo", c.bin_lo);
+    c.bin_hi = j.value("bin_hi", c.bin_hi);
+    c.dropout = j.value("dropout", c.dropout);
+  } catch (const json::exception& e) {
+    throw std::invalid_argument(std::string("model config: a field has the wrong type: ") + e.what());
+  }
+  c.validate();
+  return c;
+}
+
+std::string ModelConfig::describe() const {
+  std::ostringstream s;
+  s << arch << " width " << width << " depth " << convs_per_block << " " << head;
+  if (head == "binned") s << " (" << bins << " bins " << bin_lo << "-" << bin_hi << " BPM)";
+  return s.str();
+}
+
+// ---------------------------------------------------------------------------------------
+// Model
+
+PulseModel::Layer& PulseModel::layer(const std::string& name) {
+  layers_.push_back(std::make_unique<Layer>());
+  add_module(name, *layers_.back());
+  return *layers_.back();
+}
+
+PulseModel::PulseModel(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
+  cfg_.validate();
+  const bool teacher = cfg_.arch == "teacher";
+  const std::vector<int> base = teacher ? std::vector<int>{32, 48, 64} : std::vector<int>{16, 24, 32};
+  pools_ = teacher ? std::vector<int>{4, 2, 2} : std::vector<int>{4, 4, 2};
+  const std::vector<int> dil = teacher ? std::vector<int>{2, 2, 2} : std::vector<int>{2, 3, 4};
+  kernel_ = teacher ? 5 : 3;
+  for (int c : base) channels_.push_back(std::max(1, int(std::lround(c * cfg_.width))));
+  int c_in = 1, t = 256;
+  for (int b = 0; b < 3; ++b) {
+    for (int i = 0; i < cfg_.convs_per_block; ++i) {
+      const std::string name = "conv" + std::to_string(b + 1) + std::to_string(i + 1);
+      Layer& l = layer(name);
+      ConvLayer cl;
+      cl.name = name;
+      cl.c_in = c_in;
+      cl.c_out = channels_[b];
+      // "same" length: padding = dilation * (K - 1) / 2 (teacher d2 p4, student d2/3/4 p2/3/4)
+      cl.dilation = dil[b];
+      cl.pad = dil[b] * (kernel_ - 1) / 2;
+      cl.t_in = t;
+      cl.w = &l.add_parameter("weight", {cl.c_out, kernel_, cl.c_in});
+      cl.b = &l.add_parameter("bias", {cl.c_out});
+      convs_.push_back(cl);
+      c_in = channels_[b];
+    }
+    t = (t + pools_[b] - 1) / pools_[b];  // ceil mode
+  }
+  t_final_ = t;
+  const int c3 = channels_[2];
+  int flat;
+  if (teacher) {
+    // Cross-attention over the time axis: embed dim = remaining time steps (16), 4 heads.
+    const int e = t_final_;
+    Layer& mha = layer("multihead_attn");
+    in_proj_w_ = &mha.add_parameter("in_proj_weight", {3 * e, e});
+    in_proj_b_ = &mha.add_parameter("in_proj_bias", {3 * e});
+    layers_.push_back(std::make_unique<Layer>());
+    Layer& op = *layers_.back();
+    mha.add_module("out_proj", op);
+    out_proj_w_ = &op.add_parameter("weight", {e, e});
+    out_proj_b_ = &op.add_parameter("bias", {e});
+    Layer& ln = layer("layer_norm");
+    ln_w_ = &ln.add_parameter("weight", {e});
+    ln_b_ = &ln.add_parameter("bias", {e});
+    flat = c3 * e;
+  } else {
+    Layer& c4 = layer("conv4");
+    conv4_w_ = &c4.add_parameter("weight", {c3, 4, c3});
+    conv4_b_ = &c4.add_parameter("bias", {c3});
+    flat = c3 * t_final_;
+  }
+  Layer& dense = layer("dense");
+  dense_w_ = &dense.add_parameter("weight", {cfg_.dense, flat});
+  dense_b_ = &dense.add_parameter("bias", {cfg_.dense});
+  Layer& out = layer("out");
+  const int n_out = cfg_.head == "binned" ? cfg_.bins : 1;
+  out_w_ = &out.add_parameter("weight", {n_out, cfg_.dense});
+  out_b_ = &out.add_parameter("bias", {n_out});
+  init(seed);
+}
+
+void PulseModel::init(uint64_t seed) {
+  Rng rng(seed);
+  for (auto& c : convs_) init_uniform_fan_in(*c.w, c.b, int64_t(c.c_in) * kernel_, rng);
+  if (in_proj_w_) {
+    // PyTorch MultiheadAttention: xavier_uniform in_proj, zero biases, out_proj like Linear
+    // with a zero bias; LayerNorm: ones and zeros.
+    const int e = t_final_;
+    const double bound = std::sqrt(6.0 / double(e + 3 * e));
+    for (auto& v : in_proj_w_->value) v = real(rng.uniform(-bound, bound));
+    std::fill(in_proj_b_->value.begin(), in_proj_b_->value.end(), real(0));
+    init_uniform_fan_in(*out_proj_w_, nullptr, e, rng);
+    std::fill(out_proj_b_->value.begin(), out_proj_b_->value.end(), real(0));
+    std::fill(ln_w_->value.begin(), ln_w_->value.end(), real(1));
+    std::fill(ln_b_->value.begin(), ln_b_->value.end(), real(0));
+  }
+  if (conv4_w_) init_uniform_fan_in(*conv4_w_, conv4_b_, int64_t(channels_[2]) * 4, rng);
+  init_uniform_fan_in(*dense_w_, dense_b_, dense_w_->shape[1], rng);
+  init_uniform_fan_in(*out_w_, out_b_, cfg_.dense, rng);
+}
+
+std::vector<float> PulseModel::bin_centres() const {
+  std::vector<float> c(size_t(cfg_.bins));
+  const double step = (cfg_.bin_hi - cfg_.bin_lo) / cfg_.bins;
+  for (int i = 0; i < cfg_.bins; ++i) c[size_t(i)] = float(cfg_.bin_lo + (i + 0.5) * step);
+  return c;
+}
+
+ModelOutput PulseModel::forward(Graph& g, Var x, Rng& rng) {
+  const Shape xs = x.shape();
+  if (xs.ndim != 4 || xs[1] != 4 || xs[2] != 256 || xs[3] != 1)
+    throw ShapeError("PULSE model: input must be (B, 4, 256, 1), got " + xs.str());
+  const int64_t b = xs[0];
+  const bool train = training();
+  const real p_drop = real(cfg_.dropout >= 0 ? cfg_.dropout : (cfg_.arch == "teacher" ? 0.5 : 0.1));
+  ModelOutput out;
+  // Row-shared convolutions: the 4 modality rows fold into the batch.
+  Var h = reshape(x, {b * 4, 256, 1});
+  size_t ci = 0;
+  for (int blk = 0; blk < 3; ++blk) {
+    for (int i = 0; i < cfg_.convs_per_block; ++i, ++ci) {
+      const ConvLayer& c = convs_[ci];
+      h = relu(conv1d(h, g.param(*c.w), g.param(*c.b), Conv1dOpts{1, c.pad, c.dilation, 1}));
+    }
+    h = avg_pool1d(h, pools_[blk], pools_[blk], true);
+    h = dropout(h, p_drop, train, rng);
+    out.features.push_back(h);
+  }
+  const int64_t c3 = channels_[2], t = t_final_;
+  Var rows = reshape(h, {b, 4, t, c3});  // (B, 4, T, C)
+  Var flat;
+  if (cfg_.arch == "teacher") {
+    // query: PPG row as C tokens of T values; key/value: the 3 ACC rows as 3C tokens.
+    Var q = transpose(reshape(slice(rows, 1, 0, 1), {b, t, c3}), 1, 2);  // (B, C, T)
+    Var kv = reshape(transpose(slice(rows, 1, 1, 4), 2, 3), {b, 3 * c3, t});  // (B, 3C, T)
+    Var a = multi_head_attention(q, kv, g.param(*in_proj_w_), g.param(*in_proj_b_), g.param(*out_proj_w_),
+                                 g.param(*out_proj_b_), 4);
+    a = layer_norm(a, g.param(*ln_w_), g.param(*ln_b_));
+    out.features.push_back(a);
+    flat = flatten(a, 1);  // (B, C*T), index c*T + t as PyTorch's [B, C, T] flatten
+  } else {
+    Var m = modality_conv(rows, g.param(*conv4_w_), g.param(*conv4_b_));  // (B, T, C)
+    m = transpose(m, 1, 2);                                                 // (B, C, T)
+    out.features.push_back(m);
+    flat = flatten(m, 1);
+  }
+  out.dense32 = linear(flat, g.param(*dense_w_), g.param(*dense_b_));
+  Var o = linear(out.dense32, g.param(*out_w_), g.param(*out_b_));
+  if (cfg_.head == "binned") {
+    out.logits = o;
+    const std::vector<float> centres = bin_centres();
+    std::vector<real> cr(centres.begin(), centres.end());
+    Var cv = g.input({int64_t(cfg_.bins), 1}, cr.data());
+    out.hr = reshape(matmul(softmax(o, -1), reshape(cv, {int64_t(cfg_.bins), 1})), {b});
+  } else {
+    out.hr = reshape(o, {b});
+  }
+  return out;
+}
+
+void PulseModel::predict(const float* windows, int64_t b, std::vector<float>& hr, std::vector<float>* dense32) {
+  NoGradGuard ng;
+  const bool was_training = training();
+  eval();
+  Graph g;
+  Rng rng(0);
+  std::vector<real> xin(windows, windows + b * 4 * 256);
+  ModelOutput o = forward(g, g.input({b, 4, 256, 1}, xin.data()), rng);
+  hr.assign(o.hr.data(), o.hr.data() + b);
+  if (dense32) dense32->assign(o.dense32.data(), o.dense32.data() + b * cfg_.dense);
+  train(was_training);
+}
+
+std::vector<LayerInfo> PulseModel::layers() const {
+  std::vector<LayerInfo> out;
+  int blk_t = 256;
+  size_t ci = 0;
+  for (int blk = 0; blk < 3; ++blk) {
+    for (int i = 0; i < cfg_.convs_per_block; ++i, ++ci) {
+      const ConvLayer& c = convs_[ci];
+      out.push_back({c.name, c.w->numel() + c.b->numel(), int64_t(4) * blk_t * c.c_out * c.c_in * kernel_});
+    }
+    blk_t = (blk_t + pools_[blk] - 1) / pools_[blk];
+  }
+  const int64_t c3 = channels_[2], t = t_final_;
+  if (cfg_.arch == "teacher") {
+    const int64_t e = t, lq = c3, lk = 3 * c3;
+    const int64_t macs = lq * e * e + 2 * lk * e * e  // q, k, v projections
+                         + 2 * lq * lk * e             // QK^T and attention × V over all heads
+                         + lq * e * e;                 // output projection
+    out.push_back({"multihead_attn", in_proj_w_->numel() + in_proj_b_->numel() + out_proj_w_->numel() + out_proj_b_->numel(), macs});
+    out.push_back({"layer_norm", ln_w_->numel() + ln_b_->numel(), 0});
+  } else {
+    out.push_back({"conv4", conv4_w_->numel() + conv4_b_->numel(), t * c3 * 4 * c3});
+  }
+  out.push_back({"dense", dense_w_->numel() + dense_b_->numel(), dense_w_->numel()});
+  out.push_back({"out", out_w_->numel() + out_b_->numel(), out_w_->numel()});
+  return out;
+}
+
+int64_t PulseModel::macs_per_window() const {
+  int64_t m = 0;
+  for (auto& l : layers()) m += l.macs;
+  return m;
+}
+
+}  // namespace pulsekd::models

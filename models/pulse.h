@@ -1,0 +1,92 @@
+// The PULSE teacher (row-shared dilated convolutions + multi-head cross-attention between the
+// PPG row and the accelerometer rows) and its distilled student (the attention replaced by a
+// "modality-wise" convolution), after Kasnesis, Toumanidis, Jahier Pagliari, Burrello (2025),
+// layer by layer as ../shared/docs/PULSE.md specifies. Parameter names equal the released
+// PyTorch state_dicts ("conv11.weight", "multihead_attn.in_proj_weight", ...).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/graph.h"
+#include "engine/module.h"
+#include "engine/rng.h"
+
+namespace pulsekd::models {
+
+struct ModelConfig {
+  std::string arch = "teacher";     // "teacher" or "student"
+  double width = 1.0;               // multiplier on every convolution channel count
+  int convs_per_block = 3;          // depth option: convolutions in each of the 3 blocks
+  int dense = 32;                   // width of the penultimate "dense32" features
+  std::string head = "regression";  // "regression" (1 output, BPM) or "binned" (bins logits)
+  int bins = 64;                    // binned head: number of heart-rate bins
+  double bin_lo = 30, bin_hi = 210; // binned head: BPM range covered by the bins
+  double dropout = -1;              // -1: the published value (teacher 0.5, student 0.1)
+
+  std::string to_json() const;
+  static ModelConfig from_json(const std::string& text);  // validates every field
+  void validate() const;
+  std::string describe() const;  // "teacher width 1 depth 3 regression"
+};
+
+struct ModelOutput {
+  Var hr;                     // (B) heart rate in BPM
+  Var logits;                 // (B, bins) for the binned head, undefined otherwise
+  Var dense32;                // (B, dense) penultimate features
+  std::vector<Var> features;  // block outputs (B*4, T_b, C_b) and the fused map, for FitNets
+};
+
+struct LayerInfo {
+  std::string name;
+  int64_t params = 0;
+  int64_t macs = 0;  // multiply-accumulates per window
+};
+
+class PulseModel : public Module {
+ public:
+  explicit PulseModel(const ModelConfig& cfg, uint64_t seed = 0);
+  // x: (B, 4, 256, 1) — rows [PPG, accX, accY, accZ], 256 samples, channels-last.
+  ModelOutput forward(Graph& g, Var x, Rng& dropout_rng);
+  // Convenience for inference: windows (B, 4, 256) already normalised → HR (B), dense32 (B, dense).
+  void predict(const float* windows, int64_t b, std::vector<float>& hr, std::vector<float>* dense32 = nullptr);
+  const ModelConfig& config() const { return cfg_; }
+  std::vector<LayerInfo> layers() const;  // per-layer parameters and MACs per window
+  int64_t macs_per_window() const;
+  std::vector<int> block_channels() const { return channels_; }
+  // Bin centres (bins) of the binned head.
+  std::vector<float> bin_centres() const;
+  void init(uint64_t seed);  // PyTorch-default initialisation
+
+ private:
+  struct ConvLayer {
+    std::string name;
+    Parameter* w;  // (c_out, K, c_in)
+    Parameter* b;  // (c_out)
+    int c_in, c_out, dilation, pad;
+    int t_in;      // input length (for MACs)
+  };
+  ModelConfig cfg_;
+  std::vector<int> channels_;  // per block
+  std::vector<int> pools_;     // per block
+  int kernel_ = 5;
+  std::vector<ConvLayer> convs_;
+  // teacher
+  Parameter *in_proj_w_ = nullptr, *in_proj_b_ = nullptr, *out_proj_w_ = nullptr, *out_proj_b_ = nullptr;
+  Parameter *ln_w_ = nullptr, *ln_b_ = nullptr;
+  // student
+  Parameter *conv4_w_ = nullptr, *conv4_b_ = nullptr;
+  Parameter *dense_w_ = nullptr, *dense_b_ = nullptr, *out_w_ = nullptr, *out_b_ = nullptr;
+  int t_final_ = 0;  // time steps after the last pooling
+
+  // A named group of parameters ("conv11", "multihead_attn", ...), so state_dict order and
+  // names follow the PyTorch modules.
+  struct Layer : Module {
+    using Module::add_module;
+    using Module::add_parameter;
+  };
+  std::vector<std::unique_ptr<Layer>> layers_;
+  Layer& layer(const std::string& name);
+};
+
+}  // namespace pulsekd::models
