@@ -11,10 +11,9 @@ constexpr double kPi = 3.14159265358979323846;
 constexpr int kNfft = 4096;          // 32 Hz / 4096 = 0.0078 Hz = 0.47 BPM per bin
 constexpr double kLoHz = 0.5, kHiHz = 4.0;  // spectra band (30-240 BPM)
 constexpr double kLoBpm = 40, kHiBpm = 220;  // peak search band: below 40 BPM is drift and respiration
-constexpr double kSearchBpm = 8.0;  // std of the Gaussian tracking prior around the last estimate
+constexpr double kSearchBpm = 12.0;  // std of the Gaussian tracking prior around the last estimate
 constexpr double kWeak = 0.3;        // "weak" tracked peak: below this share of the best one
 constexpr int kWeakWindows = 3;      // ... for this many windows in a row -> re-acquire
-constexpr double kHarmonic = 0.0;    // weight of the 2nd-harmonic power added to f
 constexpr double kWiener = 4.0;      // weight of ACC power against PPG power (both max 1)
 constexpr double kStepBpm = 6.0;     // largest accepted change per 2 s window
 constexpr double kMotionG = 0.02;      // ACC row std (g) above which the wrist "moves"
@@ -136,9 +135,18 @@ std::vector<float> spectral_baseline(const WindowSet& ws, int64_t first, int64_t
     std::vector<double> p = band(w);        // (nb) PPG
     std::vector<double> a(nb, 0.0);         // (nb) ACC, sum of the normalised axes
     // Motion weight 0..1 from the strongest axis: small tremor must not erase the pulse.
+    // ACC unit from the gravity magnitude: ~1 in g (SPC, synthetic), ~64 in DaLiA's 1/64 g.
+    double gx = 0, gy = 0, gz = 0;
+    for (int t = 0; t < kWindow; ++t) {
+      gx += w[kWindow + t];
+      gy += w[2 * kWindow + t];
+      gz += w[3 * kWindow + t];
+    }
+    const double gmag = std::sqrt(gx * gx + gy * gy + gz * gz) / kWindow;
+    const double unit = gmag > 16 ? 64.0 : 1.0;
     double motion = 0;
     for (int r = 1; r < kRows; ++r)
-      motion = std::max(motion, (stddev(w + r * kWindow, kWindow) - kMotionG) / kMotionSpanG);
+      motion = std::max(motion, (stddev(w + r * kWindow, kWindow) / unit - kMotionG) / kMotionSpanG);
     motion = std::clamp(motion, 0.0, 1.0);
     const bool moving = motion > 0;
     for (int r = 1; r < kRows && moving; ++r) {
@@ -181,12 +189,7 @@ std::vector<float> spectral_baseline(const WindowSet& ws, int64_t first, int64_t
         clean[b] = p[b] * p[b] / (p[b] + kWiener * noise + 1e-9);
       }
     }
-    // Harmonic support: the pulse has a 2nd harmonic, motion lines usually do not align.
-    std::vector<double> score(clean);  // (nb)
-    for (int b = 0; b < nb; ++b) {
-      const double f2 = 2 * bpm_of(b);
-      if (f2 <= kHiHz * 60) score[b] += kHarmonic * clean[bin_of(f2)];
-    }
+    const std::vector<double>& score = clean;  // (nb)
     // Tracking: the spectral score weighted by a Gaussian prior around the last estimate
     // (no hard search edges, so a slowly drifting peak is never lost at a range boundary).
     int best = -1;

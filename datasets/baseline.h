@@ -20,7 +20,7 @@ std::vector<double> power_spectrum(const float* x, int n, int nfft);
 float spectral_peak_bpm(const float* x, int n, double fs_hz, double lo_bpm = 30,
                         double hi_bpm = 240, int nfft = 4096);
 
-// Plain PPG-only peak picker: per window, the strongest PPG spectral peak in 0.5-4 Hz.
+// Plain PPG-only peak picker: per window, the strongest PPG spectral peak in 40-220 BPM.
 // Windows [first, first + count) of ws; returns (count) BPM estimates.
 std::vector<float> ppg_peak_baseline(const WindowSet& ws, int64_t first, int64_t count);
 
@@ -28,14 +28,17 @@ std::vector<float> ppg_peak_baseline(const WindowSet& ws, int64_t first, int64_t
 //  TROIKA: Zhang, Pi, Liu, IEEE TBME 62(2):522-531, 2015 (spectral peak tracking);
 //  WFPV: Temko, "Accurate heart rate monitoring during physical exercises using PPG",
 //        IEEE TBME 64(9):2016-2024, 2017 (Wiener filtering of the PPG spectrum by the ACC).
-// Per window: periodograms (Hann, zero-padded to 4096 points, 0.47 BPM bins) of the PPG and
-// the three ACC rows, limited to 0.5-4 Hz and averaged with the previous window; Wiener-like
-// suppression of PPG power where the accelerometer has power (at each ACC peak and its
-// 2nd harmonic), only when the wrist moves; harmonic support (power at 2f adds to f); then
-// tracking: the best peak within +-kSearch BPM of the previous estimate, the change per
-// window limited, restarting from the strongest PPG peak at each subject's first window.
-// Runs over windows [first, first + count) in order; tracking restarts whenever the subject
-// changes. Returns (count) BPM estimates.
+// Per window: periodograms (linear trend removed, Hann, zero-padded to 4096 points = 0.47 BPM
+// bins) of the PPG and the three ACC rows in 0.5-4 Hz, each normalised to max 1 and averaged
+// with the previous window; Wiener-like weighting clean = P^2 / (P + 4 m A), where A is the
+// mean normalised ACC spectrum (or half its value at f/2, for the 2nd harmonic of a motion
+// line) and m in 0..1 grows with the ACC standard deviation (0 below 0.02 g, 1 from 0.12 g);
+// then tracking in 40-220 BPM: the local maximum of clean(f) * exp(-(f - last)^2 / (2 * 12^2)),
+// the change per window limited to 6 BPM; re-acquisition at the strongest cleaned peak after
+// 3 windows in which the tracked peak was < 30 % of it; each subject starts from its
+// strongest PPG peak. (Harmonic support was tried and dropped: it locks onto f/2.)
+// Windows [first, first + count) in order; tracking restarts whenever the subject changes.
+// Returns (count) BPM estimates.
 std::vector<float> spectral_baseline(const WindowSet& ws, int64_t first, int64_t count);
 
 // Per-subject mean absolute errors of both estimators over a whole WindowSet.
