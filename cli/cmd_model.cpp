@@ -1,0 +1,142 @@
+// Model commands: import-torch, predict, info.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "models/checkpoint.h"
+
+namespace pulsekd::cli {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+void require_file(const std::string& path, const std::string& what) {
+  if (!fs::is_regular_file(path)) throw std::runtime_error(what + " '" + path + "' does not exist or is not a file");
+}
+
+void print_info(models::PulseModel& m, std::ostream& os) {
+  os << "architecture: PULSE " << m.config().describe() << "\n";
+  os << "block channels:";
+  for (int c : m.block_channels()) os << " " << c;
+  os << "\n\n";
+  char line[160];
+  std::snprintf(line, sizeof line, "%-16s %12s %14s\n", "layer", "parameters", "MACs/window");
+  os << line;
+  int64_t p = 0, macs = 0;
+  for (auto& l : m.layers()) {
+    std::snprintf(line, sizeof line, "%-16s %12lld %14lld\n", l.name.c_str(), (long long)l.params, (long long)l.macs);
+    os << line;
+    p += l.params;
+    macs += l.macs;
+  }
+  std::snprintf(line, sizeof line, "%-16s %12lld %14lld\n", "total", (long long)p, (long long)macs);
+  os << line;
+  std::snprintf(line, sizeof line, "\nfloat32 weights: %.1f kB; int8 weights (+int32 biases) would take about %.1f kB\n",
+                p * 4 / 1000.0, p / 1000.0);
+  os << line;
+}
+
+CommandRegistrar reg_import([](CLI::App& app) {
+  auto* cmd = app.add_subcommand("import-torch", "Import an authors' PULSE .pt state_dict into a pulsekd checkpoint");
+  auto arch = std::make_shared<std::string>();
+  auto in = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  cmd->add_option("--arch", *arch, "teacher or student")->required()->check(CLI::IsMember({"teacher", "student"}));
+  cmd->add_option("input", *in, "PyTorch .pt file (torch.save of a state_dict)")->required();
+  cmd->add_option("output", *out, "output .safetensors checkpoint")->required();
+  cmd->callback([=]() {
+    require_file(*in, "input");
+    auto model = models::import_torch(*in, *arch);
+    models::save_checkpoint(*out, *model, models::RowNorm{}, {{"pulsekd.source", fs::path(*in).filename().string()}});
+    std::cout << "imported " << *arch << " (" << model->num_parameters() << " parameters) from " << *in << " to " << *out << "\n";
+  });
+});
+
+CommandRegistrar reg_predict([](CLI::App& app) {
+  auto* cmd = app.add_subcommand("predict", "Heart rate and dense32 features for windows given in JSON");
+  auto ckpt = std::make_shared<std::string>();
+  auto windows = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  auto prenorm = std::make_shared<bool>(false);
+  cmd->add_option("--checkpoint", *ckpt, "pulsekd .safetensors checkpoint")->required();
+  cmd->add_option("--windows", *windows, "JSON with input_shape [B,1,4,256] and row-major input")->required();
+  cmd->add_option("--out", *out, "output JSON: hr (B) and dense32 (B×32, row-major)")->required();
+  cmd->add_flag("--normalized", *prenorm, "the windows are already z-scored: skip the checkpoint's normalisation");
+  cmd->callback([=]() {
+    require_file(*ckpt, "--checkpoint");
+    require_file(*windows, "--windows");
+    auto lm = models::load_checkpoint(*ckpt);
+    json j;
+    try {
+      std::ifstream f(*windows);
+      j = json::parse(f);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("--windows '" + *windows + "': not valid JSON (" + e.what() + ")");
+    }
+    if (!j.contains("input_shape") || !j.contains("input"))
+      throw std::runtime_error("--windows '" + *windows + "': expected keys 'input_shape' and 'input'");
+    std::vector<int64_t> shape;
+    std::vector<float> x;
+    try {
+      shape = j["input_shape"].get<std::vector<int64_t>>();
+      x = j["input"].get<std::vector<float>>();
+    } catch (const std::exception&) {
+      throw std::runtime_error("--windows '" + *windows + "': 'input_shape' must be 4 integers and 'input' an array of numbers");
+    }
+    if (shape.size() != 4 || shape[0] < 1 || shape[1] != 1 || shape[2] != 4 || shape[3] != 256)
+      throw std::runtime_error("--windows '" + *windows + "': input_shape must be [B, 1, 4, 256] with B >= 1");
+    if (int64_t(x.size()) != shape[0] * 4 * 256)
+      throw std::runtime_error("--windows '" + *windows + "': 'input' has " + std::to_string(x.size()) +
+                               " values, input_shape needs " + std::to_string(shape[0] * 4 * 256));
+    for (float v : x)
+      if (!std::isfinite(v)) throw std::runtime_error("--windows '" + *windows + "': 'input' contains NaN or infinity");
+    if (lm.norm.present && !*prenorm) lm.norm.apply(x.data(), shape[0]);
+    std::vector<float> hr, dense;
+    lm.model->predict(x.data(), shape[0], hr, &dense);
+    json o = {{"checkpoint", *ckpt}, {"hr", hr}, {"dense32", dense}, {"dense32_shape", {shape[0], lm.model->config().dense}}};
+    std::ofstream f(*out);
+    if (!f) throw std::runtime_error("--out '" + *out + "': cannot open for writing");
+    f << o.dump() << "\n";
+    if (!f) throw std::runtime_error("--out '" + *out + "': write failed");
+    std::cout << "wrote " << shape[0] << " predictions to " << *out << "\n";
+  });
+});
+
+CommandRegistrar reg_info([](CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Architecture, parameters per layer and MACs per window of a checkpoint or family member");
+  auto ckpt = std::make_shared<std::string>();
+  auto cfg = std::make_shared<models::ModelConfig>();
+  auto arch = std::make_shared<std::string>();
+  cmd->add_option("checkpoint", *ckpt, "pulsekd .safetensors checkpoint (or give --arch)");
+  cmd->add_option("--arch", *arch, "describe a family member instead: teacher or student")->check(CLI::IsMember({"teacher", "student"}));
+  cmd->add_option("--width", cfg->width, "width multiplier on every channel count")->check(CLI::Range(0.01, 16.0));
+  cmd->add_option("--depth", cfg->convs_per_block, "convolutions per block")->check(CLI::Range(1, 8));
+  cmd->add_option("--head", cfg->head, "regression or binned")->check(CLI::IsMember({"regression", "binned"}));
+  cmd->add_option("--bins", cfg->bins, "bins of the binned head")->check(CLI::Range(2, 4096));
+  cmd->callback([=]() {
+    if (ckpt->empty() == arch->empty()) throw std::runtime_error("info: give either a checkpoint or --arch");
+    if (!ckpt->empty()) {
+      require_file(*ckpt, "checkpoint");
+      auto lm = models::load_checkpoint(*ckpt);
+      std::cout << "checkpoint: " << *ckpt << "\n";
+      print_info(*lm.model, std::cout);
+      if (lm.norm.present) {
+        std::cout << "normalisation (mean/std per row PPG, accX, accY, accZ):";
+        for (int r = 0; r < 4; ++r) std::cout << " " << lm.norm.mean[r] << "/" << lm.norm.std[r];
+        std::cout << "\n";
+      }
+    } else {
+      models::ModelConfig c = *cfg;
+      c.arch = *arch;
+      models::PulseModel m(c);
+      print_info(m, std::cout);
+    }
+  });
+});
+
+}  // namespace
+}  // namespace pulsekd::cli

@@ -1,0 +1,171 @@
+// safetensors: round trip, layout Python can read, every malformed case, atomic save.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "engine/safetensors.h"
+
+using namespace pulsekd;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<uint8_t> raw_file(const std::string& header, const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> out;
+  for (int i = 0; i < 8; ++i) out.push_back(uint8_t(uint64_t(header.size()) >> (8 * i)));
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), data.begin(), data.end());
+  return out;
+}
+std::string error_of(const std::vector<uint8_t>& f) {
+  try {
+    parse_safetensors(f.data(), f.size(), "m.safetensors");
+  } catch (const SafeTensorsError& e) {
+    return e.what();
+  }
+  return "";
+}
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+std::string slurp(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+SafeTensorsFile sample() {
+  SafeTensorsFile f;
+  const float w[6] = {1, -2, 3.5f, 4, 5, 6e-8f};
+  f.tensors["layer.weight"] = SafeTensor::from_floats({2, 3}, w);
+  const float b[1] = {0.25f};
+  f.tensors["layer.bias"] = SafeTensor::from_floats({1}, b);
+  SafeTensor i;
+  i.dtype = "I32";
+  i.shape = {};
+  i.bytes = {7, 0, 0, 0};
+  f.tensors["step"] = i;
+  f.metadata["format"] = "pt";
+  f.metadata["model"] = "pulse_student";
+  return f;
+}
+const std::string kTmp = (fs::temp_directory_path() / ("pulsekd_st_" + std::to_string(::getpid()))).string();
+
+}  // namespace
+
+TEST_CASE("safetensors: round trip and the layout Python expects") {
+  fs::create_directories(kTmp);
+  const std::string path = kTmp + "/m.safetensors";
+  save_safetensors(path, sample());
+  const SafeTensorsFile g = load_safetensors(path);
+  CHECK(g.metadata.at("model") == "pulse_student");
+  CHECK(g.tensors.size() == 3);
+  CHECK(g.tensors.at("layer.weight").shape == std::vector<int64_t>{2, 3});
+  CHECK(g.tensors.at("layer.weight").to_floats() == std::vector<float>{1, -2, 3.5f, 4, 5, 6e-8f});
+  CHECK(g.tensors.at("step").numel() == 1);
+  CHECK_THROWS_WITH_AS(g.tensors.at("step").to_floats(), doctest::Contains("expected F32"), SafeTensorsError);
+  // Header length is a multiple of 8, space padded, data contiguous in name order.
+  const std::string bytes = slurp(path);
+  uint64_t hlen = 0;
+  std::memcpy(&hlen, bytes.data(), 8);
+  CHECK(hlen % 8 == 0);
+  const auto h = nlohmann::json::parse(bytes.substr(8, hlen));
+  CHECK(h["layer.bias"]["data_offsets"] == nlohmann::json::array({0, 4}));
+  CHECK(h["layer.weight"]["data_offsets"] == nlohmann::json::array({4, 28}));
+  CHECK(h["step"]["data_offsets"] == nlohmann::json::array({28, 32}));
+  CHECK(bytes.size() == 8 + hlen + 32);
+  CHECK(!fs::exists(path + ".tmp." + std::to_string(::getpid())));
+}
+
+TEST_CASE("safetensors: malformed files give errors naming the file and tensor") {
+  const std::vector<uint8_t> data(24, 0);
+  auto hdr = [](const std::string& body) { return "{" + body + "}"; };
+  const std::string ok = "\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}";
+  CHECK(error_of(raw_file(hdr(ok), data)).empty());
+  std::string e = error_of({1, 2, 3});
+  CHECK(has(e, "m.safetensors"));
+  CHECK(has(e, "truncated"));
+  auto whole = raw_file(hdr(ok), data);
+  e = error_of(std::vector<uint8_t>(whole.begin(), whole.begin() + 20));
+  CHECK(has(e, "reaches beyond the end of the file"));
+  e = error_of(std::vector<uint8_t>(whole.begin(), whole.end() - 4));  // data cut short
+  CHECK(has(e, "tensor \"w\""));
+  CHECK(has(e, "beyond the data section"));
+  e = error_of(raw_file("{\"w\": [", data));
+  CHECK(has(e, "bad JSON"));
+  e = error_of(raw_file(hdr("\"w\":{\"dtype\":\"Q7\",\"shape\":[2,3],\"data_offsets\":[0,24]}"), data));
+  CHECK(has(e, "tensor \"w\""));
+  CHECK(has(e, "unknown dtype \"Q7\""));
+  e = error_of(raw_file(hdr("\"w\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,24]}"), data));
+  CHECK(has(e, "shape [2,4] of F32 needs 8 x 4 bytes, data_offsets span 24"));
+  e = error_of(raw_file(hdr("\"w\":{\"dtype\":\"F64\",\"shape\":[3],\"data_offsets\":[0,24]},"
+                            "\"v\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[16,24]}"),
+                        data));
+  CHECK(has(e, "overlapping"));
+  e = error_of(raw_file(hdr("\"w\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[30,30]}"), data));
+  CHECK(has(e, "beyond the data section"));
+  e = error_of(raw_file(hdr("\"w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[8,4]}"), data));
+  CHECK(has(e, "reversed"));
+  e = error_of(raw_file(hdr("\"w\":{\"dtype\":\"U8\",\"shape\":[4611686018427387904,4],\"data_offsets\":[0,4]}"), data));
+  CHECK(has(e, "more than 2^63"));
+  e = error_of(raw_file(hdr("\"__metadata__\":{\"a\":1}"), data));
+  CHECK(has(e, "not a string"));
+  CHECK_THROWS_WITH_AS(load_safetensors("/nonexistent/m.safetensors"), doctest::Contains("/nonexistent/m.safetensors"),
+                       SafeTensorsError);
+}
+
+TEST_CASE("safetensors: a failed save leaves the old file untouched") {
+  fs::create_directories(kTmp);
+  const std::string path = kTmp + "/keep.safetensors";
+  save_safetensors(path, sample());
+  const std::string before = slurp(path);
+  SafeTensorsFile big;
+  std::vector<float> v(1 << 16, 1.0f);  // (65536) 256 kB of data
+  big.tensors["big"] = SafeTensor::from_floats({int64_t(v.size())}, v.data());
+
+  SUBCASE("the write fails (file size limit)") {
+    // RLIMIT_FSIZE makes write() fail with EFBIG part way, even for root.
+    struct rlimit old;
+    REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    struct rlimit small = old;
+    small.rlim_cur = 4096;
+    auto old_handler = signal(SIGXFSZ, SIG_IGN);
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+    std::string e;
+    try {
+      save_safetensors(path, big);
+    } catch (const SafeTensorsError& ex) {
+      e = ex.what();
+    }
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, old_handler);
+    CHECK(has(e, "write failed"));
+    CHECK(has(e, "left unchanged"));
+  }
+  SUBCASE("the temporary cannot be created") {
+    // A directory squatting on the temporary's name makes open() fail.
+    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+    fs::create_directories(tmp);
+    CHECK_THROWS_WITH_AS(save_safetensors(path, big), doctest::Contains("cannot create"), SafeTensorsError);
+    fs::remove(tmp);
+  }
+  SUBCASE("the directory is not writable") {
+    const std::string ro = kTmp + "/ro";
+    fs::create_directories(ro);
+    save_safetensors(ro + "/m.safetensors", sample());
+    ::chmod(ro.c_str(), 0555);
+    if (::geteuid() == 0) {
+      MESSAGE("running as root: a read-only directory does not stop root, this subcase checks nothing");
+    } else {
+      CHECK_THROWS_AS(save_safetensors(ro + "/m.safetensors", big), SafeTensorsError);
+      CHECK(slurp(ro + "/m.safetensors") == before);
+    }
+    ::chmod(ro.c_str(), 0755);
+  }
+  CHECK(slurp(path) == before);
+  CHECK(!fs::exists(path + ".tmp." + std::to_string(::getpid())));
+  CHECK(load_safetensors(path).tensors.size() == 3);
+}
