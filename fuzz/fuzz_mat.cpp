@@ -1,0 +1,34 @@
+// libFuzzer target: arbitrary bytes as a MAT-file through the SPC 2015 reading path
+// (read_mat_double with a named variable, with "BPM0 or the only one", and the recording
+// reader). Every failure must be a std::exception, never a crash or a leak.
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "datasets/spc2015.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // libmatio reads from a path only, so the input goes through a per-process temp file.
+  static const std::string path = "/tmp/pulsekd_fuzz_mat_" + std::to_string(::getpid()) + ".mat";
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) return 0;
+  if (size) std::fwrite(data, 1, size, f);
+  std::fclose(f);
+  using namespace pulsekd::data;
+  try {
+    read_mat_double(path, "sig");
+  } catch (const std::exception&) {
+  }
+  try {
+    read_mat_double(path, "");
+  } catch (const std::exception&) {
+  }
+  try {
+    read_spc2015_recording(path, path);
+  } catch (const std::exception&) {
+  }
+  return 0;
+}

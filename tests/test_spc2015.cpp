@@ -1,0 +1,197 @@
+// IEEE SPC 2015 reader: the real recordings (skipped when absent) and bad inputs written
+// here with libmatio. Setting PULSEKD_WRITE_FUZZ_CORPUS=DIR also writes the fuzz seeds
+// (fuzz/corpus/fuzz_mat/ was made that way).
+#include <doctest/doctest.h>
+#include <matio.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "datasets/baseline.h"
+#include "datasets/spc2015.h"
+
+using namespace pulsekd::data;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kDir = std::string(PULSEKD_SHARED_DIR) + "/data/ieee-spc2015";
+
+// Writes one double matrix `name` (rows x cols, column-major data) into a new MAT-5 file.
+void write_mat(const fs::path& path, const char* name, size_t rows, size_t cols,
+               const std::vector<double>& data, bool compress = true,
+               matio_classes cls = MAT_C_DOUBLE) {
+  mat_t* m = Mat_CreateVer(path.string().c_str(), nullptr, MAT_FT_MAT5);
+  REQUIRE(m != nullptr);
+  size_t dims[2] = {rows, cols};
+  std::vector<float> f(data.begin(), data.end());
+  matvar_t* v = cls == MAT_C_SINGLE
+                    ? Mat_VarCreate(name, MAT_C_SINGLE, MAT_T_SINGLE, 2, dims, f.data(), 0)
+                    : Mat_VarCreate(name, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dims,
+                                    const_cast<double*>(data.data()), 0);
+  REQUIRE(v != nullptr);
+  REQUIRE(Mat_VarWrite(m, v, compress ? MAT_COMPRESSION_ZLIB : MAT_COMPRESSION_NONE) == 0);
+  Mat_VarFree(v);
+  Mat_Close(m);
+}
+
+// A tiny valid recording: `rows` x n signal (sines) and its W labels.
+void write_recording(const fs::path& sig, const fs::path& lab, size_t rows, size_t n,
+                     const char* label_var = "BPM0", long label_delta = 0) {
+  std::vector<double> s(rows * n);
+  for (size_t c = 0; c < n; ++c)
+    for (size_t r = 0; r < rows; ++r) s[c * rows + r] = std::round(100 * std::sin(0.05 * (r + 1) * c));  // integers: small files
+  write_mat(sig, "sig", rows, n, s);
+  const size_t W = static_cast<size_t>(spc_expected_windows(static_cast<int64_t>(n)) + label_delta);
+  write_mat(lab, label_var, W, 1, std::vector<double>(W, 80.0));
+}
+
+struct TempDir {
+  fs::path p;
+  TempDir() {
+    p = fs::temp_directory_path() / ("pulsekd_spc_" + std::to_string(::getpid()) + "_" + std::to_string(rand()));
+    fs::create_directories(p);
+  }
+  ~TempDir() { fs::remove_all(p); }
+};
+
+// The error message of f() (empty if it did not throw).
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("SPC 2015: all 13 recordings, windows = labels = floor((N/125-8)/2)+1, rest peaks") {
+  if (!fs::exists(kDir + "/Training_data")) {
+    MESSAGE("SKIPPED: SPC 2015 data not found at " << kDir);
+    return;
+  }
+  const auto recs = load_spc2015_raw(kDir);
+  REQUIRE(recs.size() == 13);
+  CHECK(recs.front().name == "DATA_01_TYPE01");
+  CHECK(recs.back().name == "DATA_S04_T01");
+  for (const auto& r : recs) {
+    CHECK(r.ecg.size() == static_cast<size_t>(r.n()));
+    CHECK(static_cast<int64_t>(r.bpm.size()) ==
+          static_cast<int64_t>(std::floor((r.n() / 125.0 - 8) / 2)) + 1);
+  }
+  const WindowSet ws = spc2015_windows(recs, {}, "spc2015:" + kDir);
+  REQUIRE(ws.subjects.size() == 13);
+  int64_t total = 0;
+  for (size_t s = 0; s < recs.size(); ++s) {
+    CHECK(ws.subjects[s].num_windows == static_cast<int64_t>(recs[s].bpm.size()));
+    CHECK(ws.subjects[s].first_window == total);
+    total += ws.subjects[s].num_windows;
+  }
+  CHECK(ws.size() == total);
+  CHECK(ws.x.size() == static_cast<size_t>(total) * kRows * kWindow);
+  // The first windows are at rest: the strongest PPG peak is the pulse (README: ~1.5 BPM).
+  for (const auto& s : ws.subjects) {
+    const float* w = ws.window(s.first_window);
+    const float peak = spectral_peak_bpm(w, kWindow, kRateHz, 40, 180);  // labels: 66-177
+    INFO(s.name << ": PPG peak " << peak << " BPM, label " << ws.hr[s.first_window]);
+    if (s.name == "DATA_10_TYPE02") continue;  // starts at 123 BPM while moving: peak at 70
+    CHECK(std::fabs(peak - ws.hr[s.first_window]) < 3.0);
+  }
+  // Mean12 option reads too.
+  Spc2015Options m;
+  m.ppg = Spc2015Options::Mean12;
+  m.include_extra = false;
+  CHECK(load_spc2015(kDir, m).subjects.size() == 12);
+}
+
+TEST_CASE("SPC 2015 layouts written with libmatio: flat folder, extra, test layout with TrueBPM/") {
+  TempDir t;
+  write_recording(t.p / "DATA_01_TYPE01.mat", t.p / "DATA_01_TYPE01_BPMtrace.mat", 6, 2000);
+  write_recording(t.p / "DATA_S04_T01.mat", t.p / "BPM_S04_T01.mat", 6, 1500, "BPM");
+  WindowSet ws = load_spc2015(t.p.string());
+  REQUIRE(ws.subjects.size() == 2);
+  CHECK(ws.subjects[0].num_windows == 5);  // (2000-1000)/250+1
+  CHECK(ws.subjects[1].num_windows == 3);
+  Spc2015Options no_extra;
+  no_extra.include_extra = false;
+  CHECK(load_spc2015(t.p.string(), no_extra).subjects.size() == 1);
+
+  TempDir u;
+  fs::create_directories(u.p / "TestData");
+  fs::create_directories(u.p / "TrueBPM");
+  write_recording(u.p / "TestData" / "TEST_S01_T01.mat", u.p / "TrueBPM" / "True_S01_T01.mat", 5, 1250, "BPMtrue");
+  const auto recs = load_spc2015_raw(u.p.string());
+  REQUIRE(recs.size() == 1);
+  CHECK(recs[0].ecg.empty());
+  CHECK(recs[0].bpm.size() == 2);
+  CHECK(load_spc2015((u.p / "TestData").string()).size() == 2);
+}
+
+TEST_CASE("SPC 2015 bad inputs name the file") {
+  CHECK(error_of([] { load_spc2015("/nonexistent/spc"); }).find("/nonexistent/spc") != std::string::npos);
+  TempDir t;
+  CHECK(error_of([&] { load_spc2015(t.p.string()); }).find("no recordings") != std::string::npos);
+
+  // Wrong shape.
+  write_mat(t.p / "DATA_01_TYPE01.mat", "sig", 4, 2000, std::vector<double>(8000, 1.0));
+  write_mat(t.p / "DATA_01_TYPE01_BPMtrace.mat", "BPM0", 5, 1, std::vector<double>(5, 80.0));
+  std::string e = error_of([&] { load_spc2015(t.p.string()); });
+  CHECK(e.find("DATA_01_TYPE01.mat") != std::string::npos);
+  CHECK(e.find("6 x N") != std::string::npos);
+
+  // Wrong variable name.
+  write_mat(t.p / "DATA_01_TYPE01.mat", "data", 6, 2000, std::vector<double>(12000, 1.0));
+  e = error_of([&] { load_spc2015(t.p.string()); });
+  CHECK(e.find("'sig' not found") != std::string::npos);
+
+  // Single precision instead of double.
+  write_mat(t.p / "DATA_01_TYPE01.mat", "sig", 6, 2000, std::vector<double>(12000, 1.0), true, MAT_C_SINGLE);
+  e = error_of([&] { load_spc2015(t.p.string()); });
+  CHECK(e.find("not a double") != std::string::npos);
+
+  // NaN.
+  std::vector<double> s(12000, 1.0);
+  s[6 * 10 + 2] = NAN;
+  write_mat(t.p / "DATA_01_TYPE01.mat", "sig", 6, 2000, s);
+  e = error_of([&] { load_spc2015(t.p.string()); });
+  CHECK(e.find("non-finite") != std::string::npos);
+  CHECK(e.find("DATA_01_TYPE01.mat") != std::string::npos);
+
+  // Label count not matching W.
+  write_recording(t.p / "DATA_01_TYPE01.mat", t.p / "DATA_01_TYPE01_BPMtrace.mat", 6, 2000, "BPM0", 1);
+  e = error_of([&] { load_spc2015(t.p.string()); });
+  CHECK(e.find("DATA_01_TYPE01_BPMtrace.mat") != std::string::npos);
+  CHECK(e.find("expected W") != std::string::npos);
+
+  // Missing label file.
+  fs::remove(t.p / "DATA_01_TYPE01_BPMtrace.mat");
+  e = error_of([&] { load_spc2015(t.p.string()); });
+  CHECK(e.find("DATA_01_TYPE01_BPMtrace.mat") != std::string::npos);
+
+  // Not a MAT-file at all.
+  { std::FILE* f = std::fopen((t.p / "junk.mat").string().c_str(), "wb"); std::fputs("hello", f); std::fclose(f); }
+  e = error_of([&] { read_mat_double((t.p / "junk.mat").string(), "sig"); });
+  CHECK(e.find("junk.mat") != std::string::npos);
+}
+
+TEST_CASE("fuzz seed corpus (only with PULSEKD_WRITE_FUZZ_CORPUS=DIR)") {
+  const char* out = std::getenv("PULSEKD_WRITE_FUZZ_CORPUS");
+  if (!out) return;
+  const fs::path d(out);
+  fs::create_directories(d);
+  write_recording(d / "sig6.mat", d / "bpm0.mat", 6, 1000);
+  write_recording(d / "sig5.mat", d / "bpm_other.mat", 5, 1250, "BPMtrue");
+  write_mat(d / "sig_uncompressed.mat", "sig", 6, 200, std::vector<double>(1200, 0.5), false);
+  write_mat(d / "sig_single.mat", "sig", 6, 1000, std::vector<double>(6000, 0.5), true, MAT_C_SINGLE);
+  write_mat(d / "sig_wrongshape.mat", "sig", 3, 4, std::vector<double>(12, 0.5));
+  MESSAGE("wrote fuzz seeds to " << d);
+}
