@@ -1,0 +1,97 @@
+// Training commands: train, distill, eval.
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "cli/train_options.h"
+#include "datasets/registry.h"
+#include "kd/fileutil.h"
+#include "kd/runs.h"
+
+namespace pulsekd::cli {
+namespace {
+
+CommandRegistrar reg_train([](CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a PULSE teacher or student (leave-one-subject-out)");
+  auto a = std::make_shared<RunArgs>();
+  add_run_options(cmd, *a, /*distill=*/false);
+  cmd->callback([a]() {
+    const data::WindowSet ws = data::load_dataset(a->data);
+    kd::RunSpec spec = make_spec(*a, ws);
+    auto plans = kd::select_folds(ws, a->fold, a->loso);
+    kd::RunReport r = kd::run_folds(ws, plans, spec, a->out);
+    std::cout << kd::format_eval_table(r.eval, "test subjects (" + spec.model.describe() + ")");
+    std::cout << "results: " << a->out << "/results.json, " << a->out << "/results.csv (" << int(r.seconds) << " s)\n";
+  });
+});
+
+CommandRegistrar reg_distill([](CLI::App& app) {
+  auto* cmd = app.add_subcommand("distill", "Distil a student from a trained teacher with one or more strategies");
+  auto a = std::make_shared<RunArgs>();
+  add_run_options(cmd, *a, /*distill=*/true);
+  cmd->callback([a]() {
+    const data::WindowSet ws = data::load_dataset(a->data);
+    kd::RunSpec spec = make_spec(*a, ws);
+    auto plans = kd::select_folds(ws, a->fold, a->loso);
+    kd::RunReport r = kd::run_folds(ws, plans, spec, a->out);
+    std::cout << kd::format_eval_table(r.eval, "test subjects (distilled " + spec.model.describe() + ")");
+    std::cout << "results: " << a->out << "/results.json, " << a->out << "/results.csv (" << int(r.seconds) << " s)\n";
+  });
+});
+
+CommandRegistrar reg_eval([](CLI::App& app) {
+  auto* cmd = app.add_subcommand("eval", "Evaluate a checkpoint (or a run directory) per subject");
+  auto ckpt = std::make_shared<std::string>();
+  auto spec = std::make_shared<std::string>();
+  auto fold = std::make_shared<int>(0);
+  auto loso = std::make_shared<bool>(false);
+  auto post = std::make_shared<bool>(false);
+  auto out = std::make_shared<std::string>("eval");
+  cmd->add_option("--checkpoint", *ckpt, "a checkpoint (.safetensors or .pt) or a run directory with fold<K>/best.safetensors")->required();
+  cmd->add_option("--data", *spec, data::dataset_spec_help())->required();
+  cmd->add_option("--fold", *fold, "evaluate the test subject of fold K (1-based)")->check(CLI::PositiveNumber);
+  cmd->add_option("--out", *out, "prefix of the JSON and CSV files written")->capture_default_str();
+  cmd->add_flag("--loso", *loso, "evaluate every fold's test subject (a run directory: each fold's own model)");
+  cmd->add_flag("--post", *post, "report post-processed MAE in the headline (both are always in the table)");
+  cmd->callback([=]() {
+    const data::WindowSet ws = data::load_dataset(*spec);
+    std::vector<kd::EvalResult> parts;
+    std::vector<kd::FoldPlan> plans;
+    if (*fold > 0 || *loso) plans = kd::select_folds(ws, *fold, *loso);
+    else {  // every subject, with one model
+      kd::FoldPlan all;
+      for (int s = 0; s < int(ws.subjects.size()); ++s) all.fold.test.push_back(s);
+      plans.push_back(all);
+    }
+    for (auto& fp : plans) {
+      const std::string path = fp.number > 0 ? kd::checkpoint_for_fold(*ckpt, fp.number) : *ckpt;
+      models::LoadedModel lm = kd::load_any_checkpoint(path);
+      data::Normalizer norm;
+      if (lm.norm.present) {
+        for (int r = 0; r < 4; ++r) {
+          norm.mean[r] = lm.norm.mean[r];
+          norm.std[r] = lm.norm.std[r];
+        }
+      } else {
+        // A checkpoint without statistics (an imported .pt): z-score with the statistics of
+        // the evaluated windows themselves, as PULSE.md §6 does for the released models.
+        norm = data::Normalizer::fit(ws, data::windows_of(ws, fp.fold.test));
+        std::cerr << "note: " << path << " carries no normalisation; using the evaluated windows' own statistics\n";
+      }
+      parts.push_back(kd::evaluate(*lm.model, ws, fp.fold.test, norm));
+    }
+    kd::EvalResult r = kd::merge_evals(parts);
+    std::cout << kd::format_eval_table(r, "evaluation of " + *ckpt + " on " + *spec);
+    std::cout << "mean subject MAE: " << (*post ? r.mean_subject_mae_post : r.mean_subject_mae_raw) << " BPM"
+              << (*post ? " (post-processed)" : " (raw)") << "\n";
+    kd::write_eval_json(*out + ".json", r);
+    kd::write_eval_csv(*out + ".csv", r);
+    std::cout << "wrote " << *out << ".json and " << *out << ".csv\n";
+  });
+});
+
+}  // namespace
+}  // namespace pulsekd::cli

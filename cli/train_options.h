@@ -1,0 +1,121 @@
+// Flags shared by train, distill and pipeline, and their translation into a kd::RunSpec.
+#pragma once
+#include <unistd.h>
+
+#include <sstream>
+
+#include "cli/commands.h"
+#include "datasets/registry.h"
+#include "kd/runs.h"
+
+namespace pulsekd::cli {
+
+struct RunArgs {
+  std::string data = "synth", out, arch = "teacher", head = "regression", teacher, kd = "pulse", init;
+  std::string optimizer = "adam", task_loss = "l1", freeze, kd_weights;
+  double width = 1, lr = -1, weight_decay = -1, clip = 0;
+  int depth = 3, bins = 64, fold = 0, epochs = 500, patience = -1, batch = 256, threads = 1;
+  uint64_t seed = 0;
+  bool loso = false, init_mean = false, augment = false;
+  kd::DistillOptions kd_opts;
+};
+
+inline void add_run_options(CLI::App* cmd, RunArgs& a, bool distill) {
+  cmd->add_option("--data", a.data, data::dataset_spec_help())->capture_default_str();
+  cmd->add_option("--fold", a.fold, "train only fold K (test subject K, 1-based)")->check(CLI::PositiveNumber);
+  cmd->add_flag("--loso", a.loso, "train every leave-one-subject-out fold");
+  cmd->add_option("--out", a.out, "output directory (fold<K>/ checkpoints, logs, results.json/csv)")->required();
+  if (distill) {
+    cmd->add_option("--teacher", a.teacher, "teacher run directory (fold<K>/best.safetensors) or one checkpoint")->required();
+    cmd->add_option("--student-width", a.width, "student width multiplier")->capture_default_str()->check(CLI::Range(0.05, 16.0));
+    cmd->add_option("--kd", a.kd, "strategies, comma separated: pulse, rkd, hard, soft, dkd, fitnet")->capture_default_str();
+    cmd->add_option("--kd-weights", a.kd_weights, "per-strategy weights, e.g. pulse=1,rkd=0.5");
+    cmd->add_option("--pulse-b", a.kd_opts.pulse_b, "PULSE loss b")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+    cmd->add_option("--pulse-g", a.kd_opts.pulse_g, "PULSE loss g")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+    cmd->add_option("--rkd-distance", a.kd_opts.rkd_distance, "RKD distance weight")->capture_default_str()->check(CLI::NonNegativeNumber);
+    cmd->add_option("--rkd-angle", a.kd_opts.rkd_angle, "RKD angle weight")->capture_default_str()->check(CLI::NonNegativeNumber);
+    cmd->add_option("--temperature", a.kd_opts.temperature, "soft/DKD temperature T")->capture_default_str()->check(CLI::PositiveNumber);
+    cmd->add_option("--alpha", a.kd_opts.alpha, "soft KD alpha")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+    cmd->add_option("--dkd-alpha", a.kd_opts.dkd_alpha, "DKD alpha (TCKD weight)")->capture_default_str()->check(CLI::NonNegativeNumber);
+    cmd->add_option("--dkd-beta", a.kd_opts.dkd_beta, "DKD beta (NCKD weight)")->capture_default_str()->check(CLI::NonNegativeNumber);
+    cmd->add_option("--dkd-warmup", a.kd_opts.dkd_warmup, "DKD warm-up epochs")->capture_default_str()->check(CLI::NonNegativeNumber);
+    cmd->add_option("--fitnet-lambda", a.kd_opts.fitnet_lambda, "FitNets hint weight")->capture_default_str()->check(CLI::NonNegativeNumber);
+    cmd->add_option("--fitnet-stage1", a.kd_opts.fitnet_stage1_epochs, "two-stage FitNets: hint-only epochs first")->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+  } else {
+    cmd->add_option("--model", a.arch, "teacher or student")->capture_default_str()->check(CLI::IsMember({"teacher", "student"}));
+    cmd->add_option("--width", a.width, "width multiplier on every channel count")->capture_default_str()->check(CLI::Range(0.05, 16.0));
+  }
+  cmd->add_option("--depth", a.depth, "convolutions per block")->capture_default_str()->check(CLI::Range(1, 8));
+  cmd->add_option("--head", a.head, "regression or binned")->capture_default_str()->check(CLI::IsMember({"regression", "binned"}));
+  cmd->add_option("--bins", a.bins, "bins of the binned head (30-210 BPM)")->capture_default_str()->check(CLI::Range(2, 4096));
+  cmd->add_option("--epochs", a.epochs, "maximum epochs")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--patience", a.patience, "early-stopping patience (default: teacher 150, student 100)")->check(CLI::PositiveNumber);
+  cmd->add_option("--lr", a.lr, "learning rate (default: teacher 5e-4, student 1e-3)")->check(CLI::PositiveNumber);
+  cmd->add_option("--weight-decay", a.weight_decay, "weight decay (default: teacher 0, student 1e-6)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--optimizer", a.optimizer, "adam, adamw or sgd")->capture_default_str()->check(CLI::IsMember({"adam", "adamw", "sgd"}));
+  cmd->add_option("--loss", a.task_loss, "task loss: l1, mse, huber, logcosh")->capture_default_str()->check(CLI::IsMember({"l1", "mse", "huber", "logcosh"}));
+  cmd->add_option("--batch", a.batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", a.seed, "random seed")->capture_default_str();
+  cmd->add_option("--threads", a.threads, "threads")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_option("--clip", a.clip, "clip the gradient norm to this (0: off)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--init", a.init, "start from this checkpoint (.safetensors or a released .pt)");
+  cmd->add_option("--freeze", a.freeze, "comma-separated parameter-name prefixes to keep fixed (e.g. conv1,conv2)");
+  cmd->add_flag("--init-output-mean", a.init_mean, "start the regression output at the mean training heart rate");
+  cmd->add_flag("--augment", a.augment, "augment: amplitude scaling, time shift, noise, accelerometer rotation");
+}
+
+inline std::vector<std::string> split_csv(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+inline kd::RunSpec make_spec(RunArgs& a, const data::WindowSet&) {
+  const bool distill = !a.teacher.empty();
+  kd::RunSpec spec;
+  spec.model.arch = distill ? "student" : a.arch;
+  spec.model.width = a.width;
+  spec.model.convs_per_block = a.depth;
+  spec.model.head = a.head;
+  spec.model.bins = a.bins;
+  spec.model.validate();
+  const bool student = spec.model.arch == "student";
+  auto& t = spec.train;
+  t.epochs = a.epochs;
+  t.patience = a.patience > 0 ? a.patience : (student ? 100 : 150);
+  t.lr = a.lr > 0 ? a.lr : (student ? 1e-3 : 5e-4);
+  t.weight_decay = a.weight_decay >= 0 ? a.weight_decay : (student ? 1e-6 : 0);
+  t.optimizer = a.optimizer;
+  t.task_loss = a.task_loss;
+  t.batch = a.batch;
+  t.seed = a.seed;
+  t.threads = a.threads;
+  t.clip_norm = a.clip;
+  t.init_output_at_mean = a.init_mean;
+  t.freeze = split_csv(a.freeze);
+  t.augment.enabled = a.augment;
+  t.progress = ::isatty(2);
+  spec.init_checkpoint = a.init;
+  if (distill) {
+    a.kd_opts.strategies = split_csv(a.kd);
+    a.kd_opts.task_loss = a.task_loss;
+    for (const std::string& kv : split_csv(a.kd_weights)) {
+      const auto eq = kv.find('=');
+      if (eq == std::string::npos) throw std::invalid_argument("--kd-weights: expected name=value, got '" + kv + "'");
+      try {
+        a.kd_opts.weights[kv.substr(0, eq)] = std::stod(kv.substr(eq + 1));
+      } catch (const std::exception&) {
+        throw std::invalid_argument("--kd-weights: '" + kv + "' has no number after '='");
+      }
+    }
+    spec.kd = &a.kd_opts;
+    spec.teacher = a.teacher;
+  }
+  return spec;
+}
+
+}  // namespace pulsekd::cli

@@ -1,0 +1,122 @@
+#include "kd/runs.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "kd/fileutil.h"
+#include "models/checkpoint.h"
+
+namespace pulsekd::kd {
+
+namespace fs = std::filesystem;
+
+std::vector<FoldPlan> select_folds(const data::WindowSet& ws, int fold, bool loso) {
+  if ((fold > 0) == loso) throw std::invalid_argument("give exactly one of --fold K and --loso");
+  const std::vector<data::Fold> all = data::loso_folds(ws, "auto");
+  std::vector<FoldPlan> out;
+  if (loso) {
+    for (size_t i = 0; i < all.size(); ++i) out.push_back({int(i) + 1, all[i]});
+    return out;
+  }
+  if (fold > int(all.size()))
+    throw std::invalid_argument("--fold " + std::to_string(fold) + ": the data has " + std::to_string(all.size()) + " subjects (folds 1.." +
+                                std::to_string(all.size()) + ")");
+  out.push_back({fold, all[size_t(fold - 1)]});
+  return out;
+}
+
+models::LoadedModel load_any_checkpoint(const std::string& path, const std::string& arch_hint) {
+  if (!fs::is_regular_file(path)) throw std::runtime_error("checkpoint '" + path + "' does not exist or is not a file");
+  if (path.size() > 3 && path.compare(path.size() - 3, 3, ".pt") == 0) {
+    std::string arch = arch_hint;
+    const std::string name = fs::path(path).filename().string();
+    if (arch.empty()) arch = name.find("student") != std::string::npos || name.find("distil") != std::string::npos ? "student" : "teacher";
+    models::LoadedModel lm;
+    lm.model = models::import_torch(path, arch);
+    return lm;
+  }
+  return models::load_checkpoint(path);
+}
+
+std::string checkpoint_for_fold(const std::string& p, int fold) {
+  if (fs::is_directory(p)) {
+    const std::string f = p + "/fold" + std::to_string(fold) + "/best.safetensors";
+    if (!fs::is_regular_file(f)) throw std::runtime_error("'" + p + "' has no fold" + std::to_string(fold) + "/best.safetensors (train that fold first)");
+    return f;
+  }
+  return p;
+}
+
+EvalResult merge_evals(const std::vector<EvalResult>& parts) {
+  EvalResult r;
+  std::vector<float> p, pp, t;
+  for (auto& e : parts)
+    for (auto& s : e.subjects) {
+      r.subjects.push_back(s);
+      p.insert(p.end(), s.pred.begin(), s.pred.end());
+      pp.insert(pp.end(), s.pred_post.begin(), s.pred_post.end());
+      t.insert(t.end(), s.truth.begin(), s.truth.end());
+    }
+  for (auto& s : r.subjects) {
+    r.mean_subject_mae_raw += s.raw.mae / double(r.subjects.size());
+    r.mean_subject_mae_post += s.post.mae / double(r.subjects.size());
+  }
+  r.pooled_raw = compute_metrics(p, t);
+  r.pooled_post = compute_metrics(pp, t);
+  return r;
+}
+
+RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plans, const RunSpec& spec,
+                    const std::string& out_dir) {
+  ensure_dir(out_dir, "--out");
+  RunReport rep;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<EvalResult> evals;
+  for (const FoldPlan& fp : plans) {
+    const std::string fdir = out_dir + "/fold" + std::to_string(fp.number);
+    models::PulseModel model(spec.model, spec.train.seed);
+    if (!spec.init_checkpoint.empty()) {
+      models::LoadedModel init = load_any_checkpoint(spec.init_checkpoint, spec.model.arch);
+      for (auto& [name, p] : model.named_parameters(true)) {
+        Parameter* src = init.model->find(name);
+        if (!src || src->shape != p->shape)
+          throw std::runtime_error("--init '" + spec.init_checkpoint + "': parameter '" + name + "' missing or of another shape (" +
+                                   init.model->config().describe() + " vs " + spec.model.describe() + ")");
+        p->value = src->value;
+      }
+    }
+    rep.params = model.num_parameters();
+    rep.macs = model.macs_per_window();
+    const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fp.fold.train));
+    TrainOptions to = spec.train;
+    to.out_dir = fdir;
+    to.label = (spec.kd ? "distil " : "train ") + spec.model.arch + " fold " + std::to_string(fp.number);
+    TrainResult tr;
+    if (spec.kd) {
+      models::LoadedModel teacher = load_any_checkpoint(checkpoint_for_fold(spec.teacher, fp.number), "teacher");
+      DistillLoss dl = make_distill_loss(*teacher.model, model, *spec.kd, spec.train.seed);
+      to.extra_parameters = dl.extra_parameters();
+      tr = train_model(model, ws, fp.fold, norm, to, dl.fn);
+    } else {
+      tr = train_model(model, ws, fp.fold, norm, to);
+    }
+    EvalResult ev = evaluate(model, ws, fp.fold.test, norm);
+    write_eval_json(fdir + "/test.json", ev);
+    evals.push_back(std::move(ev));
+    rep.folds.push_back(std::move(tr));
+  }
+  rep.eval = merge_evals(evals);
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  nlohmann::json extra = {{"model", nlohmann::json::parse(spec.model.to_json())}, {"seconds", rep.seconds},
+                          {"parameters", rep.params}, {"macs_per_window", rep.macs}};
+  if (spec.kd) extra["kd"] = spec.kd->strategies;
+  write_eval_json(out_dir + "/results.json", rep.eval, extra.dump());
+  write_eval_csv(out_dir + "/results.csv", rep.eval);
+  return rep;
+}
+
+}  // namespace pulsekd::kd

@@ -1,0 +1,48 @@
+// Leave-one-subject-out runs shared by `train`, `distill`, `pipeline` and sweeps: for each
+// selected fold, fit the normaliser on its training subjects, train (or distil), keep the
+// best validation weights, evaluate the test subject; merge the per-subject results.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "datasets/folds.h"
+#include "kd/distill.h"
+#include "kd/evaluate.h"
+#include "kd/trainer.h"
+#include "models/checkpoint.h"
+
+namespace pulsekd::kd {
+
+struct FoldPlan {
+  int number = 0;  // 1-based: fold K tests subject K (in the set's subject order)
+  data::Fold fold;
+};
+// fold > 0 selects one fold; loso selects all. Exactly one of them must be given.
+std::vector<FoldPlan> select_folds(const data::WindowSet& ws, int fold, bool loso);
+
+struct RunSpec {
+  models::ModelConfig model;
+  TrainOptions train;
+  std::string init_checkpoint;      // --init: start from these weights (pulsekd .safetensors or PyTorch .pt)
+  const DistillOptions* kd = nullptr;
+  std::string teacher;              // DIR with fold<K>/best.safetensors, or one checkpoint for all folds
+};
+
+struct RunReport {
+  EvalResult eval;
+  std::vector<TrainResult> folds;
+  double seconds = 0;
+  int64_t params = 0, macs = 0;
+};
+
+RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plans, const RunSpec& spec,
+                    const std::string& out_dir);
+
+// A model from a pulsekd checkpoint, a PyTorch .pt (arch from the file name or `arch_hint`).
+models::LoadedModel load_any_checkpoint(const std::string& path, const std::string& arch_hint = "");
+// The checkpoint of fold K in a run directory, or the file itself.
+std::string checkpoint_for_fold(const std::string& dir_or_file, int fold);
+// Merges several evaluations (different test subjects) into one.
+EvalResult merge_evals(const std::vector<EvalResult>& parts);
+
+}  // namespace pulsekd::kd

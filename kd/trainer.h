@@ -1,0 +1,95 @@
+// Training with early stopping, best-weight keeping, an atomic state checkpoint every epoch
+// and exact resume (every epoch's shuffling, dropout and augmentation derive from
+// seed + epoch, so an interrupted run resumed from its last epoch ends with the same weights).
+#pragma once
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "datasets/dataset.h"
+#include "datasets/folds.h"
+#include "engine/graph.h"
+#include "models/pulse.h"
+
+namespace pulsekd::kd {
+
+// Training-time augmentation (off by default: the authors' recipe has none).
+struct Augment {
+  bool enabled = false;
+  double amplitude = 0.2;  // each row scaled by a factor uniform in [1 - a, 1 + a]
+  int max_shift = 16;      // circular time shift, uniform in [-max_shift, max_shift] samples
+  double noise = 0.05;     // additive Gaussian noise std (in normalised units)
+  bool rotate = true;      // random 3-D rotation of the accelerometer axes
+};
+
+struct TrainOptions {
+  int epochs = 500;
+  int patience = 150;        // stop this many epochs after the best validation MAE
+  int batch = 256;
+  double lr = 5e-4;
+  double weight_decay = 0;
+  std::string optimizer = "adam";  // adam, adamw, sgd
+  std::string task_loss = "l1";    // l1, mse, huber, logcosh (regression head)
+  uint64_t seed = 0;
+  int threads = 1;
+  bool init_output_at_mean = false;  // start the regression output bias at the mean training HR
+  std::vector<std::string> freeze;   // parameter-name prefixes kept fixed
+  Augment augment;
+  double clip_norm = 0;              // 0: no gradient clipping
+  std::string out_dir;               // state.safetensors, best.safetensors, log.jsonl
+  bool resume = true;                // continue from out_dir/state.safetensors when present
+  bool progress = false;             // live progress line on stderr
+  int64_t interrupt_after_batches = -1;  // testing: throw Interrupted after this many batches
+  std::string label;                 // shown in progress lines and logs ("teacher fold 3")
+  std::vector<Parameter*> extra_parameters;  // optimised beside the model (FitNets adapter)
+};
+
+struct EpochLog {
+  int epoch = 0;
+  double train_loss = 0, val_mae = 0, seconds = 0, lr = 0;
+};
+
+struct TrainResult {
+  std::vector<EpochLog> history;
+  int best_epoch = -1;
+  double best_val_mae = 0;
+  double seconds = 0;
+  bool resumed = false;
+  bool early_stopped = false;
+};
+
+struct Interrupted : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct TrainingDiverged : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// What a loss sees of one batch.
+struct BatchView {
+  Var x;                       // (B, 4, 256, 1) normalised, augmented
+  Var y;                       // (B) heart rate
+  const std::vector<float>* y_host;
+  const std::vector<float>* x_host;  // (B, 4, 256) the same values as x
+  int epoch;
+};
+// Builds the training loss from the student's output; empty → the task loss alone.
+using LossFn = std::function<Var(Graph& g, const models::ModelOutput& out, const BatchView& b)>;
+
+// The task loss of a model's head: regression → task_loss on HR; binned → cross-entropy with
+// Gaussian bin targets (sigma 1.5 BPM).
+Var task_loss(Graph& g, const models::PulseModel& m, const models::ModelOutput& out, const BatchView& b,
+              const std::string& kind);
+
+TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const data::Fold& fold,
+                        const data::Normalizer& norm, const TrainOptions& opt, const LossFn& loss = nullptr);
+
+// Writes a model checkpoint with its normalisation (what eval and predict load).
+void save_model(const std::string& path, models::PulseModel& m, const data::Normalizer& norm,
+                const std::map<std::string, std::string>& meta = {});
+
+// Applies the augmentation in place to x (B, 4, 256) with rng.
+void augment_batch(float* x, int64_t b, const Augment& a, Rng& rng);
+
+}  // namespace pulsekd::kd
