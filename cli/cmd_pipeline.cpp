@@ -1,0 +1,143 @@
+// The main job: train the teacher, train the student alone, distil the student, and report.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/train_options.h"
+#include "kd/fileutil.h"
+#include "kd/plots.h"
+#include "kd/runs.h"
+
+namespace pulsekd::cli {
+namespace {
+
+struct Stage {
+  std::string name;
+  kd::RunReport rep;
+  std::string dir;
+};
+
+CommandRegistrar reg_pipeline([](CLI::App& app) {
+  auto* cmd = app.add_subcommand("pipeline", "Teacher → student alone → distilled student on one dataset, with one report");
+  auto spec = std::make_shared<std::string>("synth");
+  auto out = std::make_shared<std::string>("out/pipeline");
+  auto fold = std::make_shared<int>(1);
+  auto loso = std::make_shared<bool>(false);
+  auto teacher_epochs = std::make_shared<int>(25);
+  auto student_epochs = std::make_shared<int>(40);
+  auto batch = std::make_shared<int>(64);
+  auto kd = std::make_shared<std::string>("pulse");
+  auto threads = std::make_shared<int>(2);
+  auto seed = std::make_shared<uint64_t>(1);
+  cmd->add_option("--data", *spec, data::dataset_spec_help())->capture_default_str();
+  cmd->add_option("--out", *out, "output directory")->capture_default_str();
+  cmd->add_option("--fold", *fold, "the fold to run (test subject K, 1-based)")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_flag("--loso", *loso, "run every fold (long on real data)");
+  cmd->add_option("--teacher-epochs", *teacher_epochs, "teacher epochs")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--student-epochs", *student_epochs, "student epochs (alone and distilled)")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", *batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--kd", *kd, "distillation strategies (comma separated)")->capture_default_str();
+  cmd->add_option("--threads", *threads, "threads")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_option("--seed", *seed, "random seed")->capture_default_str();
+  cmd->callback([=]() {
+    const data::WindowSet ws = data::load_dataset(*spec);
+    const auto plans = kd::select_folds(ws, *loso ? 0 : *fold, *loso);
+    kd::ensure_dir(*out, "--out");
+    auto base = [&](const std::string& arch, int epochs) {
+      RunArgs a;
+      a.data = *spec;
+      a.arch = arch;
+      a.epochs = epochs;
+      a.patience = epochs;  // short runs: keep the best epoch, no early stop
+      a.batch = *batch;
+      a.threads = *threads;
+      a.seed = *seed;
+      a.init_mean = true;   // the output starts at the mean training HR (PULSE.md §6)
+      return a;
+    };
+    std::vector<Stage> stages;
+    auto run = [&](const std::string& name, RunArgs a) {
+      std::cerr << "== " << name << "\n";
+      a.out = *out + "/" + name;
+      kd::RunSpec s = make_spec(a, ws);
+      stages.push_back({name, kd::run_folds(ws, plans, s, a.out), a.out});
+      std::cerr << "   mean subject MAE " << stages.back().rep.eval.mean_subject_mae_raw << " BPM in "
+                << int(stages.back().rep.seconds) << " s\n";
+    };
+    run("teacher", base("teacher", *teacher_epochs));
+    run("student", base("student", *student_epochs));
+    RunArgs d = base("student", *student_epochs);
+    d.teacher = *out + "/teacher";
+    d.kd = *kd;
+    run("distilled", d);
+
+    // Report.
+    char line[200];
+    std::ostringstream rep;
+    rep << "pulsekd pipeline on " << *spec << " (" << plans.size() << " fold" << (plans.size() > 1 ? "s" : "") << ", "
+        << ws.size() << " windows)\n";
+    std::snprintf(line, sizeof line, "%-22s %9s %9s %10s %11s %11s %8s\n", "model", "MAE", "MAE post", "params", "MACs/win",
+                  "weights kB", "time s");
+    rep << line;
+    nlohmann::json j = {{"data", *spec}, {"folds", plans.size()}, {"stages", nlohmann::json::array()}};
+    for (auto& s : stages) {
+      std::snprintf(line, sizeof line, "%-22s %9.2f %9.2f %10lld %11lld %11.1f %8.0f\n",
+                    (s.name == "distilled" ? "student distilled (" + *kd + ")" : s.name == "student" ? std::string("student alone") : s.name).c_str(),
+                    s.rep.eval.mean_subject_mae_raw, s.rep.eval.mean_subject_mae_post, (long long)s.rep.params,
+                    (long long)s.rep.macs, s.rep.params * 4 / 1000.0, s.rep.seconds);
+      rep << line;
+      j["stages"].push_back({{"name", s.name}, {"mae", s.rep.eval.mean_subject_mae_raw}, {"mae_post", s.rep.eval.mean_subject_mae_post},
+                             {"parameters", s.rep.params}, {"macs_per_window", s.rep.macs}, {"float32_weight_bytes", s.rep.params * 4},
+                             {"seconds", s.rep.seconds}, {"dir", s.dir}});
+    }
+    rep << "quantised student: not available yet (post-training quantisation is a later milestone)\n";
+    std::cout << rep.str();
+    kd::write_file_atomic(*out + "/report.txt", rep.str());
+    kd::write_file_atomic(*out + "/report.json", j.dump(1) + "\n");
+    std::string csv = "model,mae,mae_post,parameters,macs_per_window,seconds\n";
+    for (auto& s : stages)
+      csv += s.name + "," + std::to_string(s.rep.eval.mean_subject_mae_raw) + "," + std::to_string(s.rep.eval.mean_subject_mae_post) +
+             "," + std::to_string(s.rep.params) + "," + std::to_string(s.rep.macs) + "," + std::to_string(s.rep.seconds) + "\n";
+    kd::write_file_atomic(*out + "/report.csv", csv);
+
+    // Plots: HR over time for the first test subject, per-subject MAE, training curves.
+    const auto& first = stages[0].rep.eval.subjects.at(0);
+    std::vector<kd::Series> hr_series;
+    kd::Series truth{"true HR", {}, std::vector<double>(first.truth.begin(), first.truth.end()), "#000000"};
+    for (size_t i = 0; i < first.truth.size(); ++i) truth.x.push_back(double(i) * 2.0);
+    hr_series.push_back(truth);
+    for (auto& s : stages) {
+      const auto& se = s.rep.eval.subjects.at(0);
+      hr_series.push_back({s.name, truth.x, std::vector<double>(se.pred.begin(), se.pred.end()), ""});
+    }
+    kd::write_file_atomic(*out + "/hr_" + first.subject + ".svg",
+                          kd::svg_line_chart("Heart rate of " + first.subject + " (test subject)", "time (s)", "BPM", hr_series));
+    std::vector<std::string> groups;
+    for (auto& se : stages[0].rep.eval.subjects) groups.push_back(se.subject);
+    std::vector<kd::Series> bars;
+    for (auto& s : stages) {
+      kd::Series b{s.name, {}, {}, ""};
+      for (auto& se : s.rep.eval.subjects) b.y.push_back(se.raw.mae);
+      bars.push_back(b);
+    }
+    kd::write_file_atomic(*out + "/mae_per_subject.svg", kd::svg_bar_chart("MAE per test subject", "MAE (BPM)", groups, bars));
+    std::vector<kd::Series> curves;
+    for (auto& s : stages) {
+      kd::Series c{s.name + " val MAE", {}, {}, ""};
+      for (auto& h : s.rep.folds.at(0).history) {
+        c.x.push_back(h.epoch);
+        c.y.push_back(h.val_mae);
+      }
+      curves.push_back(c);
+    }
+    kd::write_file_atomic(*out + "/training_curves.svg",
+                          kd::svg_line_chart("Validation MAE per epoch (fold " + std::to_string(plans[0].number) + ")", "epoch", "MAE (BPM)", curves));
+    std::cout << "report, JSON, CSV and SVG plots in " << *out << "\n";
+  });
+});
+
+}  // namespace
+}  // namespace pulsekd::cli

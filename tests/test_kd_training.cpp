@@ -1,0 +1,151 @@
+// Trainer behaviour: exact resume after an interruption, NaN losses stop training with the
+// last good checkpoint kept, and every distillation strategy runs end to end.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "datasets/folds.h"
+#include "datasets/synth.h"
+#include "engine/ops.h"
+#include "engine/safetensors.h"
+#include "kd/distill.h"
+#include "kd/runs.h"
+
+using namespace pulsekd;
+namespace fs = std::filesystem;
+
+static data::WindowSet small_set() {
+  data::SynthOptions o;
+  o.seed = 5;
+  o.subjects = 4;
+  o.minutes = 1.5;
+  return data::make_synthetic(o);
+}
+
+static std::string fresh_dir(const std::string& name) {
+  const std::string d = (fs::temp_directory_path() / ("pulsekd_test_" + name + "_" + std::to_string(::getpid()))).string();
+  fs::remove_all(d);
+  return d;
+}
+
+static kd::TrainOptions quick_options(const std::string& dir) {
+  kd::TrainOptions t;
+  t.epochs = 3;
+  t.patience = 10;
+  t.batch = 16;
+  t.lr = 1e-3;
+  t.seed = 3;
+  t.out_dir = dir;
+  t.init_output_at_mean = true;
+  t.augment.enabled = true;  // augmentation draws random numbers too: resume must replay them
+  return t;
+}
+
+TEST_CASE("an interrupted run resumed from its last epoch ends with the same weights") {
+  const data::WindowSet ws = small_set();
+  const data::Fold fold{{0, 1}, {2}, {3}};
+  const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fold.train));
+  models::ModelConfig cfg;
+  cfg.arch = "student";
+  cfg.width = 0.5;
+
+  const std::string d1 = fresh_dir("straight"), d2 = fresh_dir("resumed");
+  models::PulseModel a(cfg, 1);
+  kd::TrainResult ra = kd::train_model(a, ws, fold, norm, quick_options(d1));
+  CHECK(ra.history.size() == 3);
+
+  models::PulseModel b(cfg, 1);
+  kd::TrainOptions ob = quick_options(d2);
+  const int64_t per_epoch = data::BatchIterator(ws, data::windows_of(ws, fold.train), 16, 3, true, false).batches_per_epoch();
+  ob.interrupt_after_batches = per_epoch + per_epoch / 2;  // in the middle of the second epoch
+  CHECK_THROWS_AS(kd::train_model(b, ws, fold, norm, ob), kd::Interrupted);
+  REQUIRE(fs::exists(d2 + "/state.safetensors"));
+
+  models::PulseModel c(cfg, 99);  // a different init: everything must come from the state file
+  kd::TrainOptions oc = quick_options(d2);
+  kd::TrainResult rc = kd::train_model(c, ws, fold, norm, oc);
+  CHECK(rc.resumed);
+  REQUIRE(rc.history.size() == 3);
+  auto pa = a.named_parameters(true), pc = c.named_parameters(true);
+  double worst = 0;
+  for (size_t i = 0; i < pa.size(); ++i)
+    for (size_t j = 0; j < pa[i].second->value.size(); ++j)
+      worst = std::max(worst, std::fabs(double(pa[i].second->value[j]) - double(pc[i].second->value[j])));
+  CHECK(worst == 0);
+  CHECK(ra.best_epoch == rc.best_epoch);
+  fs::remove_all(d1);
+  fs::remove_all(d2);
+}
+
+TEST_CASE("a NaN loss stops training with a clear message and keeps the last good checkpoint") {
+  const data::WindowSet ws = small_set();
+  const data::Fold fold{{0, 1}, {2}, {3}};
+  const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fold.train));
+  models::ModelConfig cfg;
+  cfg.arch = "student";
+  cfg.width = 0.5;
+  models::PulseModel m(cfg, 1);
+  const std::string d = fresh_dir("nan");
+  kd::TrainOptions o = quick_options(d);
+  kd::LossFn nan_in_epoch_1 = [&](Graph& g, const models::ModelOutput& out, const kd::BatchView& b) {
+    Var l = l1_loss(out.hr, b.y);
+    return b.epoch >= 1 ? scale(l, real(NAN)) : l;
+  };
+  try {
+    kd::train_model(m, ws, fold, norm, o, nan_in_epoch_1);
+    FAIL("training did not stop");
+  } catch (const kd::TrainingDiverged& e) {
+    const std::string msg = e.what();
+    CHECK(msg.find("NaN") != std::string::npos);
+    CHECK(msg.find("epoch 1") != std::string::npos);
+    CHECK(msg.find("last good checkpoint") != std::string::npos);
+  }
+  SafeTensorsFile st = load_safetensors(d + "/state.safetensors");
+  CHECK(st.metadata["pulsekd.train_state"].find("\"next_epoch\":1") != std::string::npos);
+  for (auto& [name, t] : st.tensors)
+    for (float v : t.to_floats()) REQUIRE(std::isfinite(v));
+  fs::remove_all(d);
+}
+
+TEST_CASE("every distillation strategy trains a student end to end") {
+  const data::WindowSet ws = small_set();
+  const data::Fold fold{{0, 1}, {2}, {3}};
+  const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fold.train));
+  for (std::string head : {"regression", "binned"}) {
+    models::ModelConfig tc, sc;
+    tc.width = 0.25;
+    tc.head = sc.head = head;
+    sc.arch = "student";
+    sc.width = 0.5;
+    models::PulseModel teacher(tc, 2);
+    std::vector<std::vector<std::string>> combos = {{"pulse"}, {"rkd"}, {"hard"}, {"fitnet"}, {"pulse", "rkd"}};
+    if (head == "binned") combos = {{"soft"}, {"dkd"}, {"hard"}, {"soft", "fitnet"}};
+    for (auto& combo : combos) {
+      INFO(head << " head, strategies " << combo[0] << (combo.size() > 1 ? "+" + combo[1] : ""));
+      models::PulseModel student(sc, 4);
+      kd::DistillOptions o;
+      o.strategies = combo;
+      o.fitnet_stage1_epochs = 1;  // two-stage FitNets: hint only in epoch 0
+      kd::DistillLoss dl = kd::make_distill_loss(teacher, student, o, 1);
+      kd::TrainOptions t = quick_options("");
+      t.epochs = 2;
+      t.extra_parameters = dl.extra_parameters();
+      const auto before = student.named_parameters()[0].second->value;
+      kd::TrainResult r = kd::train_model(student, ws, fold, norm, t, dl.fn);
+      CHECK(r.history.size() == 2);
+      CHECK(std::isfinite(r.history.back().train_loss));
+      CHECK(student.named_parameters()[0].second->value != before);
+    }
+  }
+  // A binned-only strategy on regression heads is refused with a message naming the fix.
+  models::ModelConfig tc, sc;
+  sc.arch = "student";
+  models::PulseModel t(tc), s(sc);
+  kd::DistillOptions o;
+  o.strategies = {"dkd"};
+  CHECK_THROWS_WITH(kd::make_distill_loss(t, s, o, 0), doctest::Contains("--head binned"));
+  o.strategies = {"magic"};
+  CHECK_THROWS_WITH(kd::make_distill_loss(t, s, o, 0), doctest::Contains("unknown strategy 'magic'"));
+}
