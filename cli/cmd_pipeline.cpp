@@ -26,9 +26,9 @@ CommandRegistrar reg_pipeline([](CLI::App& app) {
   auto out = std::make_shared<std::string>("out/pipeline");
   auto fold = std::make_shared<int>(1);
   auto loso = std::make_shared<bool>(false);
-  auto teacher_epochs = std::make_shared<int>(25);
-  auto student_epochs = std::make_shared<int>(40);
-  auto batch = std::make_shared<int>(64);
+  auto teacher_epochs = std::make_shared<int>(12);
+  auto student_epochs = std::make_shared<int>(20);
+  auto batch = std::make_shared<int>(32);
   auto kd = std::make_shared<std::string>("pulse");
   auto threads = std::make_shared<int>(2);
   auto seed = std::make_shared<uint64_t>(1);
