@@ -53,10 +53,10 @@ std::string PyObject::type_name() const {
 
 namespace {
 
-constexpr size_t kMaxKeyBytes = 1u << 20;  // bounds work on shared (DAG) tuple keys
+constexpr size_t kMaxKeyBytes = 1u << 16;  // bounds work on shared (DAG) tuple keys
 
 void key_into(const PyObject& k, std::string& out) {
-  if (out.size() > kMaxKeyBytes) throw PickleError("dict key larger than 1 MiB");
+  if (out.size() > kMaxKeyBytes) throw PickleError("dict key larger than 64 KiB");
   switch (k.kind) {
     case Kind::None: out += "N"; return;
     case Kind::Bool: out += k.b ? "i1;" : "i0;"; return;
@@ -75,7 +75,7 @@ void key_into(const PyObject& k, std::string& out) {
     case Kind::Str:
     case Kind::Bytes:
       out += (k.kind == Kind::Str ? "s" : "b") + std::to_string(k.s.size()) + ":";
-      if (out.size() + k.s.size() > kMaxKeyBytes) throw PickleError("dict key larger than 1 MiB");
+      if (out.size() + k.s.size() > kMaxKeyBytes) throw PickleError("dict key larger than 64 KiB");
       out += k.s;
       return;
     case Kind::Tuple:
