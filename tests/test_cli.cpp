@@ -1,0 +1,95 @@
+// The pulsekd command as a user meets it: import → predict reproduces PyTorch, and bad input
+// gets a one-line reason and a non-zero exit.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace fs = std::filesystem;
+static const std::string kBin = std::string(PULSEKD_BINARY_DIR) + "/pulsekd";
+static const std::string kRef = std::string(PULSEKD_SHARED_DIR) + "/reference";
+
+struct Run {
+  int code;
+  std::string out;
+};
+
+static Run run(const std::string& args) {
+  const std::string cmd = kBin + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+static std::string tmp(const std::string& name) {
+  return (fs::temp_directory_path() / ("pulsekd_cli_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+TEST_CASE("import-torch, info and predict reproduce the released student") {
+  if (!fs::exists(kRef + "/pulse_student_fold1.pt")) {
+    MESSAGE("SKIPPED: " << kRef << " is absent");
+    return;
+  }
+  const std::string ck = tmp("student.safetensors"), out = tmp("pred.json");
+  Run r = run("import-torch --arch student " + kRef + "/pulse_student_fold1.pt " + ck);
+  REQUIRE(r.code == 0);
+  r = run("info " + ck);
+  CHECK(r.code == 0);
+  CHECK(r.out.find("27241") != std::string::npos);
+  CHECK(r.out.find("3383328") != std::string::npos);  // MACs per window
+  r = run("predict --checkpoint " + ck + " --windows " + kRef + "/kd_pulse_fold1.json --out " + out);
+  REQUIRE(r.code == 0);
+  std::ifstream f(out), g(kRef + "/kd_pulse_fold1.json");
+  auto got = nlohmann::json::parse(f), want = nlohmann::json::parse(g);
+  REQUIRE(got["hr"].size() == 8);
+  REQUIRE(got["dense32"].size() == 8 * 32);
+  for (int i = 0; i < 8; ++i) CHECK(std::fabs(got["hr"][i].get<double>() - want["student"]["hr"][i].get<double>()) < 1e-3);
+  fs::remove(ck);
+  fs::remove(out);
+}
+
+TEST_CASE("bad input: clear one-line reasons and non-zero exits") {
+  Run r = run("predict --checkpoint /nonexistent.safetensors --windows x.json --out y.json");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("--checkpoint '/nonexistent.safetensors' does not exist") != std::string::npos);
+  r = run("import-torch --arch robot a.pt b.safetensors");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("--arch") != std::string::npos);
+  r = run("train --model teacher --data synth --out " + tmp("x"));  // neither --fold nor --loso
+  CHECK(r.code != 0);
+  CHECK(r.out.find("--fold K and --loso") != std::string::npos);
+  r = run("train --model teacher --data synth --fold 99 --out " + tmp("x"));
+  CHECK(r.code != 0);
+  CHECK(r.out.find("--fold 99") != std::string::npos);
+  r = run("train --model teacher --data nosuch:thing --fold 1 --out " + tmp("x"));
+  CHECK(r.code != 0);
+  r = run("distill --teacher /nonexistent --kd pulse --data synth --fold 1 --epochs 1 --out " + tmp("y"));
+  CHECK(r.code != 0);
+  CHECK(r.out.find("/nonexistent") != std::string::npos);
+  r = run("train --model teacher --data synth --fold 1 --epochs 0 --out " + tmp("z"));
+  CHECK(r.code != 0);
+  // a corrupt checkpoint: a text file given as safetensors
+  const std::string bad = tmp("bad.safetensors");
+  std::ofstream(bad) << "not a checkpoint";
+  r = run("info " + bad);
+  CHECK(r.code != 0);
+  CHECK(r.out.find(bad) != std::string::npos);
+  fs::remove(bad);
+  r = run("info --help");
+  CHECK(r.code == 0);
+  for (const char* sub : {"import-torch", "predict", "info", "train", "distill", "eval", "pipeline", "data", "baseline"}) {
+    INFO(sub);
+    CHECK(run(std::string(sub) + " --help").code == 0);
+  }
+}
