@@ -1,10 +1,13 @@
 #include "datasets/spc2015.h"
 
 #include <matio.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <regex>
@@ -38,7 +41,66 @@ using VarPtr = std::unique_ptr<matvar_t, VarFreer>;
   throw std::runtime_error("spc2015: " + path + ": " + what);
 }
 
-constexpr size_t kMaxElements = size_t(1) << 28;  // 2 GB of doubles: far above any recording
+// 2^25 doubles = 256 MB: 12 h of 6 rows at 125 Hz, far above any SPC recording (<= 41k
+// samples), and low enough that a compressed "zip bomb" cannot exhaust memory.
+constexpr size_t kMaxElements = size_t(1) << 25;
+
+uint32_t le32(const unsigned char* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t(p[3]) << 24); }
+
+// Header of one miMATRIX element (after decompression). libmatio trusts these sizes and
+// allocates by them before any check of ours (a fuzzed file made it ask for 5 GB), so the
+// structure is validated first: array flags, 2..16 dimensions, a short name, numeric class.
+void check_matrix_header(const std::string& path, const unsigned char* b, size_t n) {
+  if (n < 40) fail(path, "truncated MAT-file matrix header");
+  if (le32(b) != 14) fail(path, "unexpected MAT-file element type " + std::to_string(le32(b)));
+  if (le32(b + 8) != 6 || le32(b + 12) != 8) fail(path, "bad MAT-file array flags");
+  const unsigned cls = b[16] & 0xFF;
+  if (cls < 6 || cls > 15)  // cell, struct, object, char, sparse: never in these files
+    fail(path, "MAT-file variable of class " + std::to_string(cls) + ", expected a numeric matrix");
+  const uint32_t dt = le32(b + 24), dn = le32(b + 28);
+  if (dt != 5 || dn < 8 || dn > 64 || dn % 4) fail(path, "bad MAT-file dimensions element");
+  if (n >= 32 + dn + 8) {
+    const uint32_t nt = le32(b + 32 + ((dn + 7) & ~7u));
+    const uint32_t nl = (nt >> 16) ? (nt >> 16) : le32(b + 36 + ((dn + 7) & ~7u));
+    if (nl > 4096) fail(path, "MAT-file variable name of " + std::to_string(nl) + " bytes");
+  }
+}
+
+// Validates the element structure of a little-endian MAT-5 file before libmatio reads it.
+void precheck_mat5(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<unsigned char> d((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (d.size() < 128 + 8) fail(path, "too short for a MAT-file (" + std::to_string(d.size()) + " bytes)");
+  if (d[126] != 'I' || d[127] != 'M' || d[124] != 0x00 || d[125] != 0x01)
+    fail(path, "not a little-endian MATLAB 5 MAT-file (v7.3/HDF5 and v4 files are not supported)");
+  size_t off = 128;
+  while (off + 8 <= d.size()) {
+    const uint32_t type = le32(&d[off]), nbytes = le32(&d[off + 4]);
+    if (nbytes > d.size() - off - 8)
+      fail(path, "MAT-file element at byte " + std::to_string(off) + " claims " + std::to_string(nbytes) +
+                     " bytes, beyond the end of the file");
+    if (type == 15) {  // miCOMPRESSED: inflate just the matrix header
+      unsigned char head[256];
+      z_stream z{};
+      if (inflateInit(&z) != Z_OK) fail(path, "zlib init failed");
+      z.next_in = &d[off + 8];
+      z.avail_in = nbytes;
+      z.next_out = head;
+      z.avail_out = sizeof head;
+      const int rc = inflate(&z, Z_SYNC_FLUSH);
+      const size_t got = sizeof head - z.avail_out;
+      inflateEnd(&z);
+      if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) fail(path, "corrupt compressed MAT-file element");
+      check_matrix_header(path, head, got);
+      off += 8 + nbytes;
+    } else if (type == 14) {
+      check_matrix_header(path, &d[off], d.size() - off);
+      off += 8 + ((static_cast<size_t>(nbytes) + 7) & ~size_t(7));
+    } else {
+      fail(path, "unexpected MAT-file top-level element type " + std::to_string(type));
+    }
+  }
+}
 
 }  // namespace
 
@@ -52,6 +114,7 @@ MatMatrix read_mat_double(const std::string& path, const std::string& var_in) {
   install_mat_logger();
   g_mat_last_message.clear();
   if (!fs::is_regular_file(path)) fail(path, "file not found");
+  precheck_mat5(path);
   MatPtr mat(Mat_Open(path.c_str(), MAT_ACC_RDONLY));
   if (!mat)
     fail(path, "not a readable MAT-file" +

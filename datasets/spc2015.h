@@ -47,7 +47,9 @@ struct MatMatrix {
 // Reads variable `var` of `path` as a real, dense, 2-D double matrix. If `var` is empty the
 // file must hold "BPM0" or exactly one variable. Throws std::runtime_error naming the file
 // and the variable when the file cannot be opened, the variable is missing, is not double,
-// is complex/sparse/logical, has rank != 2, more than 2^28 elements, or contains NaN/Inf.
+// is complex/sparse/logical, has rank != 2, more than 2^25 elements, or contains NaN/Inf.
+// Only little-endian MATLAB 5 files (what SPC ships); their element structure is checked
+// before libmatio parses them (libmatio allocates by unchecked header sizes).
 MatMatrix read_mat_double(const std::string& path, const std::string& var);
 
 // Reads one recording: `sig` 6xN (ECG, PPG1, PPG2, ACCx, ACCy, ACCz) or 5xN without ECG
