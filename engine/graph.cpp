@@ -1,6 +1,9 @@
 #include "engine/graph.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <map>
 
 #include "engine/module.h"
 
@@ -8,6 +11,24 @@ namespace pulsekd {
 
 namespace {
 thread_local bool g_grad_mode = true;
+bool g_profiling = false;
+std::map<std::string, OpProfile>& profile_table() {
+  static std::map<std::string, OpProfile> t;
+  return t;
+}
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+void set_op_profiling(bool on) { g_profiling = on; }
+void reset_op_profile() { profile_table().clear(); }
+std::vector<std::pair<std::string, OpProfile>> op_profile() {
+  std::vector<std::pair<std::string, OpProfile>> v(profile_table().begin(), profile_table().end());
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+    return a.second.forward_s + a.second.backward_s > b.second.forward_s + b.second.backward_s;
+  });
+  return v;
 }
 
 bool grad_mode_enabled() { return g_grad_mode; }
@@ -42,6 +63,15 @@ Var Graph::param(Parameter& p) {
 
 Var Graph::record(Tensor value, bool requires_grad, Backward backward,
                   const char* op) {
+  if (g_profiling) {
+    const double t = now_s();
+    if (last_record_ > 0 && std::string(op) != "leaf" && std::string(op) != "param") {
+      OpProfile& p = profile_table()[op];
+      p.forward_s += t - last_record_;
+      ++p.calls;
+    }
+    last_record_ = t;
+  }
   Node n;
   n.value = value;
   n.requires_grad = requires_grad && g_grad_mode;
@@ -72,11 +102,19 @@ void Graph::backward(Var loss) {
   for (int i = loss.id; i >= 0; --i) {
     Node& n = nodes_[i];
     // Only nodes whose gradient was touched by a consumer can contribute.
-    if (n.backward && n.grad.defined()) n.backward(n.grad);
+    if (!n.backward || !n.grad.defined()) continue;
+    if (g_profiling) {
+      const double t = now_s();
+      n.backward(n.grad);
+      profile_table()[n.op].backward_s += now_s() - t;
+    } else {
+      n.backward(n.grad);
+    }
   }
 }
 
 void Graph::reset() {
+  last_record_ = 0;
   nodes_.clear();
   int_scratch_.clear();
   arena_.reset();

@@ -39,6 +39,16 @@ class NoGradGuard {
   bool prev_;
 };
 
+// Per-op wall time of forward and backward, for profiles of a training step. Off by default;
+// when on, an op's forward time is the time since the previous node was recorded.
+struct OpProfile {
+  double forward_s = 0, backward_s = 0;
+  int64_t calls = 0;
+};
+void set_op_profiling(bool on);
+std::vector<std::pair<std::string, OpProfile>> op_profile();  // sorted by total time
+void reset_op_profile();
+
 class Graph {
  public:
   Graph() = default;
@@ -83,6 +93,7 @@ class Graph {
   };
   std::vector<Node> nodes_;
   Arena arena_;
+  double last_record_ = 0;  // profiling: when the previous node was recorded
   std::vector<std::vector<int32_t>> int_scratch_;
 };
 

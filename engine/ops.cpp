@@ -72,7 +72,7 @@ void add_into(real* dst, const real* src, int64_t n) {
 // Convolutions
 
 Var conv1d(Var x, Var w, Var b, const Conv1dOpts& o) {
-  const char* op = "conv1d";
+  const char* op = o.relu ? "conv1d_relu" : "conv1d";
   Graph& g = graph_of(op, {x, w, b});
   expect_ndim(op, "input", x, 3);
   expect_ndim(op, "weight", w, 3);
@@ -92,9 +92,17 @@ Var conv1d(Var x, Var w, Var b, const Conv1dOpts& o) {
   const Tensor xv = x.value(), wv = w.value();
   const real* bias = b.defined() ? b.data() : nullptr;
   conv1d_forward(out.data, xv.data, wv.data, bias, n, int32_t(t_in), p);
+  const bool fused_relu = o.relu;
+  if (fused_relu) k::relu_fwd_ref<real>(out.data, out.data, size_t(out.numel()));
   const int xid = x.id, wid = w.id, bid = b.defined() ? b.id : -1;
   const bool gx = x.requires_grad(), gw = w.requires_grad(), gb = b.defined() && b.requires_grad();
-  return g.record(out, gx || gw || gb, [=, &g](const Tensor& go) {
+  return g.record(out, gx || gw || gb, [=, &g](const Tensor& go_in) {
+    Tensor go = go_in;
+    if (fused_relu) {  // gradient through the ReLU: keep it where the output is positive
+      go = g.new_tensor(go_in.shape);
+      const int64_t cnt = go.numel();
+      for (int64_t i = 0; i < cnt; ++i) go.data[i] = out.data[i] > 0 ? go_in.data[i] : real(0);
+    }
     if (gx) conv1d_backward_data(g.grad(xid).data, go.data, wv.data, n, int32_t(t_in), p);
     if (gw || gb) {
       // Weight and bias gradients come out of one pass; route the unwanted one to scratch.

@@ -16,6 +16,7 @@ struct Conv1dOpts {
   int pad = 0;
   int dilation = 1;
   int groups = 1;
+  bool relu = false;  // fused ReLU on the output: saves a full pass and a gradient buffer
 };
 
 // x (N, T, Cin), w (Cout, K, Cin/groups), b (Cout) or undefined Var → (N, Tout, Cout)

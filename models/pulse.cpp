@@ -178,7 +178,7 @@ ModelOutput PulseModel::forward(Graph& g, Var x, Rng& rng) {
   for (int blk = 0; blk < 3; ++blk) {
     for (int i = 0; i < cfg_.convs_per_block; ++i, ++ci) {
       const ConvLayer& c = convs_[ci];
-      h = relu(conv1d(h, g.param(*c.w), g.param(*c.b), Conv1dOpts{1, c.pad, c.dilation, 1}));
+      h = conv1d(h, g.param(*c.w), g.param(*c.b), Conv1dOpts{1, c.pad, c.dilation, 1, /*relu=*/true});
     }
     h = avg_pool1d(h, pools_[blk], pools_[blk], true);
     h = dropout(h, p_drop, train, rng);

@@ -19,6 +19,7 @@ TEST_CASE("gradcheck conv1d: stride, padding, dilation, groups, bias, odd length
       {1, 13, 2, 3, 3, {2, 1, 1, 1}, true},   // stride 2
       {2, 9, 4, 4, 3, {1, 3, 3, 4}, true},    // depthwise, dilation 3
       {1, 10, 4, 6, 3, {1, 0, 2, 2}, false},  // grouped, no padding, no bias
+      {2, 11, 3, 4, 5, {1, 4, 2, 1, true}, true},  // fused ReLU
   };
   for (const Case& c : cases) {
     std::vector<pulsekd::testing::Input> in = {random_input({c.n, c.t, c.cin}, rng),

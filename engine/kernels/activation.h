@@ -11,8 +11,8 @@ void relu_fwd_ref(T* out, const T* inp, size_t n) {  // out, inp: (n)
 // Forward computed out = max(inp, 0); the gradient passes where the output is positive.
 template <class T>
 void relu_bwd_ref(T* grad_in, const T* grad_out, const T* out, size_t n) {
-  for (size_t i = 0; i < n; ++i)
-    if (out[i] > T(0)) grad_in[i] += grad_out[i];
+  // Branch-free select: a data-dependent branch mispredicts on half of all activations.
+  for (size_t i = 0; i < n; ++i) grad_in[i] += out[i] > T(0) ? grad_out[i] : T(0);
 }
 
 // Exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), PyTorch's default.

@@ -1,0 +1,121 @@
+// pulsekd bench: training throughput (batch 256, Adam, L1) and batch-1 inference latency of the
+// PULSE teacher and student, timed like bench/compare_torch.py (warm-up, median of N).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "engine/blas.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "engine/parallel.h"
+#include "models/pulse.h"
+
+namespace pulsekd::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+struct BenchResult {
+  double train_windows_per_s = 0, train_step_ms = 0, infer_b1_ms = 0;
+};
+
+BenchResult bench_model(const std::string& arch, int batch, int steps, int infer_runs, bool profile) {
+  models::ModelConfig cfg;
+  cfg.arch = arch;
+  models::PulseModel m(cfg, 1);
+  Rng data(7), drop(3);
+  std::vector<real> x(static_cast<size_t>(batch) * 4 * 256), y(static_cast<size_t>(batch));
+  for (auto& v : x) v = real(data.normal());
+  for (auto& v : y) v = real(60 + 100 * data.uniform());
+  OptimConfig oc;
+  oc.lr = 1e-4;
+  Optimizer opt(m.trainable_parameters(), oc);
+  Graph g;
+  std::vector<double> times;
+  m.train(true);
+  for (int s = 0; s < steps + 2; ++s) {  // 2 warm-up steps
+    if (profile && s == 2) {
+      reset_op_profile();
+      set_op_profiling(true);
+    }
+    const auto t0 = Clock::now();
+    g.reset();
+    models::ModelOutput o = m.forward(g, g.input({batch, 4, 256, 1}, x.data()), drop);
+    Var loss = l1_loss(o.hr, g.input({batch}, y.data()));
+    opt.zero_grad();
+    g.backward(loss);
+    opt.step();
+    if (s >= 2) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  set_op_profiling(false);
+  BenchResult r;
+  r.train_step_ms = median(times) * 1e3;
+  r.train_windows_per_s = batch / median(times);
+  // batch-1 inference
+  m.eval();
+  std::vector<float> xin(4 * 256), hr;
+  for (auto& v : xin) v = float(data.normal());
+  times.clear();
+  for (int i = 0; i < infer_runs + 5; ++i) {
+    const auto t0 = Clock::now();
+    m.predict(xin.data(), 1, hr);
+    if (i >= 5) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  r.infer_b1_ms = median(times) * 1e3;
+  return r;
+}
+
+CommandRegistrar reg_bench([](CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Training windows/s and batch-1 latency of the PULSE teacher and student");
+  auto threads = std::make_shared<int>(1);
+  auto json_out = std::make_shared<bool>(false);
+  auto profile = std::make_shared<bool>(false);
+  auto steps = std::make_shared<int>(10);
+  auto batch = std::make_shared<int>(256);
+  cmd->add_option("--threads", *threads, "threads")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_option("--steps", *steps, "timed training steps (median reported)")->capture_default_str()->check(CLI::Range(1, 10000));
+  cmd->add_option("--batch", *batch, "training batch")->capture_default_str()->check(CLI::Range(1, 65536));
+  cmd->add_flag("--json", *json_out, "print one JSON object");
+  cmd->add_flag("--profile", *profile, "print a per-op profile of the training steps");
+  cmd->callback([=]() {
+    set_num_threads(*threads);
+    nlohmann::json j = {{"threads", *threads}, {"batch", *batch}, {"steps", *steps}};
+    for (const std::string arch : {"teacher", "student"}) {
+      const BenchResult r = bench_model(arch, *batch, *steps, 100, *profile);
+      j[arch] = {{"train_windows_per_s", r.train_windows_per_s}, {"train_step_ms", r.train_step_ms}, {"infer_b1_ms", r.infer_b1_ms}};
+      if (*profile) {
+        std::fprintf(stderr, "\nper-op profile, %s, %d training steps of batch %d (forward / backward, ms per step)\n", arch.c_str(),
+                     *steps, *batch);
+        double total = 0;
+        for (auto& [name, p] : op_profile()) total += p.forward_s + p.backward_s;
+        for (auto& [name, p] : op_profile())
+          std::fprintf(stderr, "  %-22s %9.2f %9.2f  %5.1f %%\n", name.c_str(), p.forward_s * 1e3 / *steps,
+                       p.backward_s * 1e3 / *steps, 100 * (p.forward_s + p.backward_s) / total);
+        nlohmann::json prof = nlohmann::json::array();
+        for (auto& [name, p] : op_profile())
+          prof.push_back({{"op", name}, {"forward_ms", p.forward_s * 1e3 / *steps}, {"backward_ms", p.backward_s * 1e3 / *steps}});
+        j[arch]["profile"] = prof;
+      }
+    }
+    if (*json_out) {
+      std::cout << j.dump() << "\n";
+    } else {
+      std::printf("threads %d, batch %d, median of %d steps\n", *threads, *batch, *steps);
+      for (const char* arch : {"teacher", "student"})
+        std::printf("%-8s train %8.1f windows/s (%.1f ms/step)   batch-1 inference %.3f ms\n", arch,
+                    j[arch]["train_windows_per_s"].get<double>(), j[arch]["train_step_ms"].get<double>(),
+                    j[arch]["infer_b1_ms"].get<double>());
+    }
+  });
+});
+
+}  // namespace
+}  // namespace pulsekd::cli
