@@ -1,5 +1,6 @@
 #include "datasets/registry.h"
 
+#include <map>
 #include <stdexcept>
 
 #include "datasets/dalia.h"
@@ -10,13 +11,62 @@
 namespace pulsekd::data {
 
 const char* dataset_spec_help() {
-  return "synth[:SEED] | spc2015:DIR | dalia:DIR | wesad:DIR";
+  return "synth[:SEED] | spc2015:DIR | dalia:DIR | wesad:DIR, options after '?': "
+         "synth?subjects=N&minutes=M, spc2015:DIR?extra=0&ppg=mean, dalia:DIR?antialias=1";
 }
 
-WindowSet load_dataset(const std::string& spec) {
-  const size_t colon = spec.find(':');
-  const std::string kind = spec.substr(0, colon);
-  const std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
+namespace {
+
+// "key=value&key=value" after a '?' at the end of a spec.
+std::map<std::string, std::string> parse_options(const std::string& spec, const std::string& text) {
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  while (pos <= text.size() && !text.empty()) {
+    const size_t amp = text.find('&', pos);
+    const std::string item = text.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw std::runtime_error("dataset spec '" + spec + "': option '" + item + "' must be key=value");
+    out[item.substr(0, eq)] = item.substr(eq + 1);
+    if (amp == std::string::npos) break;
+    pos = amp + 1;
+  }
+  return out;
+}
+
+double number_option(const std::string& spec, const std::string& key, const std::string& v, double lo, double hi) {
+  size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v.size() || v.empty() || !(x >= lo && x <= hi))
+    throw std::runtime_error("dataset spec '" + spec + "': option " + key + "=" + v + " must be a number in [" +
+                             std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+void reject_unknown(const std::string& spec, const std::map<std::string, std::string>& opts,
+                    std::initializer_list<const char*> known) {
+  for (auto& [k, v] : opts) {
+    bool ok = false;
+    for (const char* kk : known) ok = ok || k == kk;
+    if (!ok) throw std::runtime_error("dataset spec '" + spec + "': unknown option '" + k + "'");
+  }
+}
+
+}  // namespace
+
+WindowSet load_dataset(const std::string& full_spec) {
+  const std::string& spec = full_spec;
+  const size_t q = full_spec.find('?');
+  const std::string base = full_spec.substr(0, q);
+  const auto opts = q == std::string::npos ? std::map<std::string, std::string>{} : parse_options(spec, full_spec.substr(q + 1));
+  const size_t colon = base.find(':');
+  const std::string kind = base.substr(0, colon);
+  const std::string arg = colon == std::string::npos ? "" : base.substr(colon + 1);
   const auto need_dir = [&] {
     if (arg.empty())
       throw std::runtime_error("dataset spec '" + spec + "': " + kind + " needs a directory (" + kind + ":DIR)");
@@ -35,20 +85,39 @@ WindowSet load_dataset(const std::string& spec) {
         throw std::runtime_error("dataset spec '" + spec + "': the seed after synth: must be a non-negative integer");
       opt.seed = seed;
     }
-    return make_synthetic(opt);
+    reject_unknown(spec, opts, {"subjects", "minutes"});
+    if (opts.count("subjects")) opt.subjects = int(number_option(spec, "subjects", opts.at("subjects"), 2, 1000));
+    if (opts.count("minutes")) opt.minutes = number_option(spec, "minutes", opts.at("minutes"), 0.2, 600);
+    WindowSet ws = make_synthetic(opt);
+    ws.source = full_spec;
+    return ws;
   }
   if (kind == "spc2015") {
     need_dir();
-    return load_spc2015(arg);
+    reject_unknown(spec, opts, {"extra", "ppg"});
+    Spc2015Options o;
+    if (opts.count("extra")) o.include_extra = number_option(spec, "extra", opts.at("extra"), 0, 1) != 0;
+    if (opts.count("ppg")) {
+      if (opts.at("ppg") == "mean") o.ppg = Spc2015Options::Mean12;
+      else if (opts.at("ppg") == "ppg1") o.ppg = Spc2015Options::Ppg1;
+      else throw std::runtime_error("dataset spec '" + spec + "': ppg must be ppg1 or mean");
+    }
+    WindowSet ws = load_spc2015(arg, o);
+    ws.source = full_spec;
+    return ws;
   }
   if (kind == "dalia") {
     need_dir();
-    WindowSet ws = load_dalia(arg, DaliaOptions{});
+    reject_unknown(spec, opts, {"antialias"});
+    DaliaOptions o;
+    if (opts.count("antialias")) o.antialias_bvp = number_option(spec, "antialias", opts.at("antialias"), 0, 1) != 0;
+    WindowSet ws = load_dalia(arg, o);
     ws.source = "dalia:" + arg;  // loso_folds(..., "auto") keys on this prefix
     return ws;
   }
   if (kind == "wesad") {
     need_dir();
+    reject_unknown(spec, opts, {});
     WindowSet ws = load_wesad(arg, WesadOptions{});
     ws.source = "wesad:" + arg;
     return ws;
