@@ -12,6 +12,8 @@
 #include "engine/conv_fast.h"
 #include "engine/kernels/activation.h"
 #include "engine/kernels/conv1d.h"
+#include "engine/kernels/elementwise.h"
+#include "engine/kernels/loss.h"
 #include "engine/kernels/linear.h"
 #include "engine/kernels/modality_conv.h"
 #include "engine/kernels/norm.h"
@@ -246,16 +248,19 @@ Var dropout(Var x, real p, bool training, Rng& rng) {
   Graph& g = graph_of("dropout", {x});
   Tensor out = g.new_tensor(x.shape());
   Tensor mask = g.new_tensor(x.shape());  // 0 or 1/(1-p)
-  const int64_t n = out.numel();
+  const size_t n = size_t(out.numel());
   const real keep_scale = real(1) / (real(1) - p);
-  for (int64_t i = 0; i < n; ++i) {
-    mask.data[i] = rng.uniform() < double(p) ? real(0) : keep_scale;
-    out.data[i] = x.data()[i] * mask.data[i];
+  // One 64-bit draw gives two 32-bit uniforms: the mask is the cost of dropout.
+  const uint64_t threshold = uint64_t(double(p) * 4294967296.0);
+  for (size_t i = 0; i < n; i += 2) {
+    const uint64_t r = rng.next_u64();
+    mask.data[i] = (r & 0xffffffffu) < threshold ? real(0) : keep_scale;
+    if (i + 1 < n) mask.data[i + 1] = (r >> 32) < threshold ? real(0) : keep_scale;
   }
+  k::dropout_fwd_ref<real>(out.data, x.data(), mask.data, n);
   const int xid = x.id;
   return g.record(out, x.requires_grad(), [=, &g](const Tensor& go) {
-    real* dx = g.grad(xid).data;
-    for (int64_t i = 0; i < n; ++i) dx[i] += go.data[i] * mask.data[i];
+    k::dropout_bwd_ref<real>(g.grad(xid).data, go.data, mask.data, n);
   }, "dropout");
 }
 
@@ -548,16 +553,12 @@ Var add(Var a, Var b) {
   const bool bias_like = as != bs && bs.ndim == 1 && as[as.ndim - 1] == bs[0];
   if (as != bs && !bias_like) fail(op, "shapes " + as.str() + " and " + bs.str() + " differ");
   Tensor out = g.new_tensor(as);
-  const int64_t n = out.numel(), d = bs.numel();
-  for (int64_t i = 0; i < n; ++i) out.data[i] = a.data()[i] + b.data()[bias_like ? i % d : i];
+  const size_t n = size_t(out.numel()), period = size_t(bs.numel());
+  k::add_fwd_ref<real>(out.data, a.data(), b.data(), n, period);
   const int aid = a.id, bid = b.id;
   const bool ga = a.requires_grad(), gb = b.requires_grad();
   return g.record(out, ga || gb, [=, &g](const Tensor& go) {
-    if (ga) add_into(g.grad(aid).data, go.data, n);
-    if (gb) {
-      real* db = g.grad(bid).data;
-      for (int64_t i = 0; i < n; ++i) db[bias_like ? i % d : i] += go.data[i];
-    }
+    k::add_bwd_ref<real>(ga ? g.grad(aid).data : nullptr, gb ? g.grad(bid).data : nullptr, go.data, n, period);
   }, op);
 }
 
@@ -565,48 +566,36 @@ static Var binary_same(const char* op, Var a, Var b, int kind) {  // kind 0 sub,
   Graph& g = graph_of(op, {a, b});
   if (a.shape() != b.shape()) fail(op, "shapes " + a.shape().str() + " and " + b.shape().str() + " differ");
   Tensor out = g.new_tensor(a.shape());
-  const int64_t n = out.numel();
+  const size_t n = size_t(out.numel());
   const Tensor av = a.value(), bv = b.value();
-  for (int64_t i = 0; i < n; ++i) out.data[i] = kind == 0 ? av.data[i] - bv.data[i] : av.data[i] * bv.data[i];
+  if (kind == 0) k::sub_fwd_ref<real>(out.data, av.data, bv.data, n);
+  else k::mul_fwd_ref<real>(out.data, av.data, bv.data, n);
   const int aid = a.id, bid = b.id;
   const bool ga = a.requires_grad(), gb = b.requires_grad();
   return g.record(out, ga || gb, [=, &g](const Tensor& go) {
-    if (ga) {
-      real* da = g.grad(aid).data;
-      for (int64_t i = 0; i < n; ++i) da[i] += kind == 0 ? go.data[i] : go.data[i] * bv.data[i];
-    }
-    if (gb) {
-      real* db = g.grad(bid).data;
-      for (int64_t i = 0; i < n; ++i) db[i] += kind == 0 ? -go.data[i] : go.data[i] * av.data[i];
-    }
+    real* da = ga ? g.grad(aid).data : nullptr;
+    real* db = gb ? g.grad(bid).data : nullptr;
+    if (kind == 0) k::sub_bwd_ref<real>(da, db, go.data, n);
+    else k::mul_bwd_ref<real>(da, db, go.data, av.data, bv.data, n);
   }, op);
 }
 
 Var sub(Var a, Var b) { return binary_same("sub", a, b, 0); }
 Var mul(Var a, Var b) { return binary_same("mul", a, b, 1); }
 
-Var scale(Var x, real s) {
-  Graph& g = graph_of("scale", {x});
+static Var affine(const char* op, Var x, real s, real c) {
+  Graph& g = graph_of(op, {x});
   Tensor out = g.new_tensor(x.shape());
-  const int64_t n = out.numel();
-  for (int64_t i = 0; i < n; ++i) out.data[i] = x.data()[i] * s;
+  const size_t n = size_t(out.numel());
+  k::affine_fwd_ref<real>(out.data, x.data(), s, c, n);
   const int xid = x.id;
   return g.record(out, x.requires_grad(), [=, &g](const Tensor& go) {
-    real* dx = g.grad(xid).data;
-    for (int64_t i = 0; i < n; ++i) dx[i] += go.data[i] * s;
-  }, "scale");
+    k::affine_bwd_ref<real>(g.grad(xid).data, go.data, s, n);
+  }, op);
 }
 
-Var add_scalar(Var x, real s) {
-  Graph& g = graph_of("add_scalar", {x});
-  Tensor out = g.new_tensor(x.shape());
-  const int64_t n = out.numel();
-  for (int64_t i = 0; i < n; ++i) out.data[i] = x.data()[i] + s;
-  const int xid = x.id;
-  return g.record(out, x.requires_grad(), [=, &g](const Tensor& go) {
-    add_into(g.grad(xid).data, go.data, n);
-  }, "add_scalar");
-}
+Var scale(Var x, real s) { return affine("scale", x, s, real(0)); }
+Var add_scalar(Var x, real s) { return affine("add_scalar", x, real(1), s); }
 
 Var sum(Var x) {
   Graph& g = graph_of("sum", {x});
@@ -634,17 +623,11 @@ Var sum_axis(Var x, int axis) {
   for (int i = 0; i < x.shape().ndim; ++i)
     if (i != a) os.d[os.ndim++] = x.shape()[i];
   if (os.ndim == 0) os = Shape{1};
-  Tensor out = g.new_zeros(os);
-  const real* xd = x.data();
-  for (int64_t o = 0; o < outer; ++o)
-    for (int64_t l = 0; l < len; ++l)
-      for (int64_t i = 0; i < inner; ++i) out.data[o * inner + i] += xd[(o * len + l) * inner + i];
+  Tensor out = g.new_tensor(os);
+  k::sum_axis_fwd_ref<real>(out.data, x.data(), size_t(outer), size_t(len), size_t(inner));
   const int xid = x.id;
   return g.record(out, x.requires_grad(), [=, &g](const Tensor& go) {
-    real* dx = g.grad(xid).data;
-    for (int64_t o = 0; o < outer; ++o)
-      for (int64_t l = 0; l < len; ++l)
-        for (int64_t i = 0; i < inner; ++i) dx[(o * len + l) * inner + i] += go.data[o * inner + i];
+    k::sum_axis_bwd_ref<real>(g.grad(xid).data, go.data, size_t(outer), size_t(len), size_t(inner));
   }, op);
 }
 
@@ -657,10 +640,9 @@ Var mean_axis(Var x, int axis) {
 // Losses
 
 namespace {
-// Shared shape of the elementwise regression losses: value f(d) and derivative f'(d) of the
-// difference d = pred - target, averaged over elements.
-template <class Fn, class DFn>
-Var pointwise_loss(const char* op, Var pred, Var target, Fn f, DFn df) {
+// The regression losses share one shape: kernels/loss.h gives the value and derivative of
+// each element's loss of d = pred - target; the op averages over elements.
+Var pointwise_loss(const char* op, Var pred, Var target, int kind, double delta) {
   Graph& g = graph_of(op, {pred, target});
   if (pred.shape().numel() != target.shape().numel())
     fail(op, "prediction " + pred.shape().str() + " and target " + target.shape().str() + " differ in size");
@@ -668,49 +650,23 @@ Var pointwise_loss(const char* op, Var pred, Var target, Fn f, DFn df) {
   if (n == 0) fail(op, "empty input");
   Tensor out = g.new_tensor({1});
   const Tensor pv = pred.value(), tv = target.value();
-  double acc = 0;
-  for (int64_t i = 0; i < n; ++i) acc += f(double(pv.data[i]) - double(tv.data[i]));
-  out.data[0] = real(acc / double(n));
+  out.data[0] = real(k::loss_sum_ref<real>(kind, pv.data, tv.data, size_t(n), delta) / double(n));
   const int pid = pred.id, tid = target.id;
   const bool gp = pred.requires_grad(), gt = target.requires_grad();
   return g.record(out, gp || gt, [=, &g](const Tensor& go) {
-    const real s = go.data[0] / real(n);
-    real* dp = gp ? g.grad(pid).data : nullptr;
-    real* dt = gt ? g.grad(tid).data : nullptr;
-    for (int64_t i = 0; i < n; ++i) {
-      const real d = real(df(double(pv.data[i]) - double(tv.data[i]))) * s;
-      if (dp) dp[i] += d;
-      if (dt) dt[i] -= d;
-    }
+    k::loss_bwd_ref<real>(gp ? g.grad(pid).data : nullptr, gt ? g.grad(tid).data : nullptr, kind, pv.data, tv.data,
+                          size_t(n), delta, go.data[0] / real(n));
   }, op);
 }
 }  // namespace
 
-Var l1_loss(Var pred, Var target) {
-  // PyTorch's subgradient at 0 is 0 (sign(0) = 0).
-  return pointwise_loss("l1_loss", pred, target, [](double d) { return std::fabs(d); },
-                        [](double d) { return double((d > 0) - (d < 0)); });
-}
-
-Var mse_loss(Var pred, Var target) {
-  return pointwise_loss("mse_loss", pred, target, [](double d) { return d * d; }, [](double d) { return 2 * d; });
-}
-
+Var l1_loss(Var pred, Var target) { return pointwise_loss("l1_loss", pred, target, k::LOSS_L1, 1); }
+Var mse_loss(Var pred, Var target) { return pointwise_loss("mse_loss", pred, target, k::LOSS_MSE, 1); }
 Var huber_loss(Var pred, Var target, real delta) {
   if (!(delta > 0)) fail("huber_loss", "delta must be > 0");
-  const double b = delta;
-  // PyTorch smooth_l1_loss(beta): 0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta.
-  return pointwise_loss("huber_loss", pred, target,
-                        [b](double d) { return std::fabs(d) < b ? 0.5 * d * d / b : std::fabs(d) - 0.5 * b; },
-                        [b](double d) { return std::fabs(d) < b ? d / b : double((d > 0) - (d < 0)); });
+  return pointwise_loss("huber_loss", pred, target, k::LOSS_HUBER, double(delta));
 }
-
-Var log_cosh_loss(Var pred, Var target) {
-  // log(cosh(d)) = |d| + log1p(exp(-2|d|)) - log 2, stable for large |d|.
-  return pointwise_loss("log_cosh_loss", pred, target,
-                        [](double d) { const double a = std::fabs(d); return a + std::log1p(std::exp(-2 * a)) - std::log(2.0); },
-                        [](double d) { return std::tanh(d); });
-}
+Var log_cosh_loss(Var pred, Var target) { return pointwise_loss("log_cosh_loss", pred, target, k::LOSS_LOGCOSH, 1); }
 
 Var soft_cross_entropy(Var logits, Var target_probs) {
   const char* op = "soft_cross_entropy";
@@ -730,21 +686,13 @@ Var kl_div(Var log_q, Var p) {
   if (log_q.shape() != p.shape()) fail(op, "log_q " + log_q.shape().str() + " and p " + p.shape().str() + " differ");
   const int64_t n = log_q.shape()[0], m = log_q.value().numel();
   const Tensor lq = log_q.value(), pv = p.value();
-  double acc = 0;
-  for (int64_t i = 0; i < m; ++i)
-    if (pv.data[i] > 0) acc += double(pv.data[i]) * (std::log(double(pv.data[i])) - double(lq.data[i]));
   Tensor out = g.new_tensor({1});
-  out.data[0] = real(acc / double(n));
+  out.data[0] = real(k::kl_sum_ref<real>(lq.data, pv.data, size_t(m)) / double(n));
   const int qid = log_q.id, pid = p.id;
   const bool gq = log_q.requires_grad(), gp = p.requires_grad();
   return g.record(out, gq || gp, [=, &g](const Tensor& go) {
-    const real s = go.data[0] / real(n);
-    real* dq = gq ? g.grad(qid).data : nullptr;
-    real* dp = gp ? g.grad(pid).data : nullptr;
-    for (int64_t i = 0; i < m; ++i) {
-      if (dq) dq[i] -= s * pv.data[i];
-      if (dp && pv.data[i] > 0) dp[i] += s * (std::log(pv.data[i]) + 1 - lq.data[i]);
-    }
+    k::kl_bwd_ref<real>(gq ? g.grad(qid).data : nullptr, gp ? g.grad(pid).data : nullptr, lq.data, pv.data, size_t(m),
+                        go.data[0] / real(n));
   }, op);
 }
 

@@ -6,7 +6,10 @@
 #include <vector>
 
 #include "engine/conv_fast.h"
+#include "engine/graph.h"
 #include "engine/kernels/conv1d.h"
+#include "engine/kernels/linear.h"
+#include "engine/ops.h"
 #include "engine/rng.h"
 #include "engine/tensor.h"
 
@@ -75,4 +78,19 @@ TEST_CASE("arena: aligned, grows, and reset merges blocks") {
   a.alloc(10);
   a.alloc(100);
   CHECK(a.capacity_reals() == cap);  // steady state: no new block
+}
+
+TEST_CASE("OpenBLAS linear and matmul ops equal the reference kernels") {
+  Rng rng(9);
+  const int n = 7, in_f = 13, out_f = 5;
+  auto x = rand_vec(size_t(n) * in_f, rng), w = rand_vec(size_t(out_f) * in_f, rng), b = rand_vec(size_t(out_f), rng);
+  std::vector<real> ref(size_t(n) * out_f), refmm(size_t(n) * out_f);
+  k::linear_fwd_ref<k::ArithFloat<real>>(ref.data(), x.data(), w.data(), b.data(), n, in_f, out_f, {});
+  Graph g;
+  Var y = linear(g.input({n, in_f}, x.data()), g.input({out_f, in_f}, w.data()), g.input({out_f}, b.data()));
+  CHECK(max_norm_err(std::vector<real>(y.data(), y.data() + n * out_f), ref) < 1e-6);
+  // matmul with b transposed in memory is x · w^T
+  k::matmul_ref<real>(refmm.data(), x.data(), w.data(), n, out_f, in_f, 0, 1, 0);
+  Var z = matmul(g.input({1, n, in_f}, x.data()), g.input({1, out_f, in_f}, w.data()), true);
+  CHECK(max_norm_err(std::vector<real>(z.data(), z.data() + n * out_f), refmm) < 1e-6);
 }
