@@ -112,7 +112,7 @@ CommandRegistrar reg_info([](CLI::App& app) {
   auto cfg = std::make_shared<models::ModelConfig>();
   auto arch = std::make_shared<std::string>();
   cmd->add_option("checkpoint", *ckpt, "pulsekd .safetensors checkpoint (or give --arch)");
-  cmd->add_option("--arch", *arch, "describe a family member instead: teacher or student")->check(CLI::IsMember({"teacher", "student"}));
+  cmd->add_option("--arch", *arch, "describe a family member instead: teacher, student or resnet")->check(CLI::IsMember({"teacher", "student", "resnet"}));
   cmd->add_option("--width", cfg->width, "width multiplier on every channel count")->check(CLI::Range(0.01, 16.0));
   cmd->add_option("--depth", cfg->convs_per_block, "convolutions per block")->check(CLI::Range(1, 8));
   cmd->add_option("--head", cfg->head, "regression or binned")->check(CLI::IsMember({"regression", "binned"}));

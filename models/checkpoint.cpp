@@ -21,6 +21,16 @@ Kind kind_of(const std::string& name) {
   return Kind::Plain;
 }
 
+// The resnet family (models/pulse.cpp) stores every 3-D conv weight like a PyTorch
+// Conv2d with a (1, K) kernel on [B, C, 4, T] (row-shared, as PULSE's convs) and its
+// modality-wise fusion "fuse.weight" like conv4. PULSE models keep kind_of(name).
+Kind kind_for(const PulseModel& m, const std::string& name, const Parameter& p) {
+  if (m.config().arch != "resnet") return kind_of(name);
+  if (name == "fuse.weight") return Kind::Modality;
+  if (p.shape.ndim == 3) return Kind::Conv1d;
+  return Kind::Plain;
+}
+
 std::string shape_str(const std::vector<int64_t>& s) {
   std::ostringstream o;
   o << "[";
@@ -39,8 +49,8 @@ void RowNorm::apply(float* x, int64_t n) const {
     }
 }
 
-std::vector<int64_t> torch_shape(const PulseModel&, const std::string& name, const Parameter& p) {
-  switch (kind_of(name)) {
+std::vector<int64_t> torch_shape(const PulseModel& m, const std::string& name, const Parameter& p) {
+  switch (kind_for(m, name, p)) {
     case Kind::Conv1d: return {p.shape[0], p.shape[2], 1, p.shape[1]};    // (Cout, K, Cin) → (Cout, Cin, 1, K)
     case Kind::Modality: return {p.shape[0], p.shape[2], p.shape[1], 1};  // (Cout, R, Cin) → (Cout, Cin, R, 1)
     default: return p.shape.vec();
@@ -48,7 +58,7 @@ std::vector<int64_t> torch_shape(const PulseModel&, const std::string& name, con
 }
 
 std::vector<float> to_torch_layout(const PulseModel& m, const std::string& name, const Parameter& p) {
-  const Kind k = kind_of(name);
+  const Kind k = kind_for(m, name, p);
   if (k == Kind::Plain) return std::vector<float>(p.value.begin(), p.value.end());
   // Both special layouts swap the last two axes of a 3-D (Cout, A, B) array.
   const int64_t co = p.shape[0], a = p.shape[1], b = p.shape[2];
@@ -70,7 +80,7 @@ void from_torch_layout(const PulseModel& m, const std::string& name, Parameter& 
   if (int64_t(data.size()) != p.numel())
     throw std::runtime_error(source + ": tensor '" + name + "' holds " + std::to_string(data.size()) + " values, expected " +
                              std::to_string(p.numel()));
-  const Kind k = kind_of(name);
+  const Kind k = kind_for(m, name, p);
   if (k == Kind::Plain) {
     std::copy(data.begin(), data.end(), p.value.begin());
     return;

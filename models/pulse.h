@@ -15,9 +15,14 @@
 namespace pulsekd::models {
 
 struct ModelConfig {
-  std::string arch = "teacher";     // "teacher" or "student"
+  std::string arch = "teacher";     // "teacher", "student" or "resnet" (1-D ResNet family)
   double width = 1.0;               // multiplier on every convolution channel count
   int convs_per_block = 3;          // depth option: convolutions in each of the 3 blocks
+                                    // (resnet: residual blocks in each stage)
+  int stages = 3;                   // resnet: residual stages; each after the first halves time
+  int base_channels = 16;           // resnet: first-stage channels before the width multiplier
+                                    // (doubled at every stage)
+  int kernel = 5;                   // resnet: convolution kernel size (3, 5 or 7)
   int dense = 32;                   // width of the penultimate "dense32" features
   std::string head = "regression";  // "regression" (1 output, BPM) or "binned" (bins logits)
   int bins = 64;                    // binned head: number of heart-rate bins
@@ -53,7 +58,10 @@ class PulseModel : public Module {
   const ModelConfig& config() const { return cfg_; }
   std::vector<LayerInfo> layers() const;  // per-layer parameters and MACs per window
   int64_t macs_per_window() const;
+  // Channels of features[0..2] (PULSE: the 3 blocks; resnet: the stage widths, front-padded
+  // with the first stage when there are fewer than 3 stages).
   std::vector<int> block_channels() const { return channels_; }
+  std::vector<int> stage_channels() const { return stage_channels_; }  // resnet: width of every stage
   // Bin centres (bins) of the binned head.
   std::vector<float> bin_centres() const;
   void init(uint64_t seed);  // PyTorch-default initialisation
@@ -84,9 +92,42 @@ class PulseModel : public Module {
   struct Layer : Module {
     using Module::add_module;
     using Module::add_parameter;
+    using Module::add_buffer;
   };
   std::vector<std::unique_ptr<Layer>> layers_;
   Layer& layer(const std::string& name);
+  Layer& child(Layer& parent, const std::string& name);
+
+  // 1-D ResNet family (arch "resnet"): row-shared residual stages, a modality-wise fusion conv,
+  // global average pooling over time, dense, head.
+  struct BatchNormLayer {
+    Parameter *w = nullptr, *b = nullptr, *mean = nullptr, *var = nullptr;
+  };
+  struct ResConv {
+    std::string name;
+    Parameter* w = nullptr;  // (c_out, K, c_in), no bias (BatchNorm follows)
+    BatchNormLayer bn;
+    int c_in = 0, c_out = 0, k = 1, stride = 1, pad = 0, t_in = 0, t_out = 0;
+  };
+  struct ResBlock {
+    std::string name;  // "layer2.0"
+    ResConv c1, c2;
+    bool proj = false;  // 1x1 (strided) conv + BatchNorm on the skip path
+    ResConv skip;
+    bool last_of_stage = false;
+  };
+  ResConv stem_;
+  std::vector<ResBlock> blocks_;
+  std::vector<int> stage_channels_;
+  int stem_pool_ = 4;
+  Parameter *fuse_w_ = nullptr, *fuse_b_ = nullptr;
+  void build_resnet();
+  void init_resnet(Rng& rng);
+  ModelOutput forward_resnet(Graph& g, Var x, Rng& rng);
+  std::vector<LayerInfo> layers_resnet() const;
+  ResConv make_res_conv(Layer& parent, const std::string& conv_name, const std::string& bn_name, int c_in, int c_out,
+                        int k, int stride, int t_in);
+  Var apply_res_conv(Graph& g, const ResConv& c, Var h);
 };
 
 }  // namespace pulsekd::models
