@@ -1,0 +1,169 @@
+// Quantisation and microcontroller commands: quantize (export-mcu, mcu-report follow).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "datasets/folds.h"
+#include "datasets/registry.h"
+#include "kd/evaluate.h"
+#include "models/checkpoint.h"
+#include "models/export_mcu.h"
+#include "models/quantize.h"
+
+namespace pulsekd::cli {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+void need_file(const std::string& path, const std::string& flag) {
+  if (!fs::is_regular_file(path)) throw std::runtime_error(flag + " '" + path + "' does not exist or is not a file");
+}
+
+// "input=16,conv11=16" -> map
+std::map<std::string, int> parse_bits(const std::string& s) {
+  std::map<std::string, int> m;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    const auto eq = item.find('=');
+    if (eq == std::string::npos) throw std::runtime_error("--bits: expected NAME=8|16, got '" + item + "'");
+    const std::string v = item.substr(eq + 1);
+    if (v != "8" && v != "16") throw std::runtime_error("--bits: '" + item + "': bits must be 8 or 16");
+    m[item.substr(0, eq)] = std::stoi(v);
+  }
+  return m;
+}
+
+CommandRegistrar reg_quantize([](CLI::App& app) {
+  auto* cmd = app.add_subcommand("quantize", "Post-training quantisation of a student checkpoint; float vs integer MAE per subject");
+  struct Opts {
+    std::string ckpt, data, out, calib = "percentile", calib_data, bits, report;
+    double percentile = 99.99;
+    int default_bits = 8;
+    bool nearest = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--checkpoint", o->ckpt, "pulsekd .safetensors student checkpoint")->required();
+  cmd->add_option("--data", o->data, "dataset SPEC to evaluate on (and calibrate on unless --calib-data)")->required();
+  cmd->add_option("--out", o->out, "output quantised model (.safetensors)")->required();
+  cmd->add_option("--calib", o->calib, "calibration: minmax or percentile")->check(CLI::IsMember({"minmax", "percentile"}));
+  cmd->add_option("--percentile", o->percentile, "two-sided percentile for --calib percentile")->check(CLI::Range(50.0, 100.0));
+  cmd->add_option("--calib-data", o->calib_data, "dataset SPEC of the calibration windows (default: --data)");
+  cmd->add_option("--bits", o->bits, "activation bits per tensor, e.g. input=16,conv11=16 (default: docs/MCU.md choice)");
+  cmd->add_option("--default-bits", o->default_bits, "bits of the tensors --bits does not name")->check(CLI::IsMember({8, 16}));
+  cmd->add_flag("--round-nearest", o->nearest, "round weights to nearest (default: error-compensating GPTQ rounding)");
+  cmd->add_option("--report", o->report, "also write the per-subject results as JSON");
+  cmd->callback([o]() {
+    need_file(o->ckpt, "--checkpoint");
+    auto lm = models::load_checkpoint(o->ckpt);
+    const data::WindowSet ws = data::load_dataset(o->data);
+    if (ws.size() == 0) throw std::runtime_error("--data '" + o->data + "': no windows");
+    const std::vector<float> x = models::normalised_windows(ws, lm.norm);
+    std::vector<float> xc;
+    if (!o->calib_data.empty()) xc = models::normalised_windows(data::load_dataset(o->calib_data), lm.norm);
+    const std::vector<float>& cal = o->calib_data.empty() ? x : xc;
+    models::QuantOptions qo;
+    qo.calib = o->calib;
+    qo.percentile = o->percentile;
+    qo.default_bits = o->default_bits;
+    qo.gptq = !o->nearest;
+    qo.bits = o->bits.empty() ? models::default_layer_bits() : parse_bits(o->bits);
+    std::cout << "normalisation: "
+              << (lm.norm.present ? "the checkpoint's per-row statistics"
+                                  : "none in the checkpoint: each recording z-scored with its own per-row statistics")
+              << "\ncalibration: " << o->calib << " on " << cal.size() / 1024 << " windows of "
+              << (o->calib_data.empty() ? o->data : o->calib_data) << "\n";
+    models::QuantModel q = models::quantize_model(*lm.model, lm.norm, cal.data(), int64_t(cal.size() / 1024), qo, o->ckpt);
+    models::save_quant_model(o->out, q);
+
+    std::vector<float> hf, hq, tmp;
+    for (int64_t s = 0; s < ws.size(); s += 256) {
+      const int64_t b = std::min<int64_t>(256, ws.size() - s);
+      lm.model->predict(x.data() + s * 1024, b, tmp);
+      hf.insert(hf.end(), tmp.begin(), tmp.end());
+    }
+    hq = models::predict_quantized(q, x.data(), ws.size());
+
+    char line[256];
+    std::snprintf(line, sizeof line, "%-18s %7s %9s %9s %9s %9s %9s %9s\n", "subject", "windows", "MAE f32", "MAE int",
+                  "PP f32", "PP int", "mean|d|", "max|d|");
+    std::cout << "\n" << line;
+    json rep = json::array();
+    double sf = 0, sq = 0, spf = 0, spq = 0, sd = 0, dmax = 0;
+    int64_t nd = 0;
+    for (const auto& sub : ws.subjects) {
+      std::vector<float> f(hf.begin() + sub.first_window, hf.begin() + sub.first_window + sub.num_windows);
+      std::vector<float> g(hq.begin() + sub.first_window, hq.begin() + sub.first_window + sub.num_windows);
+      std::vector<float> t(ws.hr.begin() + sub.first_window, ws.hr.begin() + sub.first_window + sub.num_windows);
+      const double mf = kd::compute_metrics(f, t).mae, mq = kd::compute_metrics(g, t).mae;
+      const double pf = kd::compute_metrics(data::postprocess_clamp(f), t).mae;
+      const double pq = kd::compute_metrics(data::postprocess_clamp(g), t).mae;
+      double d = 0, dm = 0;
+      for (size_t i = 0; i < f.size(); ++i) {
+        d += std::fabs(double(g[i]) - double(f[i]));
+        dm = std::max(dm, std::fabs(double(g[i]) - double(f[i])));
+      }
+      sd += d;
+      nd += int64_t(f.size());
+      d /= double(std::max<size_t>(1, f.size()));
+      dmax = std::max(dmax, dm);
+      sf += mf, sq += mq, spf += pf, spq += pq;
+      std::snprintf(line, sizeof line, "%-18s %7lld %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n", sub.name.c_str(),
+                    (long long)sub.num_windows, mf, mq, pf, pq, d, dm);
+      std::cout << line;
+      rep.push_back({{"subject", sub.name}, {"windows", sub.num_windows}, {"mae_float", mf}, {"mae_int", mq},
+                     {"mae_post_float", pf}, {"mae_post_int", pq}, {"mean_abs_diff", d}, {"max_abs_diff", dm}});
+    }
+    const double ns = double(ws.subjects.size());
+    std::snprintf(line, sizeof line, "%-18s %7lld %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n", "mean of subjects",
+                  (long long)ws.size(), sf / ns, sq / ns, spf / ns, spq / ns, sd / double(nd), dmax);
+    std::cout << line;
+    std::cout << "\nMAE change (int - float): raw " << (sq - sf) / ns << " BPM, post-processed " << (spq - spf) / ns
+              << " BPM; mean |HR_int - HR_float| per window " << sd / double(nd) << " BPM\n";
+    std::cout << "int8 weights + int32 biases + requantisation tables: " << models::quant_param_bytes(q) << " bytes\n";
+    std::cout << "activation bits:";
+    std::cout << " input=" << q.input.bits;
+    for (auto& L : q.layers)
+      if (L.op != models::QOp::AvgPool) std::cout << " " << L.name << "=" << L.out.bits;
+    std::cout << "\nwrote " << o->out << "\n";
+    if (!o->report.empty()) {
+      json j = {{"checkpoint", o->ckpt}, {"data", o->data}, {"calib", o->calib}, {"subjects", rep},
+                {"mean_mae_float", sf / ns}, {"mean_mae_int", sq / ns}, {"mean_mae_post_float", spf / ns},
+                {"mean_mae_post_int", spq / ns}, {"mean_abs_diff", sd / double(nd)}, {"max_abs_diff", dmax}};
+      std::ofstream f(o->report);
+      if (!f) throw std::runtime_error("--report '" + o->report + "': cannot open for writing");
+      f << j.dump(2) << "\n";
+    }
+  });
+});
+
+CommandRegistrar reg_export([](CLI::App& app) {
+  auto* cmd = app.add_subcommand("export-mcu", "C++ sources + firmware build for Cortex-M4/M7 from a quantised model");
+  auto model = std::make_shared<std::string>();
+  auto target = std::make_shared<std::string>("m4");
+  auto out = std::make_shared<std::string>();
+  auto root = std::make_shared<std::string>();
+  cmd->add_option("--model", *model, "quantised model written by pulsekd quantize")->required();
+  cmd->add_option("--target", *target, "m4 (mps2-an386, Cortex-M4F) or m7 (mps2-an500, Cortex-M7)")->check(CLI::IsMember({"m4", "m7"}));
+  cmd->add_option("--out", *out, "output directory")->required();
+  cmd->add_option("--source-root", *root, "pulsekd source tree holding mcu/ and engine/kernels/ (default: the build's)");
+  cmd->callback([=]() {
+    need_file(*model, "--model");
+    const models::QuantModel q = models::load_quant_model(*model);
+    const models::McuExport e = models::export_mcu(q, *target, *out, *root);
+    std::cout << "wrote " << *out << "/model_data.cpp (" << q.layers.size() << " layers, const data " << e.weight_bytes
+              << " bytes, activation arena " << e.arena_bytes << " bytes) and a CMake build for " << *target << "\n"
+              << "build: " << *out << "/build.sh  (then: qemu-system-arm -M " << (*target == "m4" ? "mps2-an386" : "mps2-an500")
+              << " -display none -monitor none -serial none -semihosting-config enable=on,target=native -kernel "
+              << *out << "/build/fw.elf, with input.bin in the working directory)\n";
+  });
+});
+
+}  // namespace
+}  // namespace pulsekd::cli

@@ -1,0 +1,60 @@
+// Firmware entry: reads quantised input windows from the host file "input.bin" (int16
+// little-endian, (n, rows, 256)), runs the model on each, writes the raw int32 outputs to
+// "output.bin" and the measured peak stack to "stack.txt"; exits 0 on success, 2.. on an I/O error.
+#include "pk_model.h"
+#include "semihost.h"
+
+extern "C" uint32_t pk_stack_peak_bytes(void);  // startup.c: painted-stack watermark
+
+static int16_t g_window[4 * 256];
+
+static void put_u32(char* s, uint32_t v) {
+  char tmp[12];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (int i = 0; i < n; ++i) s[i] = tmp[n - 1 - i];
+  s[n] = 0;
+}
+
+extern "C" int main(void) {
+  const int32_t fin = sh_open("input.bin", 1);
+  if (fin < 0) {
+    sh_puts("pk: cannot open input.bin\n");
+    sh_exit(2);
+  }
+  const int32_t len = sh_flen(fin);
+  const uint32_t per = (uint32_t)pk_the_model.rows * 256u * 2u;
+  if (len <= 0 || (uint32_t)len % per != 0) {
+    sh_puts("pk: input.bin size is not a multiple of one window\n");
+    sh_exit(3);
+  }
+  const int32_t fout = sh_open("output.bin", 5);
+  if (fout < 0) {
+    sh_puts("pk: cannot open output.bin\n");
+    sh_exit(4);
+  }
+  const uint32_t n = (uint32_t)len / per;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (sh_read(fin, g_window, per) != 0) sh_exit(5);
+    const int32_t y = pk_infer(g_window);
+    if (sh_write(fout, &y, 4) != 0) sh_exit(6);
+  }
+  sh_close(fin);
+  sh_close(fout);
+  char msg[64] = "pk: windows ";
+  put_u32(msg + 12, n);
+  sh_puts(msg);
+  sh_puts("\n");
+  const int32_t fs = sh_open("stack.txt", 4);
+  if (fs >= 0) {
+    char s[16];
+    put_u32(s, pk_stack_peak_bytes());
+    sh_write(fs, s, sh_strlen(s));
+    sh_close(fs);
+  }
+  sh_exit(0);
+  return 0;
+}

@@ -1,0 +1,38 @@
+// Code generation for bare-metal Cortex-M: a quantised model (models/quantize.h) becomes C++
+// sources (weights as const arrays, a static layer schedule, one static activation arena laid
+// out by liveness planning) plus the runtime, startup, linker script, toolchain file and kernel
+// headers copied from the source tree, so the output directory builds on its own:
+//   cmake -S DIR -B DIR/build -DCMAKE_TOOLCHAIN_FILE=DIR/pulsekd/mcu/cmake/arm-none-eabi.cmake -DPK_CORE=m4
+#pragma once
+#include <string>
+#include <vector>
+
+#include "models/quantize.h"
+
+namespace pulsekd::models {
+
+struct ArenaSlot {
+  std::string tensor;  // "input", a layer name, or "rows" (the per-row results)
+  int64_t offset = 0, bytes = 0;
+  int first = 0, last = 0;  // schedule steps it is live in
+};
+
+struct McuExport {
+  int64_t arena_bytes = 0;
+  int64_t weight_bytes = 0;   // const data: int8 weights, int32 biases, multipliers, shifts
+  std::vector<ArenaSlot> slots;
+};
+
+// Liveness planning alone (also used by tests): greedy first-fit, largest tensors first,
+// 4-byte aligned; tensors whose live ranges overlap never share bytes.
+McuExport plan_arena(const QuantModel& q);
+
+// target: "m4" or "m7". root: the pulsekd source tree (holds mcu/ and engine/kernels/);
+// empty = the tree this binary was built from.
+McuExport export_mcu(const QuantModel& q, const std::string& target, const std::string& out_dir,
+                     const std::string& root = "");
+
+// The source tree this binary was built from.
+std::string pulsekd_source_root();
+
+}  // namespace pulsekd::models

@@ -1,0 +1,851 @@
+#include "models/quantize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "datasets/folds.h"
+#include "engine/kernels/conv1d.h"
+#include "engine/kernels/linear.h"
+#include "engine/kernels/modality_conv.h"
+#include "engine/kernels/pool1d.h"
+#include "engine/kernels/pool1d_int.h"
+#include "engine/safetensors.h"
+
+namespace pulsekd::models {
+
+namespace k = pulsekd::kernels;
+using nlohmann::json;
+
+// ---------------------------------------------------------------------------------------
+// Small pieces
+
+int32_t QTensor::qmin() const { return bits == 8 ? -128 : bits == 16 ? -32768 : INT32_MIN; }
+int32_t QTensor::qmax() const { return bits == 8 ? 127 : bits == 16 ? 32767 : INT32_MAX; }
+
+const char* qop_name(QOp op) {
+  switch (op) {
+    case QOp::Conv: return "conv";
+    case QOp::AvgPool: return "avgpool";
+    case QOp::ModalityConv: return "modality_conv";
+    case QOp::Linear: return "linear";
+  }
+  return "?";
+}
+static QOp qop_from(const std::string& s) {
+  if (s == "conv") return QOp::Conv;
+  if (s == "avgpool") return QOp::AvgPool;
+  if (s == "modality_conv") return QOp::ModalityConv;
+  if (s == "linear") return QOp::Linear;
+  throw std::runtime_error("quantised model: unknown layer op '" + s + "'");
+}
+
+int QLayer::t_out() const {
+  switch (op) {
+    case QOp::Conv: return k::conv1d_out_len(t_in, k::conv1d_params{c_in, c_out, kernel, 1, pad, dilation, 1});
+    case QOp::AvgPool: return k::pool1d_out_len(t_in, k::pool1d_params{pool, pool, 1});
+    case QOp::ModalityConv: return t_in;
+    case QOp::Linear: return 1;
+  }
+  return 0;
+}
+int64_t QLayer::out_elems() const { return int64_t(t_out()) * c_out; }
+int64_t QLayer::in_elems() const { return int64_t(t_in) * c_in * (op == QOp::ModalityConv ? rows : 1); }
+int64_t QLayer::macs_per_row() const {
+  switch (op) {
+    case QOp::Conv: return int64_t(t_out()) * c_out * kernel * c_in;
+    case QOp::AvgPool: return 0;
+    case QOp::ModalityConv: return int64_t(t_in) * c_out * rows * c_in;
+    case QOp::Linear: return int64_t(c_out) * c_in;
+  }
+  return 0;
+}
+k::requant_params QLayer::requant() const {
+  return k::requant_params{in.zp, out.zp, mult.empty() ? nullptr : mult.data(),
+                           shift.empty() ? nullptr : shift.data(), act_min, act_max};
+}
+
+std::map<std::string, int> default_layer_bits() {
+  // Filled in from the measurements in docs/MCU.md.
+  return {{"input", 16}};
+}
+
+// Choose (lo, hi) for a tensor and its quantisation.
+static QTensor make_qtensor(double lo, double hi, int bits) {
+  lo = std::min(lo, 0.0);
+  hi = std::max(hi, 0.0);
+  QTensor t;
+  t.bits = bits;
+  if (bits == 8) {
+    double s = (hi - lo) / 255.0;
+    if (!(s > 1e-12)) s = 1.0 / 255.0;  // a constant-zero tensor (dead ReLU channels): any scale
+    t.scale = float(s);
+    double zp = std::round(-128.0 - lo / double(t.scale));
+    t.zp = int32_t(std::clamp(zp, -128.0, 127.0));
+  } else {
+    double m = std::max(-lo, hi);
+    double s = m / 32767.0;
+    if (!(s > 1e-12)) s = 1.0 / 32767.0;
+    t.scale = float(s);
+    t.zp = 0;
+  }
+  return t;
+}
+
+// real multiplier m > 0 -> (M in [2^30, 2^31), shift) with m = M * 2^(shift - 31)
+static void quantize_multiplier(double m, int32_t& mult, int32_t& shift) {
+  if (!(m > 0)) {
+    mult = 0;
+    shift = 0;
+    return;
+  }
+  int e = 0;
+  const double f = std::frexp(m, &e);  // m = f * 2^e, f in [0.5, 1)
+  int64_t q = std::llround(f * double(int64_t(1) << 31));
+  if (q == (int64_t(1) << 31)) {
+    q /= 2;
+    ++e;
+  }
+  if (e < -31) {  // underflow: the output is always the zero point
+    mult = 0;
+    shift = 0;
+    return;
+  }
+  if (e > 30) throw std::runtime_error("quantize: requantisation multiplier too large (" + std::to_string(m) + ")");
+  mult = int32_t(q);
+  shift = e;
+}
+
+// Second moments H = sum x x^T of a layer's input vectors (in the weights' inner order),
+// for error-compensating rounding.
+struct Hess {
+  int d = 0;
+  std::vector<double> h;  // (d, d), upper triangle accumulated
+  int64_t n = 0;
+  void add(const double* v) {
+    if (h.empty()) h.assign(size_t(d) * d, 0.0);
+    for (int i = 0; i < d; ++i) {
+      if (v[i] == 0) continue;
+      const double vi = v[i];
+      double* hi = h.data() + size_t(i) * d;
+      for (int j = i; j < d; ++j) hi[j] += vi * v[j];
+    }
+    ++n;
+  }
+};
+
+// Upper Cholesky factor U of H^-1 (H damped by 1 % of its mean diagonal): H^-1 = U^T U.
+static bool hinv_upper(const Hess& H, std::vector<double>& U) {
+  const int d = H.d;
+  std::vector<double> A(size_t(d) * d);
+  double mean_diag = 0;
+  for (int i = 0; i < d; ++i) mean_diag += H.h[size_t(i) * d + i];
+  mean_diag /= d;
+  const double damp = 0.01 * (mean_diag > 0 ? mean_diag : 1.0);
+  for (int i = 0; i < d; ++i)
+    for (int j = i; j < d; ++j) A[size_t(i) * d + j] = A[size_t(j) * d + i] = H.h[size_t(i) * d + j] + (i == j ? damp : 0.0);
+  auto chol = [d](std::vector<double>& M) {  // in place, lower L with M = L L^T
+    for (int j = 0; j < d; ++j) {
+      double s = M[size_t(j) * d + j];
+      for (int kk = 0; kk < j; ++kk) s -= M[size_t(j) * d + kk] * M[size_t(j) * d + kk];
+      if (!(s > 0)) return false;
+      const double l = std::sqrt(s);
+      M[size_t(j) * d + j] = l;
+      for (int i = j + 1; i < d; ++i) {
+        double t = M[size_t(i) * d + j];
+        for (int kk = 0; kk < j; ++kk) t -= M[size_t(i) * d + kk] * M[size_t(j) * d + kk];
+        M[size_t(i) * d + j] = t / l;
+      }
+      for (int i = 0; i < j; ++i) M[size_t(i) * d + j] = 0;
+    }
+    return true;
+  };
+  if (!chol(A)) return false;
+  // Inverse of L (lower), then H^-1 = L^-T L^-1.
+  std::vector<double> Li(size_t(d) * d, 0.0);
+  for (int i = 0; i < d; ++i) {
+    Li[size_t(i) * d + i] = 1.0 / A[size_t(i) * d + i];
+    for (int j = 0; j < i; ++j) {
+      double t = 0;
+      for (int kk = j; kk < i; ++kk) t += A[size_t(i) * d + kk] * Li[size_t(kk) * d + j];
+      Li[size_t(i) * d + j] = -t / A[size_t(i) * d + i];
+    }
+  }
+  std::vector<double> Hi(size_t(d) * d, 0.0);
+  for (int i = 0; i < d; ++i)
+    for (int j = 0; j < d; ++j) {
+      double t = 0;
+      for (int kk = std::max(i, j); kk < d; ++kk) t += Li[size_t(kk) * d + i] * Li[size_t(kk) * d + j];
+      Hi[size_t(i) * d + j] = t;
+    }
+  if (!chol(Hi)) return false;
+  U.assign(size_t(d) * d, 0.0);  // U = L'^T where Hi = L' L'^T
+  for (int i = 0; i < d; ++i)
+    for (int j = i; j < d; ++j) U[size_t(i) * d + j] = Hi[size_t(j) * d + i];
+  return true;
+}
+
+// Per-channel symmetric int8 weights, int32 bias with the input zero point folded in,
+// requantisation to `out` (or raw accumulator when out.bits == 32). With H, the weights of
+// each channel are rounded one by one and the rounding error of each is compensated on the
+// ones not yet rounded, minimising the channel's output error on the calibration inputs
+// (GPTQ, Frantar et al. 2023); the per-channel scale stays max|w| / 127.
+static void quantize_weights(QLayer& L, const std::vector<float>& w_in /*(c_out, per_co)*/,
+                             const std::vector<float>& b /*(c_out)*/, const Hess* H = nullptr) {
+  const int co_n = L.c_out;
+  const size_t per = w_in.size() / size_t(co_n);
+  std::vector<float> w(w_in);
+  std::vector<double> U;
+  const bool gptq = H && H->n > 0 && H->d == int(per) && hinv_upper(*H, U);
+  if (gptq) {
+    for (int co = 0; co < co_n; ++co) {
+      float mx = 0;
+      for (size_t i = 0; i < per; ++i) mx = std::max(mx, std::fabs(w[co * per + i]));
+      if (!(mx > 0)) continue;
+      const double sw = double(mx) / 127.0;
+      std::vector<double> r(w.begin() + long(co * per), w.begin() + long((co + 1) * per));
+      for (size_t i = 0; i < per; ++i) {
+        const double qv = std::clamp(std::round(r[i] / sw), -127.0, 127.0) * sw;
+        const double err = (r[i] - qv) / U[i * per + i];
+        for (size_t j = i + 1; j < per; ++j) r[j] -= err * U[i * per + j];
+        r[i] = qv;
+      }
+      for (size_t i = 0; i < per; ++i) w[co * per + i] = float(r[i]);
+    }
+  }
+  L.w.assign(w.size(), 0);
+  L.bias.assign(size_t(co_n), 0);
+  L.w_scale.assign(size_t(co_n), 1.f);
+  L.mult.clear();
+  L.shift.clear();
+  for (int co = 0; co < co_n; ++co) {
+    float mx = 0;
+    for (size_t i = 0; i < per; ++i) mx = std::max(mx, std::fabs(w_in[co * per + i]));
+    const float sw = mx > 0 ? mx / 127.f : 1.f;
+    L.w_scale[co] = sw;
+    int64_t wsum = 0, wabs = 0;
+    for (size_t i = 0; i < per; ++i) {
+      const long q = std::lround(double(w[co * per + i]) / double(sw));
+      L.w[co * per + i] = int8_t(std::clamp<long>(q, -127, 127));
+      wsum += L.w[co * per + i];
+      wabs += std::abs(int(L.w[co * per + i]));
+    }
+    const double sb = double(L.in.scale) * double(sw);
+    const double bq = std::round(double(b[size_t(co)]) / sb);
+    double folded = bq - double(L.in.zp) * double(wsum);
+    // Overflow bound (fixed_point.h): every partial sum is bounded by
+    // |folded bias| + sum_i |x_i||w_i| with |x_i| <= 2^(bits-1). A bias beyond what keeps the
+    // bound (a channel whose bias dwarfs any input contribution, by 2^7 at least) is saturated
+    // there; its output is then pinned to the same clamp in practice. Counted in bias_saturated.
+    const double room = 2147483647.0 - double(wabs) * double(int64_t(1) << (L.in.bits - 1)) - 1.0;
+    if (room < double(int64_t(1) << 24))
+      throw std::runtime_error("quantize: layer " + L.name + " channel " + std::to_string(co) +
+                               " could overflow its int32 accumulator (sum |w| = " + std::to_string(wabs) + ")");
+    if (std::fabs(folded) > room) {
+      folded = folded > 0 ? room : -room;
+      ++L.bias_saturated;
+    }
+    L.bias[co] = int32_t(folded);
+    if (L.out.bits != 32) {
+      int32_t M, s;
+      quantize_multiplier(sb / double(L.out.scale), M, s);
+      L.mult.push_back(M);
+      L.shift.push_back(s);
+    }
+  }
+  if (L.out.bits == 32) {
+    L.act_min = INT32_MIN;
+    L.act_max = INT32_MAX;
+  } else {
+    L.act_min = L.relu ? std::max(L.out.zp, L.out.qmin()) : L.out.qmin();
+    L.act_max = L.out.qmax();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Float forward through the reference loops (student), with an observer per layer output.
+
+namespace {
+
+struct StudentGeom {
+  struct Conv {
+    std::string name;
+    int c_in, c_out, kernel, dilation, pad, t_in;
+  };
+  std::vector<Conv> convs;       // in order
+  std::vector<int> block_end;    // index of the last conv of each block
+  std::vector<int> pools;
+  std::vector<int> pool_t_in;
+  int c3 = 0, t_final = 0, dense = 0;
+};
+
+Parameter& param(PulseModel& m, const std::string& name) {
+  Parameter* p = m.find(name);
+  if (!p) throw std::runtime_error("quantize: model has no parameter '" + name + "'");
+  return *p;
+}
+
+StudentGeom student_geom(PulseModel& m) {
+  const ModelConfig& cfg = m.config();
+  if (cfg.arch != "student")
+    throw std::runtime_error("quantize: only the student is supported (got arch '" + cfg.arch + "')");
+  if (cfg.head != "regression") throw std::runtime_error("quantize: only the regression head is supported");
+  StudentGeom g;
+  const int dil[3] = {2, 3, 4};  // PULSE.md section 3
+  g.pools = {4, 4, 2};
+  const std::vector<int> ch = m.block_channels();
+  int c_in = 1, t = 256;
+  for (int b = 0; b < 3; ++b) {
+    for (int i = 0; i < cfg.convs_per_block; ++i) {
+      const std::string name = "conv" + std::to_string(b + 1) + std::to_string(i + 1);
+      Parameter& w = param(m, name + ".weight");  // (c_out, K, c_in)
+      const int K = int(w.shape[1]);
+      g.convs.push_back({name, c_in, ch[size_t(b)], K, dil[b], dil[b] * (K - 1) / 2, t});
+      c_in = ch[size_t(b)];
+    }
+    g.block_end.push_back(int(g.convs.size()) - 1);
+    g.pool_t_in.push_back(t);
+    t = (t + g.pools[size_t(b)] - 1) / g.pools[size_t(b)];
+  }
+  g.c3 = ch[2];
+  g.t_final = t;
+  g.dense = cfg.dense;
+  return g;
+}
+
+std::vector<float> to_f(const std::vector<real>& v) { return std::vector<float>(v.begin(), v.end()); }
+
+// Dense weights (dense, C*T) in PyTorch's c*T + t flatten order -> (dense, T*C) in the
+// channels-last t*C + c order the integer model keeps (a permutation: exact in integers).
+std::vector<float> dense_to_tc(const std::vector<float>& w, int dense, int c, int t) {
+  std::vector<float> o(w.size());
+  for (int d = 0; d < dense; ++d)
+    for (int ci = 0; ci < c; ++ci)
+      for (int ti = 0; ti < t; ++ti) o[size_t(d) * c * t + size_t(ti) * c + ci] = w[size_t(d) * c * t + size_t(ci) * t + ti];
+  return o;
+}
+
+// obs(name, data, count) is called with each quantisation point's float values.
+template <class Obs>
+float student_forward_f32(PulseModel& m, const StudentGeom& g, const float* x /*(4,256)*/, Obs&& obs) {
+  using A = k::ArithFloat<float>;
+  const A::quant nq{};
+  std::vector<float> rowsout(size_t(4) * g.t_final * g.c3);
+  std::vector<float> a, b;
+  obs("input", x, size_t(4 * 256));
+  for (int r = 0; r < 4; ++r) {
+    a.assign(x + r * 256, x + (r + 1) * 256);
+    int t = 256;
+    size_t ci = 0;
+    for (int blk = 0; blk < 3; ++blk) {
+      for (; ci <= size_t(g.block_end[size_t(blk)]); ++ci) {
+        const auto& c = g.convs[ci];
+        const std::vector<float> w = to_f(param(m, c.name + ".weight").value), bb = to_f(param(m, c.name + ".bias").value);
+        k::conv1d_params p{c.c_in, c.c_out, c.kernel, 1, c.pad, c.dilation, 1};
+        const int to = k::conv1d_out_len(t, p);
+        b.assign(size_t(to) * c.c_out, 0.f);
+        obs("in:" + c.name, a.data(), a.size());
+        k::conv1d_fwd_ref<A>(b.data(), a.data(), w.data(), bb.data(), t, p, nq);
+        for (auto& v : b) v = v > 0 ? v : 0.f;
+        obs(c.name, b.data(), b.size());
+        std::swap(a, b);
+        t = to;
+      }
+      const int c = g.convs[ci - 1].c_out;
+      k::pool1d_params pp{g.pools[size_t(blk)], g.pools[size_t(blk)], 1};
+      const int to = k::pool1d_out_len(t, pp);
+      b.assign(size_t(to) * c, 0.f);
+      k::avgpool1d_fwd_ref<float>(b.data(), a.data(), t, c, pp);
+      std::swap(a, b);
+      t = to;
+    }
+    std::copy(a.begin(), a.end(), rowsout.begin() + long(r) * g.t_final * g.c3);
+  }
+  const std::vector<float> w4 = to_f(param(m, "conv4.weight").value), b4 = to_f(param(m, "conv4.bias").value);
+  std::vector<float> fused(size_t(g.t_final) * g.c3);
+  obs("in:conv4", rowsout.data(), rowsout.size());
+  k::modality_conv_fwd_ref<A>(fused.data(), rowsout.data(), w4.data(), b4.data(), k::modality_conv_params{4, g.t_final, g.c3, g.c3}, nq);
+  obs("conv4", fused.data(), fused.size());
+  const std::vector<float> wd = dense_to_tc(to_f(param(m, "dense.weight").value), g.dense, g.c3, g.t_final);
+  const std::vector<float> bd = to_f(param(m, "dense.bias").value);
+  std::vector<float> d(size_t(g.dense));
+  obs("in:dense", fused.data(), fused.size());
+  k::linear_fwd_ref<A>(d.data(), fused.data(), wd.data(), bd.data(), 1, g.t_final * g.c3, g.dense, nq);
+  obs("dense", d.data(), d.size());
+  const std::vector<float> wo = to_f(param(m, "out.weight").value), bo = to_f(param(m, "out.bias").value);
+  float hr = 0;
+  obs("in:out", d.data(), d.size());
+  k::linear_fwd_ref<A>(&hr, d.data(), wo.data(), bo.data(), 1, g.dense, 1, nq);
+  return hr;
+}
+
+struct Stat {
+  double lo = 1e300, hi = -1e300;
+  std::vector<float> sample;
+  uint64_t seen = 0;
+  void add(const float* v, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      lo = std::min(lo, double(v[i]));
+      hi = std::max(hi, double(v[i]));
+      if ((seen++ % 7) == 0) sample.push_back(v[i]);
+    }
+  }
+  void range(const std::string& calib, double pct, double& l, double& h) {
+    if (calib == "minmax" || sample.empty()) {
+      l = lo;
+      h = hi;
+      return;
+    }
+    std::sort(sample.begin(), sample.end());
+    const double f = (100.0 - pct) / 100.0;
+    const size_t n = sample.size();
+    const size_t il = size_t(std::floor(f * double(n - 1)));
+    const size_t ih = size_t(std::ceil((1.0 - f) * double(n - 1)));
+    l = sample[il];
+    h = sample[std::min(ih, n - 1)];
+  }
+};
+
+}  // namespace
+
+std::vector<float> predict_float_ref(PulseModel& m, const float* x, int64_t n) {
+  const StudentGeom g = student_geom(m);
+  std::vector<float> hr(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    hr[size_t(i)] = student_forward_f32(m, g, x + i * 1024, [](const std::string&, const float*, size_t) {});
+  return hr;
+}
+
+QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib, int64_t n,
+                          const QuantOptions& opt, const std::string& source) {
+  if (opt.calib != "minmax" && opt.calib != "percentile")
+    throw std::runtime_error("--calib must be 'minmax' or 'percentile', got '" + opt.calib + "'");
+  if (n < 1) throw std::runtime_error("quantize: no calibration windows");
+  const StudentGeom g = student_geom(m);
+  std::map<std::string, Stat> stats;
+  std::map<std::string, Hess> hess;
+  std::map<std::string, const StudentGeom::Conv*> conv_of;
+  for (auto& c : g.convs) conv_of[c.name] = &c;
+  std::vector<double> v;
+  // Input vectors of each weighted layer, in the order of its weights' inner dimension.
+  auto add_inputs = [&](const std::string& name, const float* x, size_t count) {
+    Hess& H = hess[name];
+    auto it = conv_of.find(name);
+    if (it != conv_of.end()) {  // conv: (t, c_in) -> vectors (K, c_in) per output step
+      const auto& c = *it->second;
+      const int t_in = int(count / size_t(c.c_in));
+      H.d = c.kernel * c.c_in;
+      v.assign(size_t(H.d), 0.0);
+      const int t_out = k::conv1d_out_len(t_in, k::conv1d_params{c.c_in, c.c_out, c.kernel, 1, c.pad, c.dilation, 1});
+      for (int t = 0; t < t_out; ++t) {
+        for (int kk = 0; kk < c.kernel; ++kk) {
+          const int ti = t - c.pad + kk * c.dilation;
+          for (int ci = 0; ci < c.c_in; ++ci)
+            v[size_t(kk) * c.c_in + ci] = (ti < 0 || ti >= t_in) ? 0.0 : x[size_t(ti) * c.c_in + ci];
+        }
+        H.add(v.data());
+      }
+    } else if (name == "conv4") {  // (rows, t, c) -> vectors (rows, c) per step
+      const int t = g.t_final, c = g.c3;
+      H.d = 4 * c;
+      v.assign(size_t(H.d), 0.0);
+      for (int ti = 0; ti < t; ++ti) {
+        for (int r = 0; r < 4; ++r)
+          for (int ci = 0; ci < c; ++ci) v[size_t(r) * c + ci] = x[(size_t(r) * t + ti) * c + ci];
+        H.add(v.data());
+      }
+    } else {  // linear: one vector
+      H.d = int(count);
+      v.assign(x, x + count);
+      H.add(v.data());
+    }
+  };
+  // Subsample windows so calibration stays a few seconds: at most 2048 windows, evenly
+  // spread; the error-compensating rounding uses at most 512 of them.
+  const int64_t step = std::max<int64_t>(1, n / 2048);
+  int64_t seen = 0;
+  for (int64_t i = 0; i < n; i += step, ++seen) {
+    const bool use_h = opt.gptq && (seen % std::max<int64_t>(1, (n / step) / 512) == 0);
+    student_forward_f32(m, g, calib + i * 1024, [&](const std::string& name, const float* x, size_t c) {
+      if (name.rfind("in:", 0) == 0) {
+        if (use_h) add_inputs(name.substr(3), x, c);
+      } else {
+        stats[name].add(x, c);
+      }
+    });
+  }
+  auto H_of = [&](const std::string& name) -> const Hess* {
+    auto it = hess.find(name);
+    return it == hess.end() ? nullptr : &it->second;
+  };
+
+  auto bits_of = [&](const std::string& name) {
+    auto it = opt.bits.find(name);
+    const int b = it == opt.bits.end() ? opt.default_bits : it->second;
+    if (b != 8 && b != 16) throw std::runtime_error("quantize: bits for '" + name + "' must be 8 or 16");
+    return b;
+  };
+  auto qt = [&](const std::string& name) {
+    double lo, hi;
+    // Clipping outliers buys resolution only at 8 bits; int16 tensors always take min/max.
+    const int b = bits_of(name);
+    stats[name].range(b == 8 ? opt.calib : "minmax", opt.percentile, lo, hi);
+    return make_qtensor(lo, hi, b);
+  };
+
+  QuantModel q;
+  q.calib = opt.calib;
+  q.source = source;
+  q.norm = norm;
+  q.input = qt("input");
+  QTensor cur = q.input;
+  int t = 256;
+  size_t ci = 0;
+  for (int blk = 0; blk < 3; ++blk) {
+    for (; ci <= size_t(g.block_end[size_t(blk)]); ++ci) {
+      const auto& c = g.convs[ci];
+      QLayer L;
+      L.name = c.name;
+      L.op = QOp::Conv;
+      L.c_in = c.c_in;
+      L.c_out = c.c_out;
+      L.kernel = c.kernel;
+      L.dilation = c.dilation;
+      L.pad = c.pad;
+      L.t_in = t;
+      L.relu = true;
+      L.in = cur;
+      L.out = qt(c.name);
+      quantize_weights(L, to_f(param(m, c.name + ".weight").value), to_f(param(m, c.name + ".bias").value), H_of(c.name));
+      cur = L.out;
+      t = L.t_out();
+      q.layers.push_back(std::move(L));
+    }
+    QLayer P;
+    P.name = "pool" + std::to_string(blk + 1);
+    P.op = QOp::AvgPool;
+    P.c_in = P.c_out = g.convs[ci - 1].c_out;
+    P.pool = P.kernel = g.pools[size_t(blk)];
+    P.t_in = t;
+    P.in = P.out = cur;
+    P.act_min = cur.qmin();
+    P.act_max = cur.qmax();
+    t = P.t_out();
+    q.layers.push_back(std::move(P));
+  }
+  q.row_layers = int(q.layers.size());
+  {
+    QLayer L;
+    L.name = "conv4";
+    L.op = QOp::ModalityConv;
+    L.rows = 4;
+    L.c_in = L.c_out = g.c3;
+    L.t_in = t;
+    L.in = cur;
+    L.out = qt("conv4");
+    quantize_weights(L, to_f(param(m, "conv4.weight").value), to_f(param(m, "conv4.bias").value), H_of("conv4"));
+    cur = L.out;
+    q.layers.push_back(std::move(L));
+  }
+  {
+    QLayer L;
+    L.name = "dense";
+    L.op = QOp::Linear;
+    L.c_in = g.t_final * g.c3;
+    L.c_out = g.dense;
+    L.in = cur;
+    L.out = qt("dense");
+    quantize_weights(L, dense_to_tc(to_f(param(m, "dense.weight").value), g.dense, g.c3, g.t_final),
+                     to_f(param(m, "dense.bias").value), H_of("dense"));
+    cur = L.out;
+    q.layers.push_back(std::move(L));
+  }
+  {
+    QLayer L;
+    L.name = "out";
+    L.op = QOp::Linear;
+    L.c_in = g.dense;
+    L.c_out = 1;
+    L.in = cur;
+    L.out.bits = 32;
+    L.out.scale = 1.f;
+    quantize_weights(L, to_f(param(m, "out.weight").value), to_f(param(m, "out.bias").value), H_of("out"));
+    q.out_scale = float(double(L.in.scale) * double(L.w_scale[0]));
+    L.out.scale = q.out_scale;
+    q.layers.push_back(std::move(L));
+  }
+  return q;
+}
+
+// ---------------------------------------------------------------------------------------
+// Host integer simulation
+
+std::vector<int16_t> quantize_input(const QuantModel& q, const float* x, int64_t n) {
+  std::vector<int16_t> o(size_t(n) * 1024);
+  const double inv = 1.0 / double(q.input.scale);
+  for (size_t i = 0; i < o.size(); ++i) {
+    const double v = std::round(double(x[i]) * inv) + q.input.zp;  // ties away from zero
+    o[i] = int16_t(std::clamp<double>(v, q.input.qmin(), q.input.qmax()));
+  }
+  return o;
+}
+
+namespace {
+
+// An activation buffer of one of the three integer widths.
+struct Act {
+  int bits = 8;
+  std::vector<int8_t> b8;
+  std::vector<int16_t> b16;
+  std::vector<int32_t> b32;
+  void resize(int bits_, size_t n) {
+    bits = bits_;
+    if (bits == 8) b8.assign(n, 0);
+    else if (bits == 16) b16.assign(n, 0);
+    else b32.assign(n, 0);
+  }
+};
+
+template <class In, class Out>
+void run_layer_t(const QLayer& L, const In* x, Out* y) {
+  using A = k::ArithInt<In, Out>;
+  const k::requant_params rq = L.requant();
+  switch (L.op) {
+    case QOp::Conv:
+      k::conv1d_fwd_ref<A>(y, x, L.w.data(), L.bias.data(), L.t_in,
+                           k::conv1d_params{L.c_in, L.c_out, L.kernel, 1, L.pad, L.dilation, 1}, rq);
+      break;
+    case QOp::ModalityConv:
+      k::modality_conv_fwd_ref<A>(y, x, L.w.data(), L.bias.data(), k::modality_conv_params{L.rows, L.t_in, L.c_in, L.c_out}, rq);
+      break;
+    case QOp::Linear:
+      k::linear_fwd_ref<A>(y, x, L.w.data(), L.bias.data(), 1, L.c_in, L.c_out, rq);
+      break;
+    case QOp::AvgPool:
+      break;
+  }
+}
+
+template <class In>
+void run_layer_in(const QLayer& L, const In* x, Act& y) {
+  if (L.out.bits == 8) run_layer_t<In, int8_t>(L, x, y.b8.data());
+  else if (L.out.bits == 16) run_layer_t<In, int16_t>(L, x, y.b16.data());
+  else run_layer_t<In, int32_t>(L, x, y.b32.data());
+}
+
+void run_layer(const QLayer& L, const Act& x, size_t x_off, Act& y) {
+  if (L.op == QOp::AvgPool) {
+    const k::pool1d_params pp{L.pool, L.pool, 1};
+    if (x.bits == 8) k::avgpool1d_fwd_int<int8_t>(y.b8.data(), x.b8.data() + x_off, L.t_in, L.c_in, pp);
+    else k::avgpool1d_fwd_int<int16_t>(y.b16.data(), x.b16.data() + x_off, L.t_in, L.c_in, pp);
+    return;
+  }
+  if (x.bits == 8) run_layer_in<int8_t>(L, x.b8.data() + x_off, y);
+  else run_layer_in<int16_t>(L, x.b16.data() + x_off, y);
+}
+
+void copy_into(const Act& src, Act& dst, size_t off) {
+  if (src.bits == 8) std::copy(src.b8.begin(), src.b8.end(), dst.b8.begin() + long(off));
+  else if (src.bits == 16) std::copy(src.b16.begin(), src.b16.end(), dst.b16.begin() + long(off));
+  else std::copy(src.b32.begin(), src.b32.end(), dst.b32.begin() + long(off));
+}
+
+}  // namespace
+
+std::vector<int32_t> simulate(const QuantModel& q, const int16_t* qin, int64_t n) {
+  std::vector<int32_t> out(static_cast<size_t>(n));
+  const QLayer& last_row = q.layers[size_t(q.row_layers) - 1];
+  const size_t row_elems = size_t(last_row.out_elems());
+  Act in, a, b, rows;
+  for (int64_t i = 0; i < n; ++i) {
+    rows.resize(last_row.out.bits, row_elems * size_t(q.rows));
+    for (int r = 0; r < q.rows; ++r) {
+      const int16_t* xr = qin + (i * q.rows + r) * 256;
+      in.resize(q.input.bits, 256);
+      for (int t = 0; t < 256; ++t) {
+        if (q.input.bits == 8) in.b8[size_t(t)] = int8_t(xr[t]);
+        else in.b16[size_t(t)] = xr[t];
+      }
+      const Act* cur = &in;
+      for (int l = 0; l < q.row_layers; ++l) {
+        const QLayer& L = q.layers[size_t(l)];
+        Act& dst = (cur == &a) ? b : a;
+        dst.resize(L.out.bits, size_t(L.out_elems()));
+        run_layer(L, *cur, 0, dst);
+        cur = &dst;
+      }
+      copy_into(*cur, rows, size_t(r) * row_elems);
+    }
+    const Act* cur = &rows;
+    for (size_t l = size_t(q.row_layers); l < q.layers.size(); ++l) {
+      const QLayer& L = q.layers[l];
+      Act& dst = (cur == &a) ? b : a;
+      dst.resize(L.out.bits, size_t(L.out_elems()));
+      run_layer(L, *cur, 0, dst);
+      cur = &dst;
+    }
+    out[size_t(i)] = cur->b32.at(0);
+  }
+  return out;
+}
+
+std::vector<float> predict_quantized(const QuantModel& q, const float* x, int64_t n) {
+  const std::vector<int16_t> qi = quantize_input(q, x, n);
+  const std::vector<int32_t> acc = simulate(q, qi.data(), n);
+  std::vector<float> hr(acc.size());
+  for (size_t i = 0; i < acc.size(); ++i) hr[i] = float(double(acc[i]) * double(q.out_scale));
+  return hr;
+}
+
+std::vector<float> normalised_windows(const data::WindowSet& ws, const RowNorm& norm) {
+  std::vector<float> x(ws.x);
+  if (norm.present) {
+    norm.apply(x.data(), ws.size());
+    return x;
+  }
+  for (size_t s = 0; s < ws.subjects.size(); ++s) {
+    const std::vector<int64_t> idx = data::windows_of(ws, {int(s)});
+    if (idx.empty()) continue;
+    const data::Normalizer nz = data::Normalizer::fit(ws, idx);
+    nz.apply(x.data() + ws.subjects[s].first_window * 1024, ws.subjects[s].num_windows);
+  }
+  return x;
+}
+
+int64_t quant_param_bytes(const QuantModel& q) {
+  int64_t b = 0;
+  for (auto& L : q.layers) b += int64_t(L.w.size()) + 4 * int64_t(L.bias.size() + L.mult.size() + L.shift.size());
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------
+// Files
+
+static json qt_json(const QTensor& t) { return {{"bits", t.bits}, {"scale", t.scale}, {"zp", t.zp}}; }
+static QTensor qt_from(const json& j) {
+  QTensor t;
+  t.bits = j.at("bits").get<int>();
+  t.scale = j.at("scale").get<float>();
+  t.zp = j.at("zp").get<int32_t>();
+  if (t.bits != 8 && t.bits != 16 && t.bits != 32) throw std::runtime_error("bits must be 8, 16 or 32");
+  return t;
+}
+
+template <class T>
+static SafeTensor tensor_of(const std::string& dtype, const std::vector<T>& v) {
+  SafeTensor t;
+  t.dtype = dtype;
+  t.shape = {int64_t(v.size())};
+  t.bytes.resize(v.size() * sizeof(T));
+  if (!v.empty()) std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
+  return t;
+}
+template <class T>
+static std::vector<T> vector_of(const SafeTensorsFile& f, const std::string& name, const std::string& dtype,
+                                size_t expect, const std::string& path) {
+  auto it = f.tensors.find(name);
+  if (it == f.tensors.end()) throw std::runtime_error("quantised model '" + path + "': missing tensor '" + name + "'");
+  if (it->second.dtype != dtype)
+    throw std::runtime_error("quantised model '" + path + "': tensor '" + name + "' must be " + dtype + ", is " + it->second.dtype);
+  if (it->second.bytes.size() != expect * sizeof(T))
+    throw std::runtime_error("quantised model '" + path + "': tensor '" + name + "' has " +
+                             std::to_string(it->second.bytes.size() / sizeof(T)) + " values, expected " + std::to_string(expect));
+  std::vector<T> v(expect);
+  if (expect) std::memcpy(v.data(), it->second.bytes.data(), it->second.bytes.size());
+  return v;
+}
+
+void save_quant_model(const std::string& path, const QuantModel& q) {
+  SafeTensorsFile f;
+  json layers = json::array();
+  for (auto& L : q.layers) {
+    layers.push_back({{"name", L.name}, {"op", qop_name(L.op)}, {"c_in", L.c_in}, {"c_out", L.c_out},
+                      {"kernel", L.kernel}, {"dilation", L.dilation}, {"pad", L.pad}, {"pool", L.pool},
+                      {"rows", L.rows}, {"t_in", L.t_in}, {"relu", L.relu}, {"in", qt_json(L.in)},
+                      {"out", qt_json(L.out)}, {"act_min", L.act_min}, {"act_max", L.act_max}});
+    if (L.op == QOp::AvgPool) continue;
+    f.tensors[L.name + ".weight"] = tensor_of("I8", L.w);
+    f.tensors[L.name + ".bias_folded"] = tensor_of("I32", L.bias);
+    f.tensors[L.name + ".weight_scale"] = tensor_of("F32", L.w_scale);
+    if (!L.mult.empty()) {
+      f.tensors[L.name + ".multiplier"] = tensor_of("I32", L.mult);
+      f.tensors[L.name + ".shift"] = tensor_of("I32", L.shift);
+    }
+  }
+  json meta = {{"format", "pulsekd-quant-1"}, {"arch", q.arch}, {"calib", q.calib}, {"source", q.source},
+               {"input", qt_json(q.input)}, {"rows", q.rows}, {"row_layers", q.row_layers},
+               {"out_scale", q.out_scale}, {"layers", layers},
+               {"normalisation", q.norm.present ? "checkpoint" : "per-recording z-score"}};
+  if (q.norm.present) {
+    meta["norm_mean"] = std::vector<float>(q.norm.mean, q.norm.mean + 4);
+    meta["norm_std"] = std::vector<float>(q.norm.std, q.norm.std + 4);
+  }
+  f.metadata["pulsekd.quant"] = meta.dump();
+  save_safetensors(path, f);
+}
+
+QuantModel load_quant_model(const std::string& path) {
+  const SafeTensorsFile f = load_safetensors(path);
+  auto it = f.metadata.find("pulsekd.quant");
+  if (it == f.metadata.end())
+    throw std::runtime_error("quantised model '" + path + "': no 'pulsekd.quant' metadata (not written by pulsekd quantize?)");
+  QuantModel q;
+  try {
+    const json m = json::parse(it->second);
+    if (m.at("format") != "pulsekd-quant-1") throw std::runtime_error("unknown format " + m.at("format").dump());
+    q.arch = m.at("arch");
+    q.calib = m.at("calib");
+    q.source = m.at("source");
+    q.input = qt_from(m.at("input"));
+    q.rows = m.at("rows");
+    q.row_layers = m.at("row_layers");
+    q.out_scale = m.at("out_scale");
+    if (m.contains("norm_mean")) {
+      q.norm.present = true;
+      const auto mu = m.at("norm_mean").get<std::vector<float>>(), sd = m.at("norm_std").get<std::vector<float>>();
+      if (mu.size() != 4 || sd.size() != 4) throw std::runtime_error("norm_mean/norm_std need 4 values");
+      for (int r = 0; r < 4; ++r) q.norm.mean[r] = mu[size_t(r)], q.norm.std[r] = sd[size_t(r)];
+    }
+    for (auto& j : m.at("layers")) {
+      QLayer L;
+      L.name = j.at("name");
+      L.op = qop_from(j.at("op"));
+      L.c_in = j.at("c_in");
+      L.c_out = j.at("c_out");
+      L.kernel = j.at("kernel");
+      L.dilation = j.at("dilation");
+      L.pad = j.at("pad");
+      L.pool = j.at("pool");
+      L.rows = j.at("rows");
+      L.t_in = j.at("t_in");
+      L.relu = j.at("relu");
+      L.in = qt_from(j.at("in"));
+      L.out = qt_from(j.at("out"));
+      L.act_min = j.at("act_min");
+      L.act_max = j.at("act_max");
+      if (L.c_in < 1 || L.c_out < 1 || L.c_in > 4096 || L.c_out > 4096 || L.t_in < 1 || L.t_in > 4096 ||
+          L.kernel < 1 || L.kernel > 64 || L.rows < 1 || L.rows > 16 || L.pool < 1 || L.dilation < 1 || L.pad < 0)
+        throw std::runtime_error("layer '" + L.name + "' has out-of-range dimensions");
+      if (L.op != QOp::AvgPool) {
+        size_t nw = size_t(L.c_out) * size_t(L.c_in) * (L.op == QOp::Conv ? size_t(L.kernel) : L.op == QOp::ModalityConv ? size_t(L.rows) : 1);
+        L.w = vector_of<int8_t>(f, L.name + ".weight", "I8", nw, path);
+        L.bias = vector_of<int32_t>(f, L.name + ".bias_folded", "I32", size_t(L.c_out), path);
+        L.w_scale = vector_of<float>(f, L.name + ".weight_scale", "F32", size_t(L.c_out), path);
+        if (L.out.bits != 32) {
+          L.mult = vector_of<int32_t>(f, L.name + ".multiplier", "I32", size_t(L.c_out), path);
+          L.shift = vector_of<int32_t>(f, L.name + ".shift", "I32", size_t(L.c_out), path);
+        }
+      }
+      q.layers.push_back(std::move(L));
+    }
+  } catch (const json::exception& e) {
+    throw std::runtime_error("quantised model '" + path + "': bad 'pulsekd.quant' metadata (" + e.what() + ")");
+  }
+  if (q.layers.empty() || q.row_layers < 1 || q.row_layers >= int(q.layers.size()) || q.layers.back().out.bits != 32)
+    throw std::runtime_error("quantised model '" + path + "': inconsistent layer list");
+  return q;
+}
+
+}  // namespace pulsekd::models

@@ -1,0 +1,88 @@
+// Firmware built for Cortex-M4 (mps2-an386) and Cortex-M7 (mps2-an500) from `export-mcu`
+// output, run under QEMU with semihosting on real SPC 2015 windows: every raw int32 output
+// must equal the host integer simulation exactly. Skips (with a MESSAGE) when the ARM
+// toolchain, QEMU or ../shared is absent.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "datasets/registry.h"
+#include "models/checkpoint.h"
+#include "models/export_mcu.h"
+#include "models/quantize.h"
+
+using namespace pulsekd;
+namespace fs = std::filesystem;
+
+static const std::string kShared = PULSEKD_SHARED_DIR;
+
+static bool have_tool(const char* name) {
+  return std::system((std::string("command -v ") + name + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+static bool ready() {
+  for (const char* t : {"arm-none-eabi-gcc", "arm-none-eabi-g++", "qemu-system-arm", "cmake"})
+    if (!have_tool(t)) {
+      MESSAGE("SKIPPED: " << t << " not on PATH (scripts/install-deps installs it)");
+      return false;
+    }
+  if (!fs::exists(kShared + "/reference/pulse_student_fold1.pt") || !fs::exists(kShared + "/data/ieee-spc2015")) {
+    MESSAGE("SKIPPED: " << kShared << " (released student, SPC 2015) is absent");
+    return false;
+  }
+  return true;
+}
+
+TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer simulation exactly") {
+  if (!ready()) return;
+  auto model = models::import_torch(kShared + "/reference/pulse_student_fold1.pt", "student");
+  const data::WindowSet ws = data::load_dataset("spc2015:" + kShared + "/data/ieee-spc2015");
+  const std::vector<float> x = models::normalised_windows(ws, models::RowNorm{});
+  // calibrate on every 8th window (fast), run 3 windows of every recording on the MCU
+  std::vector<float> cal;
+  for (int64_t i = 0; i < ws.size(); i += 8) cal.insert(cal.end(), x.begin() + i * 1024, x.begin() + (i + 1) * 1024);
+  models::QuantOptions qo;
+  qo.bits = models::default_layer_bits();
+  const models::QuantModel q = models::quantize_model(*model, models::RowNorm{}, cal.data(), int64_t(cal.size() / 1024), qo);
+  std::vector<float> sel;
+  for (const auto& s : ws.subjects)
+    for (int64_t j : {int64_t(0), s.num_windows / 2, s.num_windows - 1}) {
+      const int64_t i = s.first_window + j;
+      sel.insert(sel.end(), x.begin() + i * 1024, x.begin() + (i + 1) * 1024);
+    }
+  const int64_t n = int64_t(sel.size() / 1024);
+  const std::vector<int16_t> qin = models::quantize_input(q, sel.data(), n);
+  const std::vector<int32_t> host = models::simulate(q, qin.data(), n);
+
+  for (const std::string target : {"m4", "m7"}) {
+    CAPTURE(target);
+    const fs::path dir = fs::path(PULSEKD_BINARY_DIR) / ("test_mcu_" + target);
+    fs::remove_all(dir);
+    const models::McuExport e = models::export_mcu(q, target, dir.string(), PULSEKD_SOURCE_DIR);
+    CHECK(e.arena_bytes > 0);
+    REQUIRE(std::system(("sh " + (dir / "build.sh").string() + " > " + (dir / "build.log").string() + " 2>&1").c_str()) == 0);
+    {
+      std::ofstream f(dir / "input.bin", std::ios::binary);
+      f.write(reinterpret_cast<const char*>(qin.data()), std::streamsize(qin.size() * 2));
+    }
+    const std::string machine = target == "m4" ? "mps2-an386" : "mps2-an500";
+    const std::string cmd = "cd " + dir.string() + " && timeout 60 qemu-system-arm -M " + machine +
+                            " -display none -monitor none -serial none -semihosting-config enable=on,target=native"
+                            " -kernel build/fw.elf > qemu.log 2>&1";
+    const int rc = std::system(cmd.c_str());
+    CHECK(rc == 0);
+    std::ifstream f(dir / "output.bin", std::ios::binary);
+    std::vector<int32_t> mcu(size_t(n), 0);
+    f.read(reinterpret_cast<char*>(mcu.data()), std::streamsize(n * 4));
+    REQUIRE(f.gcount() == std::streamsize(n * 4));
+    int mismatches = 0;
+    for (int64_t i = 0; i < n; ++i) mismatches += mcu[size_t(i)] != host[size_t(i)];
+    CHECK(mismatches == 0);
+    std::ifstream sz(dir / "build" / "size.txt");
+    std::string all((std::istreambuf_iterator<char>(sz)), std::istreambuf_iterator<char>());
+    MESSAGE(target << ": " << n << " windows bit-exact; arena " << e.arena_bytes << " B\n" << all);
+  }
+}
