@@ -192,3 +192,58 @@ TEST_CASE("a distilled student beats the same student trained alone (mean over 3
   MESSAGE("test MAE: teacher " << teacher_mae << ", student alone " << alone << ", distilled " << distilled);
   CHECK(distilled < alone);
 }
+
+TEST_CASE("transfer tools: freeze, output at the mean heart rate, augmentation") {
+  const data::WindowSet ws = small_set();
+  const data::Fold fold{{0, 1}, {2}, {3}};
+  const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fold.train));
+  models::ModelConfig cfg;
+  cfg.arch = "student";
+  cfg.width = 0.5;
+  models::PulseModel m(cfg, 1);
+  const auto conv11 = m.find("conv11.weight")->value;
+  const auto dense = m.find("dense.weight")->value;
+  kd::TrainOptions t = quick_options("");
+  t.epochs = 1;
+  t.freeze = {"conv1"};
+  kd::train_model(m, ws, fold, norm, t);
+  CHECK(m.find("conv11.weight")->value == conv11);  // frozen
+  CHECK(m.find("dense.weight")->value != dense);    // trained
+  t.freeze = {"nosuchlayer"};
+  CHECK_THROWS_WITH(kd::train_model(m, ws, fold, norm, t), doctest::Contains("--freeze 'nosuchlayer'"));
+
+  // With zero epochs of effect (lr tiny), the output bias starts at the mean training HR.
+  models::PulseModel m2(cfg, 1);
+  kd::TrainOptions t2 = quick_options("");
+  t2.epochs = 1;
+  t2.lr = 1e-12;
+  t2.augment.enabled = false;
+  kd::train_model(m2, ws, fold, norm, t2);
+  double mean_hr = 0;
+  const auto idx = data::windows_of(ws, fold.train);
+  for (int64_t i : idx) mean_hr += ws.hr[size_t(i)] / double(idx.size());
+  CHECK(m2.find("out.bias")->value[0] == doctest::Approx(mean_hr).epsilon(1e-4));
+
+  // A pure rotation keeps the accelerometer magnitude of every sample and leaves the PPG row.
+  std::vector<float> x(4 * 256), y(4 * 256);
+  Rng r(1);
+  for (auto& v : x) v = float(r.normal());
+  y = x;
+  kd::Augment a;
+  a.enabled = true;
+  a.amplitude = 0;
+  a.max_shift = 0;
+  a.noise = 0;
+  Rng r2(5);
+  kd::augment_batch(y.data(), 1, a, r2);
+  for (int t_ = 0; t_ < 256; ++t_) {
+    CHECK(y[t_] == x[t_]);
+    double n0 = 0, n1 = 0;
+    for (int k = 1; k < 4; ++k) {
+      n0 += double(x[k * 256 + t_]) * x[k * 256 + t_];
+      n1 += double(y[k * 256 + t_]) * y[k * 256 + t_];
+    }
+    CHECK(n1 == doctest::Approx(n0).epsilon(1e-5));
+  }
+  CHECK(y != x);
+}
