@@ -45,7 +45,7 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
   struct Opts {
     std::string ckpt, data, out, calib = "percentile", calib_data, bits, report;
     double percentile = 99.99;
-    int default_bits = 8;
+    int default_bits = 16;
     bool nearest = false;
   };
   auto o = std::make_shared<Opts>();

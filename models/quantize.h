@@ -72,7 +72,7 @@ struct QuantOptions {
   // Activation bits per quantisation point, by layer name ("input" for the model input);
   // layers not listed use default_bits. Pool layers inherit their input's.
   std::map<std::string, int> bits;
-  int default_bits = 8;
+  int default_bits = 16;
   // Error-compensating weight rounding (GPTQ) on the calibration inputs; false: round to nearest.
   bool gptq = true;
 };

@@ -23,10 +23,12 @@
 // MultiplyByQuantizedMultiplier, the rule CMSIS-NN also implements):
 //   left  = max(shift, 0), right = max(-shift, 0)
 //   a     = saturate_int32(acc * 2^left)
-//   h     = SRDHM(a, M): high 32 bits of the doubled 64-bit product a*M, rounded half away
-//           from zero (nudge +2^30 for a non-negative product, 1 - 2^30 for a negative one),
-//           saturated for a = M = INT32_MIN
+//   h     = SRDHM(a, M) = round(a*M / 2^31): nudge +2^30 for a non-negative product,
+//           1 - 2^30 for a negative one, then C division (truncation), i.e. ties round toward
+//           +infinity (-0.5 -> 0, 0.5 -> 1); saturated for a = M = INT32_MIN
 //   q     = RDBPOT(h, right): h / 2^right rounded to nearest, ties away from zero
+// This is TFLite's "double rounding" (two roundings: 23 * 2^-4 = 1.4375 gives 2, tested in
+// tests/test_quant.cpp); it is kept because it is what TFLite Micro and CMSIS-NN compute.
 // Average pooling divides a sum of k integers by k rounding to nearest, ties away from zero.
 //
 // Overflow bounds (checked per output channel when a model is quantised, see
@@ -49,7 +51,7 @@ inline int32_t fp_sat_i32(int64_t v) {
   return v > INT32_MAX ? INT32_MAX : (v < INT32_MIN ? INT32_MIN : (int32_t)v);
 }
 
-// SaturatingRoundingDoublingHighMul: round(a * b / 2^31), ties away from zero.
+// SaturatingRoundingDoublingHighMul: round(a * b / 2^31), ties toward +infinity (gemmlowp).
 inline int32_t fp_srdhm(int32_t a, int32_t b) {
   if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
   const int64_t ab = (int64_t)a * (int64_t)b;
