@@ -203,7 +203,6 @@ std::string fmt_time(double s) {
   return b;
 }
 
-
 }  // namespace
 
 json read_json_file(const std::string& path) {
