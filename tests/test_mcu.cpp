@@ -44,9 +44,6 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
   // calibrate on every 8th window (fast), run 3 windows of every recording on the MCU
   std::vector<float> cal;
   for (int64_t i = 0; i < ws.size(); i += 8) cal.insert(cal.end(), x.begin() + i * 1024, x.begin() + (i + 1) * 1024);
-  models::QuantOptions qo;
-  qo.bits = models::default_layer_bits();
-  const models::QuantModel q = models::quantize_model(*model, models::RowNorm{}, cal.data(), int64_t(cal.size() / 1024), qo);
   std::vector<float> sel;
   for (const auto& s : ws.subjects)
     for (int64_t j : {int64_t(0), s.num_windows / 2, s.num_windows - 1}) {
@@ -54,12 +51,20 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
       sel.insert(sel.end(), x.begin() + i * 1024, x.begin() + (i + 1) * 1024);
     }
   const int64_t n = int64_t(sel.size() / 1024);
-  const std::vector<int16_t> qin = models::quantize_input(q, sel.data(), n);
-  const std::vector<int32_t> host = models::simulate(q, qin.data(), n);
-
+  // default bits (int16 conv activations: reference loops) on both cores; all-int8 (the DSP
+  // SXTB16/SMLAD variants for conv, modality conv and dense) on both cores too
+  for (const std::string config : {"default", "int8"})
   for (const std::string target : {"m4", "m7"}) {
+    CAPTURE(config);
     CAPTURE(target);
-    const fs::path dir = fs::path(PULSEKD_BINARY_DIR) / ("test_mcu_" + target);
+    models::QuantOptions qo;
+    qo.bits = config == "default" ? models::default_layer_bits() : std::map<std::string, int>{{"input", 16}};
+    qo.default_bits = config == "default" ? 16 : 8;
+    qo.gptq = false;  // rounding does not matter here; keeps the test fast
+    const models::QuantModel q = models::quantize_model(*model, models::RowNorm{}, cal.data(), int64_t(cal.size() / 1024), qo);
+    const std::vector<int16_t> qin = models::quantize_input(q, sel.data(), n);
+    const std::vector<int32_t> host = models::simulate(q, qin.data(), n);
+    const fs::path dir = fs::path(PULSEKD_BINARY_DIR) / ("test_mcu_" + config + "_" + target);
     fs::remove_all(dir);
     const models::McuExport e = models::export_mcu(q, target, dir.string(), PULSEKD_SOURCE_DIR);
     CHECK(e.arena_bytes > 0);
@@ -83,6 +88,6 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
     CHECK(mismatches == 0);
     std::ifstream sz(dir / "build" / "size.txt");
     std::string all((std::istreambuf_iterator<char>(sz)), std::istreambuf_iterator<char>());
-    MESSAGE(target << ": " << n << " windows bit-exact; arena " << e.arena_bytes << " B\n" << all);
+    MESSAGE(config << " " << target << ": " << n << " windows bit-exact; arena " << e.arena_bytes << " B\n" << all);
   }
 }
