@@ -258,6 +258,13 @@ std::string num(double v) {
   return b;
 }
 
+// 2000 → "2k", 5e6 → "5M"
+std::string count_label(double v) {
+  if (v >= 1e6) return num(v / 1e6) + "M";
+  if (v >= 1e3) return num(v / 1e3) + "k";
+  return num(v);
+}
+
 const char* kColors[] = {"#000000", "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#e377c2", "#7f7f7f"};
 
 }  // namespace
@@ -304,7 +311,7 @@ std::string svg_log_x_chart(const std::string& title, const std::string& xlabel,
       if (lv < x0 || lv > x1) continue;
       const double x = px(v);
       o << "<line x1='" << x << "' x2='" << x << "' y1='" << T << "' y2='" << H - B << "' stroke='" << (m == 1 ? "#ccc" : "#eee") << "'/>\n";
-      o << "<text x='" << x << "' y='" << H - B + 16 << "' text-anchor='middle'>" << num(v) << "</text>\n";
+      o << "<text x='" << x << "' y='" << H - B + 16 << "' text-anchor='middle'>" << count_label(v) << "</text>\n";
     }
   for (size_t k = 0; k < series.size(); ++k) {
     const auto& s = series[k];
@@ -312,7 +319,8 @@ std::string svg_log_x_chart(const std::string& title, const std::string& xlabel,
     if (!s.fit_x.empty()) {
       o << "<polyline fill='none' stroke='" << c << "' stroke-width='1.3' stroke-dasharray='5,3' points='";
       for (size_t i = 0; i < s.fit_x.size() && i < s.fit_y.size(); ++i)
-        if (s.fit_x[i] > 0 && std::isfinite(s.fit_y[i]) && s.fit_y[i] <= y1 && s.fit_y[i] >= y0)
+        if (s.fit_x[i] > 0 && std::isfinite(s.fit_y[i]) && s.fit_y[i] <= y1 && s.fit_y[i] >= y0 &&
+            std::log10(s.fit_x[i]) >= x0 && std::log10(s.fit_x[i]) <= x1)
           o << num(px(s.fit_x[i])) << "," << num(py(s.fit_y[i])) << " ";
       o << "'/>\n";
     }
