@@ -93,3 +93,21 @@ TEST_CASE("bad input: clear one-line reasons and non-zero exits") {
     CHECK(run(std::string(sub) + " --help").code == 0);
   }
 }
+
+TEST_CASE("pipeline end to end on a tiny synthetic set: report, JSON, CSV, plots, quantised stage") {
+  const std::string out = tmp("pipeline");
+  Run r = run("pipeline --data 'synth?subjects=4&minutes=1.5' --teacher-epochs 1 --student-epochs 1 --out " + out);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("student quantised") != std::string::npos);
+  std::ifstream f(out + "/report.json");
+  const auto j = nlohmann::json::parse(f);
+  REQUIRE(j["stages"].size() == 4);
+  CHECK(j["stages"][0]["parameters"] == 131825);
+  CHECK(j["stages"][1]["parameters"] == 27241);
+  CHECK(j["stages"][3]["name"] == "quantized");
+  for (auto& s : j["stages"]) CHECK(std::isfinite(s["mae"].get<double>()));
+  for (const char* file : {"report.txt", "report.csv", "mae_per_subject.svg", "training_curves.svg", "teacher/results.json",
+                           "distilled/fold1/best.safetensors", "teacher/fold1/log.jsonl"})
+    CHECK_MESSAGE(fs::exists(out + "/" + file), file);
+  fs::remove_all(out);
+}
