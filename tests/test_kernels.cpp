@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "engine/conv_fast.h"
+#include "engine/conv_simd.h"
+#include "engine/parallel.h"
 #include "engine/graph.h"
 #include "engine/kernels/conv1d.h"
 #include "engine/kernels/linear.h"
@@ -29,41 +31,155 @@ static double max_norm_err(const std::vector<real>& a, const std::vector<real>& 
   return worst;
 }
 
-TEST_CASE("GEMM conv1d forward and backward equal the reference loops") {
-  Rng rng(42);
-  struct Case { int n, t, cin, cout, k, stride, pad, dil, groups; };
-  const Case cases[] = {
-      {8, 256, 1, 32, 5, 1, 4, 2, 1},   // PULSE teacher conv11
-      {4, 64, 32, 48, 5, 1, 4, 2, 1},   // teacher conv21
-      {5, 17, 24, 24, 3, 1, 3, 3, 1},   // student, odd length
+namespace {
+
+struct ConvCase {
+  int n, t, cin, cout, k, stride, pad, dil, groups;
+};
+
+// Runs the three conv1d entry points on one case and compares them with the reference loops.
+void check_conv_case(const ConvCase& c, Rng& rng, double tol = 1e-5) {
+  const k::conv1d_params p{c.cin, c.cout, c.k, c.stride, c.pad, c.dil, c.groups};
+  const int t_out = k::conv1d_out_len(c.t, p);
+  REQUIRE(t_out > 0);
+  auto x = rand_vec(size_t(c.n) * c.t * c.cin, rng), w = rand_vec(size_t(c.cout) * c.k * (c.cin / c.groups), rng);
+  auto b = rand_vec(size_t(c.cout), rng), go = rand_vec(size_t(c.n) * t_out * c.cout, rng);
+  std::vector<real> out_fast(go.size()), out_ref(go.size());
+  conv1d_forward(out_fast.data(), x.data(), w.data(), b.data(), c.n, c.t, p);
+  for (int s = 0; s < c.n; ++s)
+    k::conv1d_fwd_ref<k::ArithFloat<real>>(out_ref.data() + size_t(s) * t_out * c.cout, x.data() + size_t(s) * c.t * c.cin,
+                                           w.data(), b.data(), c.t, p, {});
+  // gradients accumulate: start from a non-zero value
+  auto dx_fast = rand_vec(x.size(), rng), dw_fast = rand_vec(w.size(), rng), db_fast = rand_vec(b.size(), rng);
+  auto dx_ref = dx_fast, dw_ref = dw_fast, db_ref = db_fast;
+  conv1d_backward_data(dx_fast.data(), go.data(), w.data(), c.n, c.t, p);
+  conv1d_backward_weight(dw_fast.data(), db_fast.data(), go.data(), x.data(), c.n, c.t, p);
+  for (int s = 0; s < c.n; ++s) {
+    k::conv1d_bwd_data_ref<real>(dx_ref.data() + size_t(s) * c.t * c.cin, go.data() + size_t(s) * t_out * c.cout, w.data(), c.t, p);
+    k::conv1d_bwd_weight_ref<real>(dw_ref.data(), db_ref.data(), go.data() + size_t(s) * t_out * c.cout,
+                                   x.data() + size_t(s) * c.t * c.cin, c.t, p);
+  }
+  INFO("n ", c.n, " t ", c.t, " cin ", c.cin, " cout ", c.cout, " k ", c.k, " stride ", c.stride, " pad ", c.pad, " dil ", c.dil,
+       " groups ", c.groups, " isa ", conv_isa_name(conv_isa()), " path ", int(conv_path()));
+  CHECK(max_norm_err(out_fast, out_ref) < tol);
+  CHECK(max_norm_err(dx_fast, dx_ref) < tol);
+  CHECK(max_norm_err(dw_fast, dw_ref) < tol);
+  CHECK(max_norm_err(db_fast, db_ref) < tol);
+  // without a bias: forward only, and backward weight with grad_b == nullptr
+  std::vector<real> o2(go.size()), o2_ref(go.size());
+  conv1d_forward(o2.data(), x.data(), w.data(), nullptr, c.n, c.t, p);
+  for (int s = 0; s < c.n; ++s)
+    k::conv1d_fwd_ref<k::ArithFloat<real>>(o2_ref.data() + size_t(s) * t_out * c.cout, x.data() + size_t(s) * c.t * c.cin,
+                                           w.data(), nullptr, c.t, p, {});
+  CHECK(max_norm_err(o2, o2_ref) < tol);
+  auto dw2 = dw_ref;
+  conv1d_backward_weight(dw2.data(), nullptr, go.data(), x.data(), c.n, c.t, p);
+  for (size_t i = 0; i < dw2.size(); ++i) dw2[i] -= dw_ref[i];  // = one more d/dw
+  std::vector<real> dw_once(w.size(), 0);
+  for (int s = 0; s < c.n; ++s)
+    k::conv1d_bwd_weight_ref<real>(dw_once.data(), nullptr, go.data() + size_t(s) * t_out * c.cout, x.data() + size_t(s) * c.t * c.cin,
+                                   c.t, p);
+  CHECK(max_norm_err(dw2, dw_once) < 1e-4);  // difference of two accumulations: looser
+}
+
+std::vector<ConvCase> pulse_and_random_cases(Rng& rng, int n_random) {
+  std::vector<ConvCase> cases = {
+      {3, 256, 1, 32, 5, 1, 4, 2, 1},   // teacher conv11
+      {2, 256, 32, 32, 5, 1, 4, 2, 1},  // teacher block 1
+      {3, 64, 32, 48, 5, 1, 4, 2, 1},   // teacher conv21
+      {2, 64, 48, 48, 5, 1, 4, 2, 1},
+      {3, 32, 48, 64, 5, 1, 4, 2, 1},   // teacher conv31
+      {2, 32, 64, 64, 5, 1, 4, 2, 1},
+      {3, 256, 1, 16, 3, 1, 2, 2, 1},   // student
+      {2, 256, 16, 16, 3, 1, 2, 2, 1},
+      {3, 64, 16, 24, 3, 1, 3, 3, 1},
+      {2, 64, 24, 24, 3, 1, 3, 3, 1},
+      {3, 16, 24, 32, 3, 1, 4, 4, 1},
+      {1, 16, 32, 32, 3, 1, 4, 4, 1},
+      {5, 17, 24, 24, 3, 1, 3, 3, 1},   // odd length
       {3, 31, 7, 5, 4, 2, 3, 1, 1},     // stride 2, even kernel
       {2, 9, 6, 6, 3, 1, 1, 1, 6},      // depthwise
-      {3, 1000, 3, 4, 5, 1, 0, 1, 1},   // many columns: several im2col chunks
+      {3, 33, 20, 20, 5, 1, 4, 2, 20},  // depthwise, tail
+      {2, 40, 17, 17, 3, 2, 2, 3, 17},  // depthwise, stride 2
+      {2, 21, 4, 8, 3, 1, 1, 1, 2},     // grouped (reference loops)
+      {3, 1000, 3, 4, 5, 1, 0, 1, 1},   // many columns
+      {1, 5, 3, 70, 5, 1, 6, 1, 1},     // padding wider than the kernel reach, Cout 70
+      {2, 13, 130, 19, 2, 1, 0, 3, 1},  // many input channels
   };
-  for (const Case& c : cases) {
+  const int cins[] = {1, 2, 3, 5, 8, 15, 16, 17, 24, 31, 32, 48, 64};
+  const int couts[] = {1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 80, 97};
+  while (int(cases.size()) < 21 + n_random) {
+    ConvCase c;
+    c.n = int(rng.uniform(1, 6));
+    c.k = int(rng.uniform(1, 7));
+    c.dil = int(rng.uniform(1, 5));
+    c.stride = rng.uniform(0, 1) < 0.7 ? 1 : int(rng.uniform(2, 4));
+    c.pad = int(rng.uniform(0, (c.k - 1) * c.dil + 2));
+    c.t = 2 * int(rng.uniform(1, 40)) + 1;  // odd lengths
+    const bool depthwise = rng.uniform(0, 1) < 0.2;
+    c.cin = cins[int(rng.uniform(0, 13)) % 13];
+    c.cout = depthwise ? c.cin : couts[int(rng.uniform(0, 18)) % 18];
+    c.groups = depthwise ? c.cin : 1;
     const k::conv1d_params p{c.cin, c.cout, c.k, c.stride, c.pad, c.dil, c.groups};
-    const int t_out = k::conv1d_out_len(c.t, p);
-    auto x = rand_vec(size_t(c.n) * c.t * c.cin, rng), w = rand_vec(size_t(c.cout) * c.k * (c.cin / c.groups), rng);
-    auto b = rand_vec(size_t(c.cout), rng), go = rand_vec(size_t(c.n) * t_out * c.cout, rng);
-    std::vector<real> out_fast(go.size()), out_ref(go.size());
-    conv1d_forward(out_fast.data(), x.data(), w.data(), b.data(), c.n, c.t, p);
-    for (int s = 0; s < c.n; ++s)
-      k::conv1d_fwd_ref<k::ArithFloat<real>>(out_ref.data() + size_t(s) * t_out * c.cout, x.data() + size_t(s) * c.t * c.cin,
-                                             w.data(), b.data(), c.t, p, {});
-    CHECK(max_norm_err(out_fast, out_ref) < 1e-5);
-    std::vector<real> dx_fast(x.size(), 0), dx_ref(x.size(), 0), dw_fast(w.size(), 0), dw_ref(w.size(), 0);
-    std::vector<real> db_fast(b.size(), 0), db_ref(b.size(), 0);
-    conv1d_backward_data(dx_fast.data(), go.data(), w.data(), c.n, c.t, p);
-    conv1d_backward_weight(dw_fast.data(), db_fast.data(), go.data(), x.data(), c.n, c.t, p);
-    for (int s = 0; s < c.n; ++s) {
-      k::conv1d_bwd_data_ref<real>(dx_ref.data() + size_t(s) * c.t * c.cin, go.data() + size_t(s) * t_out * c.cout, w.data(), c.t, p);
-      k::conv1d_bwd_weight_ref<real>(dw_ref.data(), db_ref.data(), go.data() + size_t(s) * t_out * c.cout,
-                                     x.data() + size_t(s) * c.t * c.cin, c.t, p);
-    }
-    CHECK(max_norm_err(dx_fast, dx_ref) < 1e-5);
-    CHECK(max_norm_err(dw_fast, dw_ref) < 1e-5);
-    CHECK(max_norm_err(db_fast, db_ref) < 1e-5);
+    if (k::conv1d_out_len(c.t, p) <= 0) continue;
+    cases.push_back(c);
   }
+  return cases;
+}
+
+std::vector<ConvIsa> supported_isas() {
+  std::vector<ConvIsa> v{ConvIsa::scalar};
+  if (conv_isa_detected() >= ConvIsa::avx2) v.push_back(ConvIsa::avx2);
+  if (conv_isa_detected() >= ConvIsa::avx512) v.push_back(ConvIsa::avx512);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("conv1d: every ISA path and every forced path equals the reference loops") {
+  const ConvIsa saved_isa = conv_isa();
+  MESSAGE("conv ISA detected: " << std::string(conv_isa_name(conv_isa_detected())));
+  for (const ConvIsa isa : supported_isas())
+    for (const ConvPath path : {ConvPath::automatic, ConvPath::simd, ConvPath::gemm, ConvPath::reference})
+      for (const int threads : {1, 2}) {
+        set_conv_isa(isa);
+        set_conv_path(path);
+        set_num_threads(threads);
+        Rng rng(1234);
+        for (const ConvCase& c : pulse_and_random_cases(rng, 60)) check_conv_case(c, rng);
+      }
+  set_conv_isa(saved_isa);
+  set_conv_path(ConvPath::automatic);
+  set_num_threads(1);
+}
+
+TEST_CASE("conv1d fast paths are deterministic for a fixed thread count") {
+  const ConvIsa saved_isa = conv_isa();
+  for (const ConvIsa isa : supported_isas())
+    for (const int threads : {1, 2, 3}) {
+      set_conv_isa(isa);
+      set_num_threads(threads);
+      Rng rng(5);
+      const ConvCase c{7, 64, 32, 48, 5, 1, 4, 2, 1};
+      const k::conv1d_params p{c.cin, c.cout, c.k, c.stride, c.pad, c.dil, c.groups};
+      const int t_out = k::conv1d_out_len(c.t, p);
+      auto x = rand_vec(size_t(c.n) * c.t * c.cin, rng), w = rand_vec(size_t(c.cout) * c.k * c.cin, rng);
+      auto go = rand_vec(size_t(c.n) * t_out * c.cout, rng);
+      std::vector<real> first, again;
+      for (std::vector<real>* dst : {&first, &again}) {
+        std::vector<real> out(go.size()), dx(x.size(), 0), dw(w.size(), 0), db(size_t(c.cout), 0);
+        conv1d_forward(out.data(), x.data(), w.data(), nullptr, c.n, c.t, p);
+        conv1d_backward_data(dx.data(), go.data(), w.data(), c.n, c.t, p);
+        conv1d_backward_weight(dw.data(), db.data(), go.data(), x.data(), c.n, c.t, p);
+        *dst = out;
+        dst->insert(dst->end(), dx.begin(), dx.end());
+        dst->insert(dst->end(), dw.begin(), dw.end());
+        dst->insert(dst->end(), db.begin(), db.end());
+      }
+      CHECK(first == again);
+    }
+  set_conv_isa(saved_isa);
+  set_num_threads(1);
 }
 
 TEST_CASE("arena: aligned, grows, and reset merges blocks") {

@@ -1,0 +1,42 @@
+// AVX2 + FMA instantiation of the direct conv1d kernels (engine/conv_simd_impl.h). Compiled
+// with -mavx2 -mfma (CMakeLists.txt, "SIMD kernel flags"); called only when the CPU reports
+// AVX2 and FMA. No C++ standard library here.
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+#include "engine/conv_simd_impl.h"
+
+namespace pulsekd::simd {
+namespace {
+
+struct TrAvx2 {
+  using B = xsimd::batch<float, xsimd::fma3<xsimd::avx2>>;
+  static constexpr int W = 8;
+  static constexpr int NVMAX = 2;
+  // 16 ymm registers: <= 12 accumulators, the weight vectors and one broadcast.
+  template <int NV> static constexpr int TB = NV == 1 ? 12 : 6;
+  template <int NV> static constexpr int CB = NV == 1 ? 12 : 6;
+  static __m256i mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static B loadn(const float* p, int n) { return _mm256_maskload_ps(p, mask(n)); }
+  static void storen(float* p, const B& v, int n) { _mm256_maskstore_ps(p, mask(n), v); }
+};
+
+}  // namespace
+
+void direct_fwd_avx2(const DirectFwd& a) { impl::direct_fwd<TrAvx2>(a); }
+void direct_wgrad_avx2(const DirectWgrad& a) { impl::direct_wgrad<TrAvx2>(a); }
+void depthwise_fwd_avx2(const DepthwiseFwd& a) { impl::depthwise_fwd<TrAvx2>(a); }
+void depthwise_wgrad_avx2(const DepthwiseWgrad& a) { impl::depthwise_wgrad<TrAvx2>(a); }
+
+}  // namespace pulsekd::simd
+#else
+#include "engine/conv_simd.h"
+namespace pulsekd::simd {
+void direct_fwd_avx2(const DirectFwd&) {}
+void direct_wgrad_avx2(const DirectWgrad&) {}
+void depthwise_fwd_avx2(const DepthwiseFwd&) {}
+void depthwise_wgrad_avx2(const DepthwiseWgrad&) {}
+}  // namespace pulsekd::simd
+#endif

@@ -1,0 +1,40 @@
+// AVX-512 instantiation of the direct conv1d kernels (engine/conv_simd_impl.h). Compiled with
+// -mavx512f -mavx512cd -mavx512dq -mavx512bw -mfma (CMakeLists.txt, "SIMD kernel flags");
+// called only when the CPU reports those extensions. No C++ standard library here.
+#if defined(__AVX512F__) && defined(__FMA__)
+#include <immintrin.h>
+
+#include "engine/conv_simd_impl.h"
+
+namespace pulsekd::simd {
+namespace {
+
+struct TrAvx512 {
+  using B = xsimd::batch<float, xsimd::avx512f>;
+  static constexpr int W = 16;
+  static constexpr int NVMAX = 4;
+  // 32 zmm registers: <= 24 accumulators, the weight vectors and one broadcast.
+  template <int NV> static constexpr int TB = NV == 1 ? 14 : NV == 2 ? 12 : NV == 3 ? 8 : 6;
+  template <int NV> static constexpr int CB = NV == 1 ? 16 : NV == 2 ? 12 : NV == 3 ? 8 : 6;
+  static B loadn(const float* p, int n) { return _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p); }
+  static void storen(float* p, const B& v, int n) { _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), v); }
+};
+
+}  // namespace
+
+void direct_fwd_avx512(const DirectFwd& a) { impl::direct_fwd<TrAvx512>(a); }
+void direct_wgrad_avx512(const DirectWgrad& a) { impl::direct_wgrad<TrAvx512>(a); }
+void depthwise_fwd_avx512(const DepthwiseFwd& a) { impl::depthwise_fwd<TrAvx512>(a); }
+void depthwise_wgrad_avx512(const DepthwiseWgrad& a) { impl::depthwise_wgrad<TrAvx512>(a); }
+
+}  // namespace pulsekd::simd
+#else
+#include "engine/conv_simd.h"
+// Compiler without the flags (e.g. a non-x86 build): never selected, see conv_isa_detected().
+namespace pulsekd::simd {
+void direct_fwd_avx512(const DirectFwd&) {}
+void direct_wgrad_avx512(const DirectWgrad&) {}
+void depthwise_fwd_avx512(const DepthwiseFwd&) {}
+void depthwise_wgrad_avx512(const DepthwiseWgrad&) {}
+}  // namespace pulsekd::simd
+#endif
