@@ -93,8 +93,19 @@ std::vector<float> predict_quantized(const QuantModel& q, const float* x, int64_
 // heart rate per window; should equal PulseModel::predict to float rounding.
 std::vector<float> predict_float_ref(PulseModel& m, const float* x, int64_t n);
 
+// File format: safetensors with the layer list as JSON metadata 'pulsekd.quant' (models/quantize_io.cpp).
+// Loading is a parser of user input: every inconsistency throws std::runtime_error naming the
+// file (`what`) and what was expected.
 void save_quant_model(const std::string& path, const QuantModel& q);
 QuantModel load_quant_model(const std::string& path);
+QuantModel parse_quant_model(const uint8_t* data, size_t size, const std::string& what);
+std::vector<uint8_t> serialize_quant_model(const QuantModel& q);  // the bytes save_quant_model writes
+// Every invariant the host simulation, export_mcu and the firmware rely on: bits 8/16 (32 only
+// for the last layer's raw output), zero points and clamps in range, each layer's input equal to
+// the previous tensor (bits, zero point, shape), parameter sizes, weights in [-127, 127],
+// multipliers 0 or [2^30, 2^31), shifts -31..30, no int32 accumulator overflow
+// (|bias| + max|x| * sum|w| <= 2^31 - 1 per channel), sizes bounded, C-identifier layer names.
+void validate_quant_model(const QuantModel& q, const std::string& what);
 
 // The windows of `ws`, normalised as the model wants: with q.norm / norm when present, else
 // each subject (recording) z-scored with its own per-row statistics (PULSE.md section 6).
