@@ -98,12 +98,12 @@ Var conv1d(Var x, Var w, Var b, const Conv1dOpts& o) {
   if (fused_relu) k::relu_fwd_ref<real>(out.data, out.data, size_t(out.numel()));
   const int xid = x.id, wid = w.id, bid = b.defined() ? b.id : -1;
   const bool gx = x.requires_grad(), gw = w.requires_grad(), gb = b.defined() && b.requires_grad();
-  return g.record(out, gx || gw || gb, [=, &g](const Tensor& go_in) {
-    Tensor go = go_in;
-    if (fused_relu) {  // gradient through the ReLU: keep it where the output is positive
-      go = g.new_tensor(go_in.shape);
+  return g.record(out, gx || gw || gb, [=, &g](const Tensor& go) {
+    if (fused_relu) {
+      // Gradient through the ReLU, masked in place: this node's gradient is complete when its
+      // backward runs and nothing reads it afterwards.
       const int64_t cnt = go.numel();
-      for (int64_t i = 0; i < cnt; ++i) go.data[i] = out.data[i] > 0 ? go_in.data[i] : real(0);
+      for (int64_t i = 0; i < cnt; ++i) go.data[i] = out.data[i] > 0 ? go.data[i] : real(0);
     }
     if (gx) conv1d_backward_data(g.grad(xid).data, go.data, wv.data, n, int32_t(t_in), p);
     if (gw || gb) {
