@@ -2,6 +2,7 @@
 // teachers reused, re-running skips finished points, a partial or interrupted sweep completes
 // only what is missing, the report is written, and bad configs name the offending key.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -199,4 +200,57 @@ TEST_CASE("bad sweep configs give errors naming the key") {
   const kd::SweepConfig c = kd::SweepConfig::parse(with([](json& j) { j["folds"] = {5}; }).dump());
   CHECK_THROWS_WITH_AS(kd::run_sweep(c, kd::load_sweep_data(c), fresh_dir("badfold"), quiet()), doctest::Contains("fold 5"),
                        std::invalid_argument);
+}
+
+TEST_CASE("the pulsekd sweep, sweep-report and info --arch resnet commands") {
+  const std::string bin = std::string(PULSEKD_BINARY_DIR) + "/pulsekd";
+  if (!fs::exists(bin)) {
+    MESSAGE("pulsekd not built in " PULSEKD_BINARY_DIR ": skipping the command test");
+    return;
+  }
+  auto run = [&](const std::string& args) {
+    const std::string cmd = bin + " " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    const int st = pclose(p);
+    return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+  };
+  const std::string dir = fresh_dir("cli"), cfg = dir + ".json";
+  {
+    json j = tiny_config();
+    j["strategies"] = {"none"};
+    std::ofstream(cfg) << j.dump();
+  }
+  auto dry = run("sweep --config " + cfg + " --out " + dir + " --dry-run");
+  CHECK(dry.first == 0);
+  CHECK(dry.second.find("todo  student-w0.125-d1__none__alone__fold1__seed0") != std::string::npos);
+  auto full = run("sweep --config " + cfg + " --out " + dir + " --report");
+  CHECK(full.first == 0);
+  CHECK(full.second.find("ETA") != std::string::npos);
+  CHECK(fs::exists(dir + "/REPORT.md"));
+  CHECK(fs::exists(dir + "/mae_vs_params.svg"));
+  auto again = run("sweep --config " + cfg + " --out " + dir);
+  CHECK(again.second.find("0 point(s) run, 2 skipped") != std::string::npos);
+  auto rep = run("sweep-report " + dir + " --bootstrap 20 --print");
+  CHECK(rep.first == 0);
+  CHECK(rep.second.find("none (student alone)") != std::string::npos);
+  {
+    json j = tiny_config();
+    j["train"]["batch"] = "big";
+    std::ofstream(cfg) << j.dump();
+  }
+  auto bad = run("sweep --config " + cfg + " --out " + dir);
+  CHECK(bad.first != 0);
+  CHECK(bad.second.find("pulsekd: error:") != std::string::npos);
+  CHECK(bad.second.find("train.batch") != std::string::npos);
+  auto info = run("info --arch resnet --width 1 --depth 1");
+  CHECK(info.first == 0);
+  CHECK(info.second.find("62833") != std::string::npos);  // worked out in test_resnet.cpp
+  CHECK(info.second.find("layer3.0") != std::string::npos);
+  fs::remove_all(dir);
+  fs::remove(cfg);
 }
