@@ -165,5 +165,80 @@ CommandRegistrar reg_export([](CLI::App& app) {
   });
 });
 
+CommandRegistrar reg_report([](CLI::App& app) {
+  auto* cmd = app.add_subcommand("mcu-report",
+                                 "Build an export-mcu directory for M4 and M7, count instructions per layer under QEMU (TCG plugin), flash/RAM");
+  struct Opts {
+    std::string dir, opt = "-O2", input, cores = "m4,m7";
+    bool json = false;
+    double mhz = 100;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("DIR", o->dir, "directory written by pulsekd export-mcu")->required();
+  cmd->add_flag("--json", o->json, "print one JSON object (flash_bytes, ram_bytes, instructions_m4, instructions_m7, layers)");
+  cmd->add_option("--opt", o->opt, "firmware optimisation flags (PK_OPT), e.g. -O2 or -Os");
+  cmd->add_option("--input", o->input, "int16 window file (first window used; default DIR/input.bin, else synthetic)");
+  cmd->add_option("--cores", o->cores, "comma-separated: m4,m7");
+  cmd->add_option("--clock-mhz", o->mhz, "clock for the latency estimate (1 instruction per cycle assumed)");
+  cmd->callback([=]() {
+    models::McuReportOptions ro;
+    ro.opt = o->opt;
+    ro.input = o->input;
+    ro.cores.clear();
+    std::stringstream ss(o->cores);
+    for (std::string c; std::getline(ss, c, ',');)
+      if (!c.empty()) ro.cores.push_back(c);
+    const std::vector<models::McuCoreReport> rs = models::mcu_report(o->dir, ro);
+    if (o->json) {
+      json j = {{"dir", o->dir}, {"opt", o->opt}, {"clock_mhz", o->mhz}};
+      for (auto& r : rs) {
+        json layers = json::array();
+        for (auto& L : r.layers)
+          layers.push_back({{"name", L.name}, {"op", L.op}, {"kernel", L.kernel_fn}, {"runs", L.runs}, {"macs", L.macs},
+                            {"instructions", L.instructions},
+                            {"instructions_per_mac", L.macs ? double(L.instructions) / double(L.macs) : 0.0}});
+        j["instructions_" + r.core] = r.instructions;
+        j["layers_" + r.core] = layers;
+        j["input_copy_instructions_" + r.core] = r.input_copy_instructions;
+        j["flash_bytes_" + r.core] = r.flash_bytes();
+        j["ram_bytes_" + r.core] = r.ram_bytes();
+        j["stack_peak_bytes_" + r.core] = r.stack_peak;
+        j["latency_ms_estimate_" + r.core] = double(r.instructions) / (o->mhz * 1e3);
+      }
+      // Headline figures: the first core given (m4 by default).
+      j["flash_bytes"] = rs.front().flash_bytes();
+      j["ram_bytes"] = rs.front().ram_bytes();
+      std::cout << j.dump(2) << "\n";
+      return;
+    }
+    char line[256];
+    for (auto& r : rs) {
+      std::cout << "== " << r.core << " (" << o->opt << ")\n";
+      std::snprintf(line, sizeof line, "%-8s %-14s %-36s %4s %11s %12s %9s\n", "layer", "op", "kernel", "runs", "MACs",
+                    "instructions", "instr/MAC");
+      std::cout << line;
+      int64_t macs = 0;
+      for (auto& L : r.layers) {
+        macs += L.macs;
+        std::snprintf(line, sizeof line, "%-8s %-14s %-36s %4d %11lld %12lld %9.2f\n", L.name.c_str(), L.op.c_str(),
+                      L.kernel_fn.c_str(), L.runs, (long long)L.macs, (long long)L.instructions,
+                      L.macs ? double(L.instructions) / double(L.macs) : 0.0);
+        std::cout << line;
+      }
+      std::snprintf(line, sizeof line, "%-8s %-14s %-36s %4s %11s %12lld\n", "input", "copy", "", "", "", (long long)r.input_copy_instructions);
+      std::cout << line;
+      std::snprintf(line, sizeof line, "%-8s %-14s %-36s %4s %11lld %12lld %9.2f\n", "total", "", "", "", (long long)macs,
+                    (long long)r.instructions, macs ? double(r.instructions) / double(macs) : 0.0);
+      std::cout << line;
+      std::cout << "flash " << r.flash_bytes() << " B (text " << r.text << ", data " << r.data << "); RAM " << r.ram_bytes()
+                << " B (data + bss " << r.data + r.bss << ", measured peak stack " << r.stack_peak << " of " << r.stack_reserved
+                << " reserved); total " << r.flash_bytes() + r.ram_bytes() << " B\n";
+      std::snprintf(line, sizeof line, "estimated latency %.2f ms at %.0f MHz (assumes 1 instruction per cycle)\n\n",
+                    double(r.instructions) / (o->mhz * 1e3), o->mhz);
+      std::cout << line;
+    }
+  });
+});
+
 }  // namespace
 }  // namespace pulsekd::cli

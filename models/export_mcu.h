@@ -28,11 +28,43 @@ struct McuExport {
 McuExport plan_arena(const QuantModel& q);
 
 // target: "m4" or "m7". root: the pulsekd source tree (holds mcu/ and engine/kernels/);
-// empty = the tree this binary was built from.
+// empty = the tree this binary was built from. The generated layer table names one kernel
+// instantiation per layer (kernel_name), so only the combinations the model uses are compiled;
+// dsp = false: reference loops only (for comparisons).
 McuExport export_mcu(const QuantModel& q, const std::string& target, const std::string& out_dir,
-                     const std::string& root = "");
+                     const std::string& root = "", bool dsp = true);
+std::string kernel_name(const QLayer& L, bool dsp);
 
 // The source tree this binary was built from.
 std::string pulsekd_source_root();
+
+}  // namespace pulsekd::models
+
+namespace pulsekd::models {
+
+// `pulsekd mcu-report`: builds the exported firmware in DIR for each core, runs one window under
+// QEMU with the instruction-counting plugin (mcu/tools/qemu_count) and reads the marker counts.
+struct McuLayerCount {
+  std::string name, op, kernel_fn;
+  int runs = 1;              // executions per inference (per-row layers: rows)
+  int64_t macs = 0;          // multiply-accumulates per inference (all runs)
+  int64_t instructions = 0;  // per inference (all runs), marker call included
+};
+struct McuCoreReport {
+  std::string core;                  // "m4" / "m7"
+  int64_t instructions = 0;          // one inference, first marker to last
+  int64_t input_copy_instructions = 0;
+  std::vector<McuLayerCount> layers;
+  int64_t text = 0, data = 0, bss = 0, stack_reserved = 0, stack_peak = 0;
+  int64_t flash_bytes() const { return text + data; }
+  // .bss excludes the .stack reservation (a NOLOAD section of its own); RAM counts the measured peak
+  int64_t ram_bytes() const { return data + bss + stack_peak; }
+};
+struct McuReportOptions {
+  std::vector<std::string> cores = {"m4", "m7"};
+  std::string opt = "-O2";  // firmware PK_OPT
+  std::string input;        // file with int16 windows (first one used); empty: DIR/input.bin, else synthetic
+};
+std::vector<McuCoreReport> mcu_report(const std::string& dir, const McuReportOptions& o = {});
 
 }  // namespace pulsekd::models

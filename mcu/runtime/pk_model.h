@@ -6,11 +6,17 @@
 
 enum { PK_CONV = 0, PK_AVGPOOL = 1, PK_MODALITY = 2, PK_LINEAR = 3 };
 
-typedef struct {
-  int32_t op;                   // PK_*
-  int32_t in_bits, out_bits;    // 8 / 16 (out 32: raw accumulator)
-  int32_t c_in, c_out, kernel, dilation, pad, pool, rows, t_in;
-  int32_t in_zp, out_zp, act_min, act_max;
+struct pk_layer_s;
+// One layer's kernel (mcu/runtime/pk_kernels.h): x, y point into the arena.
+typedef void (*pk_kernel_fn)(const struct pk_layer_s* layer, const uint8_t* x, uint8_t* y);
+
+typedef struct pk_layer_s {
+  pk_kernel_fn run;             // the instantiation export-mcu chose for this layer
+  int16_t op;                   // PK_* (informational)
+  int16_t in_bits, out_bits;    // 8 / 16 (out 32: raw accumulator)
+  int16_t c_in, c_out, kernel, dilation, pad, pool, rows, t_in;  // <= 4096 (validate_quant_model)
+  int16_t in_zp, out_zp;        // int8 zero points, 0 for int16
+  int32_t act_min, act_max;
   const int8_t* w;              // conv (c_out, K, c_in); modality (c_out, rows, c_in); linear (c_out, c_in)
   const int32_t* bias;          // (c_out), input zero point folded in
   const int32_t* mult;          // (c_out) or NULL (raw int32 output)
@@ -35,8 +41,10 @@ extern uint8_t pk_arena[];
 // One window (rows, 256) of quantised input values (int8 or int16 range) -> raw int32 output;
 // heart rate = output * out_scale (see the generated model_data.h).
 int32_t pk_infer(const int16_t* window);
-// Called before layer i runs (i == n_layers: the inference ended); the instruction counter
-// plugin watches its calls. Never inlined.
+// Called before each row's input copy (i == -1), before layer i runs, and at the end
+// (i == n_layers): per window the sequence is rows x (-1, 0 .. row_layers-1), then
+// row_layers .. n_layers-1, then n_layers. The instruction-counting QEMU plugin
+// (mcu/tools/qemu_count) timestamps its calls. Never inlined.
 void pk_mark(int32_t i);
 #ifdef __cplusplus
 }

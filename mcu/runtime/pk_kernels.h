@@ -1,0 +1,59 @@
+// Per-layer kernel entry points for the generated schedule. `pulsekd export-mcu` picks, for
+// every layer, ONE of these instantiations from the layer's bits and shape (the DSP variant for
+// int8 inputs with c_in % 4 == 0, else the shared reference loop in the integer policy) and
+// stores its address in the layer table; so only the combinations the model uses are ever
+// instantiated and linked. Include only from generated model_data.cpp (C++17, freestanding).
+#pragma once
+#include "pk_model.h"
+
+#include "engine/kernels/conv1d.h"
+#include "engine/kernels/fixed_point.h"
+#include "engine/kernels/int_dsp.h"
+#include "engine/kernels/linear.h"
+#include "engine/kernels/modality_conv.h"
+#include "engine/kernels/pool1d_int.h"
+
+namespace pk {
+namespace k = pulsekd::kernels;
+
+inline k::requant_params rq(const pk_layer* L) {
+  return k::requant_params{L->in_zp, L->out_zp, L->mult, L->shift, L->act_min, L->act_max};
+}
+template <class T>
+inline T* as(uint8_t* p) { return reinterpret_cast<T*>(p); }
+template <class T>
+inline const T* as(const uint8_t* p) { return reinterpret_cast<const T*>(p); }
+
+template <class In, class Out>
+void conv_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::conv1d_fwd_ref<k::ArithInt<In, Out>>(as<Out>(y), as<In>(x), L->w, L->bias, L->t_in,
+                                          k::conv1d_params{L->c_in, L->c_out, L->kernel, 1, L->pad, L->dilation, 1}, rq(L));
+}
+template <class Out>
+void conv_dsp(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::conv1d_s8_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, L->t_in,
+                        k::conv1d_params{L->c_in, L->c_out, L->kernel, 1, L->pad, L->dilation, 1}, rq(L));
+}
+template <class In, class Out>
+void modality_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::modality_conv_fwd_ref<k::ArithInt<In, Out>>(as<Out>(y), as<In>(x), L->w, L->bias,
+                                                 k::modality_conv_params{L->rows, L->t_in, L->c_in, L->c_out}, rq(L));
+}
+template <class Out>
+void modality_dsp(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::modality_conv_s8_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, k::modality_conv_params{L->rows, L->t_in, L->c_in, L->c_out}, rq(L));
+}
+template <class In, class Out>
+void linear_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::linear_fwd_ref<k::ArithInt<In, Out>>(as<Out>(y), as<In>(x), L->w, L->bias, 1, L->c_in, L->c_out, rq(L));
+}
+template <class Out>
+void linear_dsp(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::linear_s8_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, 1, L->c_in, L->c_out, rq(L));
+}
+template <class In>
+void avgpool(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::avgpool1d_fwd_int<In>(as<In>(y), as<In>(x), L->t_in, L->c_in, k::pool1d_params{L->pool, L->pool, 1});
+}
+
+}  // namespace pk
