@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "engine/blas.h"
+#include "engine/op_util.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
 
@@ -15,20 +16,9 @@ namespace pulsekd {
 
 namespace {
 
-[[noreturn]] void fail(const char* op, const std::string& what) {
-  throw ShapeError(std::string(op) + ": " + what);
-}
+using detail::fail;
 
-Graph& graph_of(const char* op, std::initializer_list<Var> vars) {
-  Graph* g = nullptr;
-  for (const Var& v : vars) {
-    if (!v.defined()) fail(op, "undefined input");
-    if (g && v.g != g) fail(op, "inputs belong to different graphs");
-    g = v.g;
-  }
-  if (!g) fail(op, "no input");
-  return *g;
-}
+Graph& graph_of(const char* op, std::initializer_list<Var> vars) { return detail::graph_of(op, vars, true); }
 
 // A per-sample vector: (B) or (B, 1). Returns B.
 int64_t expect_vec(const char* op, const char* name, Var v) {

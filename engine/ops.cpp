@@ -20,6 +20,7 @@
 #include "engine/kernels/pool1d.h"
 #include "engine/kernels/softmax.h"
 #include "engine/module.h"
+#include "engine/op_util.h"
 #include "engine/rng.h"
 
 namespace pulsekd {
@@ -29,20 +30,8 @@ using F = k::ArithFloat<real>;
 
 namespace {
 
-[[noreturn]] void fail(const char* op, const std::string& what) {
-  throw ShapeError(std::string(op) + ": " + what);
-}
-
-Graph& graph_of(const char* op, std::initializer_list<Var> vars) {
-  Graph* g = nullptr;
-  for (const Var& v : vars) {
-    if (!v.defined()) continue;
-    if (g && v.g != g) fail(op, "inputs belong to different graphs");
-    g = v.g;
-  }
-  if (!g) fail(op, "no defined input");
-  return *g;
-}
+using detail::fail;
+using detail::graph_of;
 
 void expect_ndim(const char* op, const char* name, Var v, int nd) {
   if (v.shape().ndim != nd)
