@@ -19,7 +19,7 @@ void require_file(const std::string& path, const std::string& what) {
 }
 
 void print_info(models::PulseModel& m, std::ostream& os) {
-  os << "architecture: PULSE " << m.config().describe() << "\n";
+  os << "architecture: " << (m.config().arch == "resnet" ? "1-D ResNet " : "PULSE ") << m.config().describe() << "\n";
   os << "block channels:";
   for (int c : m.block_channels()) os << " " << c;
   os << "\n\n";
@@ -117,6 +117,9 @@ CommandRegistrar reg_info([](CLI::App& app) {
   cmd->add_option("--depth", cfg->convs_per_block, "convolutions per block")->check(CLI::Range(1, 8));
   cmd->add_option("--head", cfg->head, "regression or binned")->check(CLI::IsMember({"regression", "binned"}));
   cmd->add_option("--bins", cfg->bins, "bins of the binned head")->check(CLI::Range(2, 4096));
+  cmd->add_option("--stages", cfg->stages, "resnet: residual stages")->check(CLI::Range(1, 6));
+  cmd->add_option("--base-channels", cfg->base_channels, "resnet: first-stage channels before --width")->check(CLI::Range(1, 1024));
+  cmd->add_option("--kernel", cfg->kernel, "resnet: convolution kernel size")->check(CLI::IsMember({3, 5, 7}));
   cmd->callback([=]() {
     if (ckpt->empty() == arch->empty()) throw std::runtime_error("info: give either a checkpoint or --arch");
     if (!ckpt->empty()) {

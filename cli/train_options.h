@@ -15,6 +15,8 @@ struct RunArgs {
   std::string optimizer = "adam", task_loss = "l1", freeze, kd_weights;
   double width = 1, lr = -1, weight_decay = -1, clip = 0;
   int depth = 3, bins = 64, fold = 0, epochs = 500, patience = -1, batch = 256, threads = 1;
+  int stages = 3, base_channels = 16, kernel = 5;  // resnet family
+  std::string student_arch = "student";
   uint64_t seed = 0;
   bool loso = false, init_mean = false, augment = false;
   kd::DistillOptions kd_opts;
@@ -28,6 +30,8 @@ inline void add_run_options(CLI::App* cmd, RunArgs& a, bool distill) {
   if (distill) {
     cmd->add_option("--teacher", a.teacher, "teacher run directory (fold<K>/best.safetensors) or one checkpoint")->required();
     cmd->add_option("--student-width", a.width, "student width multiplier")->capture_default_str()->check(CLI::Range(0.05, 16.0));
+    cmd->add_option("--student-arch", a.student_arch, "student family: student (PULSE) or resnet")->capture_default_str()
+        ->check(CLI::IsMember({"student", "resnet"}));
     cmd->add_option("--kd", a.kd, "strategies, comma separated: pulse, rkd, hard, soft, dkd, fitnet")->capture_default_str();
     cmd->add_option("--kd-weights", a.kd_weights, "per-strategy weights, e.g. pulse=1,rkd=0.5");
     cmd->add_option("--pulse-b", a.kd_opts.pulse_b, "PULSE loss b")->capture_default_str()->check(CLI::Range(0.0, 1.0));
@@ -43,10 +47,14 @@ inline void add_run_options(CLI::App* cmd, RunArgs& a, bool distill) {
     cmd->add_option("--fitnet-stage1", a.kd_opts.fitnet_stage1_epochs, "two-stage FitNets: hint-only epochs first")->capture_default_str()
         ->check(CLI::NonNegativeNumber);
   } else {
-    cmd->add_option("--model", a.arch, "teacher or student")->capture_default_str()->check(CLI::IsMember({"teacher", "student"}));
+    cmd->add_option("--model", a.arch, "teacher, student (PULSE) or resnet")->capture_default_str()
+        ->check(CLI::IsMember({"teacher", "student", "resnet"}));
     cmd->add_option("--width", a.width, "width multiplier on every channel count")->capture_default_str()->check(CLI::Range(0.05, 16.0));
   }
-  cmd->add_option("--depth", a.depth, "convolutions per block")->capture_default_str()->check(CLI::Range(1, 8));
+  cmd->add_option("--depth", a.depth, "convolutions per block (resnet: residual blocks per stage)")->capture_default_str()->check(CLI::Range(1, 8));
+  cmd->add_option("--stages", a.stages, "resnet: residual stages")->capture_default_str()->check(CLI::Range(1, 6));
+  cmd->add_option("--base-channels", a.base_channels, "resnet: first-stage channels before --width")->capture_default_str()->check(CLI::Range(1, 1024));
+  cmd->add_option("--kernel", a.kernel, "resnet: convolution kernel size")->capture_default_str()->check(CLI::IsMember({3, 5, 7}));
   cmd->add_option("--head", a.head, "regression or binned")->capture_default_str()->check(CLI::IsMember({"regression", "binned"}));
   cmd->add_option("--bins", a.bins, "bins of the binned head (30-210 BPM)")->capture_default_str()->check(CLI::Range(2, 4096));
   cmd->add_option("--epochs", a.epochs, "maximum epochs")->capture_default_str()->check(CLI::PositiveNumber);
@@ -77,13 +85,16 @@ inline std::vector<std::string> split_csv(const std::string& s) {
 inline kd::RunSpec make_spec(RunArgs& a, const data::WindowSet&) {
   const bool distill = !a.teacher.empty();
   kd::RunSpec spec;
-  spec.model.arch = distill ? "student" : a.arch;
+  spec.model.arch = distill ? a.student_arch : a.arch;
+  spec.model.stages = a.stages;
+  spec.model.base_channels = a.base_channels;
+  spec.model.kernel = a.kernel;
   spec.model.width = a.width;
   spec.model.convs_per_block = a.depth;
   spec.model.head = a.head;
   spec.model.bins = a.bins;
   spec.model.validate();
-  const bool student = spec.model.arch == "student";
+  const bool student = spec.model.arch != "teacher";
   auto& t = spec.train;
   t.epochs = a.epochs;
   t.patience = a.patience > 0 ? a.patience : (student ? 100 : 150);

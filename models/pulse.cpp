@@ -196,6 +196,20 @@ std::vector<float> PulseModel::bin_centres() const {
   return c;
 }
 
+// The head's output o: (B, 1) heart rate, or (B, bins) logits whose softmax weights the bin
+// centres into a heart rate.
+void PulseModel::set_head_output(Graph& g, Var o, int64_t b, ModelOutput& out) const {
+  if (cfg_.head == "binned") {
+    out.logits = o;
+    const std::vector<float> centres = bin_centres();
+    std::vector<real> cr(centres.begin(), centres.end());
+    Var cv = g.input({int64_t(cfg_.bins), 1}, cr.data());
+    out.hr = reshape(matmul(softmax(o, -1), cv), {b});
+  } else {
+    out.hr = reshape(o, {b});
+  }
+}
+
 ModelOutput PulseModel::forward(Graph& g, Var x, Rng& rng) {
   const Shape xs = x.shape();
   if (xs.ndim != 4 || xs[1] != 4 || xs[2] != 256 || xs[3] != 1)
@@ -237,15 +251,7 @@ ModelOutput PulseModel::forward(Graph& g, Var x, Rng& rng) {
   }
   out.dense32 = linear(flat, g.param(*dense_w_), g.param(*dense_b_));
   Var o = linear(out.dense32, g.param(*out_w_), g.param(*out_b_));
-  if (cfg_.head == "binned") {
-    out.logits = o;
-    const std::vector<float> centres = bin_centres();
-    std::vector<real> cr(centres.begin(), centres.end());
-    Var cv = g.input({int64_t(cfg_.bins), 1}, cr.data());
-    out.hr = reshape(matmul(softmax(o, -1), reshape(cv, {int64_t(cfg_.bins), 1})), {b});
-  } else {
-    out.hr = reshape(o, {b});
-  }
+  set_head_output(g, o, b, out);
   return out;
 }
 
@@ -426,15 +432,7 @@ ModelOutput PulseModel::forward_resnet(Graph& g, Var x, Rng& rng) {
   Var pooled = dropout(mean_axis(m, 1), p_drop, train, rng);  // (B, C)
   out.dense32 = linear(pooled, g.param(*dense_w_), g.param(*dense_b_));
   Var o = linear(relu(out.dense32), g.param(*out_w_), g.param(*out_b_));
-  if (cfg_.head == "binned") {
-    out.logits = o;
-    const std::vector<float> centres = bin_centres();
-    std::vector<real> cr(centres.begin(), centres.end());
-    Var cv = g.input({int64_t(cfg_.bins), 1}, cr.data());
-    out.hr = reshape(matmul(softmax(o, -1), reshape(cv, {int64_t(cfg_.bins), 1})), {b});
-  } else {
-    out.hr = reshape(o, {b});
-  }
+  set_head_output(g, o, b, out);
   return out;
 }
 

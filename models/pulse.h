@@ -96,6 +96,7 @@ class PulseModel : public Module {
   };
   std::vector<std::unique_ptr<Layer>> layers_;
   Layer& layer(const std::string& name);
+  void set_head_output(Graph& g, Var o, int64_t b, ModelOutput& out) const;
   Layer& child(Layer& parent, const std::string& name);
 
   // 1-D ResNet family (arch "resnet"): row-shared residual stages, a modality-wise fusion conv,
