@@ -169,7 +169,7 @@ CommandRegistrar reg_report([](CLI::App& app) {
   auto* cmd = app.add_subcommand("mcu-report",
                                  "Build an export-mcu directory for M4 and M7, count instructions per layer under QEMU (TCG plugin), flash/RAM");
   struct Opts {
-    std::string dir, opt = "-O2", input, cores = "m4,m7";
+    std::string dir, opt = "-Os", input, cores = "m4,m7";
     bool json = false;
     double mhz = 100;
   };

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "engine/kernels/int_dsp.h"
+
 namespace pulsekd::models {
 
 namespace fs = std::filesystem;
@@ -88,12 +90,15 @@ static void copy_glob(const fs::path& from, const fs::path& to, const std::vecto
 }
 
 // The one kernel instantiation (mcu/runtime/pk_kernels.h) layer L runs: the DSP variant for
-// int8 inputs with c_in % 4 == 0 (SXTB16/SMLAD, M4 and M7 both have them), else the reference loop.
+// int8 or int16 inputs with c_in % 4 == 0 (SXTB16/SMLAD, M4 and M7 both have them; int16 layers
+// get their weights interleaved, int_dsp.h), else the reference loop.
 std::string kernel_name(const QLayer& L, bool dsp) {
   auto ty = [](int bits) { return bits == 8 ? std::string("int8_t") : bits == 16 ? std::string("int16_t") : std::string("int32_t"); };
   if (L.op == QOp::AvgPool) return "pk::avgpool<" + ty(L.in.bits) + ">";
   const char* base = L.op == QOp::Conv ? "pk::conv" : L.op == QOp::ModalityConv ? "pk::modality" : "pk::linear";
-  if (dsp && L.in.bits == 8 && L.c_in % 4 == 0) return std::string(base) + "_dsp<" + ty(L.out.bits) + ">";
+  if (dsp && L.c_in % 4 == 0) return std::string(base) + (L.in.bits == 8 ? "_dsp<" : "_dsp16<") + ty(L.out.bits) + ">";
+  if (dsp && L.op == QOp::Conv && L.in.bits == 16 && kernels::dsp_col_len(L.kernel, L.c_in) <= kernels::kDspMaxCol)
+    return "pk::conv_col16<" + ty(L.out.bits) + ">";
   return std::string(base) + "_ref<" + ty(L.in.bits) + ", " + ty(L.out.bits) + ">";
 }
 
@@ -122,7 +127,18 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
      << "#include \"model_data.h\"\n#include \"pk_kernels.h\"\n\n";
   for (auto& L : q.layers) {
     if (L.op == QOp::AvgPool) continue;
-    write_array(os, "int8_t", "w_" + L.name, L.w);
+    const std::string kn = kernel_name(L, dsp);
+    if (kn.find("_col16<") != std::string::npos || kn.find("_dsp16<") != std::string::npos) {
+      // packed for the int16 DSP kernels (int_dsp.h: dsp_pack_weights_s16)
+      const bool col = kn.find("_col16<") != std::string::npos;
+      const int ntaps = col ? 1 : L.op == QOp::Conv ? L.kernel : L.op == QOp::ModalityConv ? L.rows : 1;
+      const int cin = col ? L.kernel * L.c_in : L.c_in, cpad = col ? kernels::dsp_col_len(L.kernel, L.c_in) : L.c_in;
+      std::vector<int8_t> wp(kernels::dsp_packed_size_s16(L.c_out, ntaps, cpad));
+      kernels::dsp_pack_weights_s16(wp.data(), L.w.data(), L.c_out, ntaps, cin, cpad);
+      write_array(os, "int8_t", "w_" + L.name, wp);
+    } else {
+      write_array(os, "int8_t", "w_" + L.name, L.w);
+    }
     write_array(os, "int32_t", "b_" + L.name, L.bias);
     if (!L.mult.empty()) {
       write_array(os, "int32_t", "m_" + L.name, L.mult);

@@ -62,7 +62,7 @@ struct McuCoreReport {
 };
 struct McuReportOptions {
   std::vector<std::string> cores = {"m4", "m7"};
-  std::string opt = "-O2";  // firmware PK_OPT
+  std::string opt = "-Os";  // firmware PK_OPT (docs/MCU.md: -Os is smaller and, with the DSP kernels, about as fast)
   std::string input;        // file with int16 windows (first one used); empty: DIR/input.bin, else synthetic
 };
 std::vector<McuCoreReport> mcu_report(const std::string& dir, const McuReportOptions& o = {});

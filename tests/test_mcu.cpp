@@ -89,5 +89,36 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
     std::ifstream sz(dir / "build" / "size.txt");
     std::string all((std::istreambuf_iterator<char>(sz)), std::istreambuf_iterator<char>());
     MESSAGE(config << " " << target << ": " << n << " windows bit-exact; arena " << e.arena_bytes << " B\n" << all);
+    // the per-model dispatch picked the DSP kernels: int16 (packed weights) or int8
+    const std::string src = [&] {
+      std::ifstream m(dir / "model_data.cpp");
+      return std::string((std::istreambuf_iterator<char>(m)), std::istreambuf_iterator<char>());
+    }();
+    if (config == "default") {
+      CHECK(src.find("pk::conv_dsp16<int16_t>") != std::string::npos);
+      CHECK(src.find("pk::conv_col16<int16_t>") != std::string::npos);
+      CHECK(src.find("pk::modality_dsp16<int8_t>") != std::string::npos);
+    } else {
+      CHECK(src.find("pk::conv_dsp<int8_t>") != std::string::npos);
+    }
+    CHECK(src.find("_ref<") == std::string::npos);
+    if (config == "default" && target == "m4") {
+      // the instruction counter (QEMU TCG plugin) and mcu-report on the exported directory
+      models::McuReportOptions ro;
+      ro.cores = {"m4"};
+      const std::vector<models::McuCoreReport> rs = models::mcu_report(dir.string(), ro);
+      REQUIRE(rs.size() == 1);
+      int64_t sum = rs[0].input_copy_instructions;
+      for (auto& L : rs[0].layers) {
+        CHECK(L.instructions > 0);
+        sum += L.instructions;
+      }
+      CHECK(sum <= rs[0].instructions);
+      CHECK(sum >= rs[0].instructions - 200);  // the loop glue between markers only
+      CHECK(rs[0].flash_bytes() > 0);
+      CHECK(rs[0].stack_peak > 0);
+      MESSAGE("mcu-report m4: " << rs[0].instructions << " instructions per window, flash " << rs[0].flash_bytes() << " B, RAM "
+                                << rs[0].ram_bytes() << " B");
+    }
   }
 }

@@ -3,6 +3,7 @@
 // quantised released student against its float self on real SPC 2015 windows.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -193,4 +194,92 @@ TEST_CASE("released student quantised: MAE within 0.15 BPM of float, mean per-wi
       if (&a == &b || a.last < b.first || b.last < a.first) continue;
       CHECK((a.offset + a.bytes <= b.offset || b.offset + b.bytes <= a.offset));
     }
+}
+
+TEST_CASE("int16-input DSP variants (SMLAD on int16 pairs, packed interleaved int8 weights) are bit-exact with the reference loops") {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> x16(-32768, 32767), w8(-127, 127), bias(-200000, 200000), sh(-20, -8);
+  for (int trial = 0; trial < 24; ++trial) {
+    const int cin = 4 * (1 + trial % 8), cout = 1 + (trial * 5) % 11, K = 1 + trial % 5, dil = 1 + trial % 4;
+    const int pad = (trial % 3) * dil, t_in = 3 + trial * 3;
+    CAPTURE(trial);
+    std::vector<int16_t> x(size_t(t_in * cin));
+    std::vector<int8_t> w(size_t(cout * K * cin));
+    std::vector<int32_t> b(static_cast<size_t>(cout)), m(static_cast<size_t>(cout)), s(static_cast<size_t>(cout));
+    for (auto& v : x) v = int16_t(x16(rng));
+    for (auto& v : w) v = int8_t(w8(rng));
+    for (int i = 0; i < cout; ++i) b[size_t(i)] = bias(rng), m[size_t(i)] = (1 << 30) + (bias(rng) & 0xFFFFF) * 1000, s[size_t(i)] = sh(rng);
+    std::vector<int8_t> wi(w.size());
+    dsp_pack_weights_s16(wi.data(), w.data(), cout, K, cin, cin);
+    const conv1d_params p{cin, cout, K, 1, pad, dil, 1};
+    const int t_out = conv1d_out_len(t_in, p);
+    if (t_out <= 0) continue;
+    const requant_params q16{0, 0, m.data(), s.data(), -32768, 32767}, q8{0, -5, m.data(), s.data(), -128, 127};
+    std::vector<int16_t> y_ref(size_t(t_out * cout)), y_dsp(y_ref.size());
+    conv1d_fwd_ref<ArithS16>(y_ref.data(), x.data(), w.data(), b.data(), t_in, p, q16);
+    conv1d_s16_dsp<int16_t>(y_dsp.data(), x.data(), wi.data(), b.data(), t_in, p, q16);
+    CHECK(y_ref == y_dsp);
+    std::vector<int8_t> z_ref(y_ref.size()), z_dsp(y_ref.size());
+    conv1d_fwd_ref<ArithS16S8>(z_ref.data(), x.data(), w.data(), b.data(), t_in, p, q8);
+    conv1d_s16_dsp<int8_t>(z_dsp.data(), x.data(), wi.data(), b.data(), t_in, p, q8);
+    CHECK(z_ref == z_dsp);
+    // small-c_in column variant (any c_in; zero-padded, interleaved weights)
+    for (const int cin_s : {1, 3, cin}) {
+      if (dsp_col_len(K, cin_s) > kDspMaxCol) continue;
+      const conv1d_params ps{cin_s, cout, K, 1, pad, dil, 1};
+      std::vector<int8_t> ws(size_t(cout * K * cin_s)), wp(size_t(cout * dsp_col_len(K, cin_s)));
+      for (auto& v : ws) v = int8_t(w8(rng));
+      dsp_pack_weights_s16(wp.data(), ws.data(), cout, 1, K * cin_s, dsp_col_len(K, cin_s));
+      std::vector<int16_t> xs(size_t(t_in * cin_s)), c_ref(size_t(t_out * cout)), c_dsp(c_ref.size());
+      for (auto& v : xs) v = int16_t(x16(rng));
+      conv1d_fwd_ref<ArithS16>(c_ref.data(), xs.data(), ws.data(), b.data(), t_in, ps, q16);
+      conv1d_s16_col_dsp<int16_t>(c_dsp.data(), xs.data(), wp.data(), b.data(), t_in, ps, q16);
+      CHECK(c_ref == c_dsp);
+    }
+    // linear: t_in rows of cin features, raw int32 output too
+    std::vector<int8_t> wl(size_t(cout * cin));
+    for (auto& v : wl) v = int8_t(w8(rng));
+    std::vector<int8_t> wli(wl.size());
+    dsp_pack_weights_s16(wli.data(), wl.data(), cout, 1, cin, cin);
+    std::vector<int32_t> l_ref(size_t(t_in * cout)), l_dsp(l_ref.size());
+    const requant_params qa{0, 0, nullptr, nullptr, INT32_MIN, INT32_MAX};
+    linear_fwd_ref<ArithS16Acc>(l_ref.data(), x.data(), wl.data(), b.data(), t_in, cin, cout, qa);
+    linear_s16_dsp<int32_t>(l_dsp.data(), x.data(), wli.data(), b.data(), t_in, cin, cout, qa);
+    CHECK(l_ref == l_dsp);
+    // modality conv
+    const int rows = 1 + trial % 4, t = 1 + trial % 6;
+    std::vector<int16_t> xm(size_t(rows * t * cin));
+    std::vector<int8_t> wm(size_t(cout * rows * cin)), m_ref(size_t(t * cout)), m_dsp(m_ref.size());
+    for (auto& v : xm) v = int16_t(x16(rng));
+    for (auto& v : wm) v = int8_t(w8(rng));
+    std::vector<int8_t> wmi(wm.size());
+    dsp_pack_weights_s16(wmi.data(), wm.data(), cout, rows, cin, cin);
+    const modality_conv_params mp{rows, t, cin, cout};
+    modality_conv_fwd_ref<ArithS16S8>(m_ref.data(), xm.data(), wm.data(), b.data(), mp, q8);
+    modality_conv_s16_dsp<int8_t>(m_dsp.data(), xm.data(), wmi.data(), b.data(), mp, q8);
+    CHECK(m_ref == m_dsp);
+  }
+}
+
+TEST_CASE("requant_output_fast equals requant_output (shift <= 0 fast path, fallbacks)") {
+  std::mt19937 rng(5);
+  std::vector<int32_t> accs = {0, 1, -1, 2, -2, INT32_MAX, INT32_MIN, INT32_MAX - 1, INT32_MIN + 1, 1 << 30, -(1 << 30)};
+  for (int i = 0; i < 400; ++i) accs.push_back(int32_t(rng()));
+  for (int i = 0; i < 200; ++i) accs.push_back(int32_t(rng() % 20001) - 10000);
+  std::vector<int32_t> mults = {0, 1 << 30, (1 << 30) + 1, INT32_MAX, INT32_MAX - 1, 1518500250};
+  for (int i = 0; i < 6; ++i) mults.push_back(int32_t((1u << 30) + (rng() % (1u << 30))));
+  int64_t n = 0, bad = 0;
+  for (int32_t m : mults)
+    for (int32_t sh = -31; sh <= 3; ++sh)
+      for (const auto& ranges : {std::array<int32_t, 3>{-5, -128, 127}, std::array<int32_t, 3>{0, -32768, 32767},
+                                 std::array<int32_t, 3>{-128, -128, 127}, std::array<int32_t, 3>{0, 0, 32767}}) {
+        const int32_t mm[1] = {m}, ss[1] = {sh};
+        const requant_params q{0, ranges[0], mm, ss, ranges[1], ranges[2]};
+        for (int32_t a : accs) {
+          ++n;
+          bad += requant_output_fast(a, 0, q) != requant_output(a, 0, q);
+        }
+      }
+  CHECK(bad == 0);
+  MESSAGE(n << " (acc, multiplier, shift, clamp) cases compared");
 }

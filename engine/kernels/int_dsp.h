@@ -170,4 +170,209 @@ void modality_conv_s8_dsp(Out* out, const int8_t* inp, const int8_t* w, const in
   }
 }
 
+// ---------------------------------------------------------------------------------------
+// int16 activations x int8 weights (the student's default int16 conv tensors).
+// Two int16 activations are one word (x0 | x1 << 16) and feed SMLAD directly. The weights are
+// stored INTERLEAVED in groups of four, bytes [w0 w2 w1 w3] (dsp_interleave_s8x4, done once by
+// export-mcu), so SXTB16 gives (w0, w1) and SXTB16 ROR #8 gives (w2, w3): no PKHBT/PKHTB.
+// Four output channels per pass share the two input words: per 16 MACs 2 LDR x + 4 x (LDR w,
+// 2 SXTB16, 2 SMLAD) = 22 instructions plus the loop. Preconditions: int16 input, c_in (per tap / row) a
+// multiple of 4, groups 1, stride 1. Bit-exact with the reference loops under ArithInt<int16_t,
+// Out> on the ORIGINAL weights (integer sums are order-independent; same overflow bound).
+
+// Swaps bytes 1 and 2 of every group of four: [w0 w1 w2 w3] -> [w0 w2 w1 w3] (an involution).
+inline void dsp_interleave_s8x4(int8_t* w, size_t n) {
+  for (size_t i = 0; i + 3 < n; i += 4) {
+    const int8_t b = w[i + 1];
+    w[i + 1] = w[i + 2];
+    w[i + 2] = b;
+  }
+}
+
+inline uint32_t dsp_load2x16(const int16_t* p) {
+  uint32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return v;
+}
+
+// requant_output with fewer instructions, used by the int16 DSP kernels; bit-exact with it
+// (tests/test_quant.cpp) for multipliers in [0, 2^31), act_min <= act_max, and |act|, |zp| < 2^30
+// (what validate_quant_model guarantees). For shift <= 0 gemmlowp's SRDHM
+//   trunc((a*M + (a*M >= 0 ? 2^30 : 1 - 2^30)) / 2^31)  equals  floor((a*M + 2^30) / 2^31)
+// (for a*M < 0: trunc(v / 2^31) = floor((v + 2^31 - 1) / 2^31) with v = a*M + 1 - 2^30), which is
+// SMULL + a 64-bit add + a shift; its saturation case needs M = INT32_MIN, excluded. The clamp
+// runs in int32 on [act_min - zp, act_max - zp] before adding zp (same result as clamping
+// the int64 sum). Left shifts (shift > 0) and raw outputs take requant_output itself.
+inline int32_t requant_output_fast(int32_t acc, int32_t co, const requant_params& q) {
+  if (!q.mult || q.shift[co] > 0) return requant_output(acc, co, q);
+  int32_t h = (int32_t)(((int64_t)acc * q.mult[co] + (int64_t(1) << 30)) >> 31);
+  h = fp_rdbpot(h, -q.shift[co]);
+  const int32_t lo = q.act_min - q.out_zp, hi = q.act_max - q.out_zp;
+  h = h < lo ? lo : (h > hi ? hi : h);
+  return h + q.out_zp;
+}
+
+// Packed weight layout of the int16 DSP kernels (dsp_pack_weights_s16, done once by export-mcu):
+// output channels in blocks of four; inside a block, for every tap k and every group of four
+// inputs, four words (one per channel), each word's bytes interleaved [w0 w2 w1 w3]; each tap's
+// inputs zero-padded from cin to cpad (a multiple of 4). The c_out % 4 remaining channels
+// follow one at a time (tap, group), same interleaved words. The kernels walk the weights with
+// ONE advancing pointer, which leaves registers for the four accumulators.
+inline size_t dsp_packed_size_s16(int32_t c_out, int32_t ntaps, int32_t cpad) { return (size_t)c_out * ntaps * cpad; }
+// w: (c_out, ntaps, cin) -> out: dsp_packed_size_s16(c_out, ntaps, cpad) bytes.
+inline void dsp_pack_weights_s16(int8_t* out, const int8_t* w, int32_t c_out, int32_t ntaps, int32_t cin, int32_t cpad) {
+  size_t o = 0;
+  int32_t co = 0;
+  for (; co + 3 < c_out; co += 4)
+    for (int32_t k = 0; k < ntaps; ++k)
+      for (int32_t g = 0; g < cpad; g += 4)
+        for (int32_t j = 0; j < 4; ++j)
+          for (int32_t b = 0; b < 4; ++b) out[o++] = g + b < cin ? w[((size_t)(co + j) * ntaps + k) * cin + g + b] : 0;
+  for (; co < c_out; ++co)
+    for (int32_t k = 0; k < ntaps; ++k)
+      for (int32_t i = 0; i < cpad; ++i) out[o++] = i < cin ? w[((size_t)co * ntaps + k) * cin + i] : 0;
+  dsp_interleave_s8x4(out, o);
+}
+
+// Outputs co .. co+3 at one position from packed weights at wp (advanced past the block).
+template <class Out>
+inline void dsp_block4_s16(Out* out, const int16_t* const* xs, int32_t ntaps, const int8_t*& wp, int32_t cpad,
+                           const int32_t* bias, int32_t co, const requant_params& q) {
+  int32_t a0 = bias ? bias[co] : 0, a1 = bias ? bias[co + 1] : 0, a2 = bias ? bias[co + 2] : 0, a3 = bias ? bias[co + 3] : 0;
+  const int8_t* w = wp;
+  for (int32_t k = 0; k < ntaps; ++k) {
+    const int16_t* x = xs[k];
+    if (!x) {  // padding: the input zero point (0 for symmetric int16); interleaving keeps sums
+      for (int32_t g = 0; g < cpad; g += 4, w += 16)
+        if (q.in_zp) {
+          a0 += q.in_zp * dsp_wsum(w, 4), a1 += q.in_zp * dsp_wsum(w + 4, 4);
+          a2 += q.in_zp * dsp_wsum(w + 8, 4), a3 += q.in_zp * dsp_wsum(w + 12, 4);
+        }
+      continue;
+    }
+    for (int32_t g = 0; g < cpad; g += 4, w += 16) {
+      const uint32_t x01 = dsp_load2x16(x + g), x23 = dsp_load2x16(x + g + 2);
+      uint32_t wv = dsp_load4(w);
+      a0 = dsp_smlad(x01, dsp_sxtb16(wv), a0);
+      a0 = dsp_smlad(x23, dsp_sxtb16_ror8(wv), a0);
+      wv = dsp_load4(w + 4);
+      a1 = dsp_smlad(x01, dsp_sxtb16(wv), a1);
+      a1 = dsp_smlad(x23, dsp_sxtb16_ror8(wv), a1);
+      wv = dsp_load4(w + 8);
+      a2 = dsp_smlad(x01, dsp_sxtb16(wv), a2);
+      a2 = dsp_smlad(x23, dsp_sxtb16_ror8(wv), a2);
+      wv = dsp_load4(w + 12);
+      a3 = dsp_smlad(x01, dsp_sxtb16(wv), a3);
+      a3 = dsp_smlad(x23, dsp_sxtb16_ror8(wv), a3);
+    }
+  }
+  wp = w;
+  out[co] = (Out)requant_output_fast(a0, co, q);
+  out[co + 1] = (Out)requant_output_fast(a1, co + 1, q);
+  out[co + 2] = (Out)requant_output_fast(a2, co + 2, q);
+  out[co + 3] = (Out)requant_output_fast(a3, co + 3, q);
+}
+template <class Out>
+inline void dsp_block1_s16(Out* out, const int16_t* const* xs, int32_t ntaps, const int8_t*& wp, int32_t cpad,
+                           const int32_t* bias, int32_t co, const requant_params& q) {
+  int32_t a = bias ? bias[co] : 0;
+  const int8_t* w = wp;
+  for (int32_t k = 0; k < ntaps; ++k) {
+    const int16_t* x = xs[k];
+    for (int32_t g = 0; g < cpad; g += 4, w += 4) {
+      if (!x) {
+        a += q.in_zp * dsp_wsum(w, 4);
+        continue;
+      }
+      const uint32_t wv = dsp_load4(w);
+      a = dsp_smlad(dsp_load2x16(x + g), dsp_sxtb16(wv), a);
+      a = dsp_smlad(dsp_load2x16(x + g + 2), dsp_sxtb16_ror8(wv), a);
+    }
+  }
+  wp = w;
+  out[co] = (Out)requant_output_fast(a, co, q);
+}
+
+// All c_out outputs at one position; w: packed weights (ntaps x cpad inputs per channel).
+template <class Out>
+inline void dsp_outputs_s16(Out* out, const int16_t* const* xs, int32_t ntaps, const int8_t* w, int32_t cpad, int32_t c_out,
+                            const int32_t* bias, const requant_params& q) {
+  int32_t co = 0;
+  for (; co + 3 < c_out; co += 4) dsp_block4_s16(out, xs, ntaps, w, cpad, bias, co, q);
+  for (; co < c_out; ++co) dsp_block1_s16(out, xs, ntaps, w, cpad, bias, co, q);
+}
+
+constexpr int32_t kDspMaxTaps = 64;  // kernel (conv) or rows (modality conv)
+
+// Same contract as conv1d_fwd_ref<ArithInt<int16_t, Out>> with groups 1, stride 1,
+// c_in % 4 == 0, kernel <= 64, and w packed: dsp_pack_weights_s16(w, c_out, kernel, c_in, c_in).
+template <class Out>
+void conv1d_s16_dsp(Out* out, const int16_t* inp, const int8_t* w_il, const int32_t* bias, int32_t t_in,
+                    const conv1d_params& p, const requant_params& q) {
+  const int32_t t_out = conv1d_out_len(t_in, p);
+  const int16_t* xs[kDspMaxTaps];
+  for (int32_t t = 0; t < t_out; ++t) {
+    for (int32_t k = 0; k < p.kernel; ++k) {
+      const int32_t ti = t - p.pad + k * p.dilation;
+      xs[k] = (ti < 0 || ti >= t_in) ? nullptr : inp + (size_t)ti * p.c_in;
+    }
+    dsp_outputs_s16(out + (size_t)t * p.c_out, xs, p.kernel, w_il, p.c_in, p.c_out, bias, q);
+  }
+}
+
+// Same contract as modality_conv_fwd_ref<ArithInt<int16_t, Out>> with c_in % 4 == 0, rows <= 64,
+// w packed: dsp_pack_weights_s16(w, c_out, rows, c_in, c_in).
+template <class Out>
+void modality_conv_s16_dsp(Out* out, const int16_t* inp, const int8_t* w_il, const int32_t* bias,
+                           const modality_conv_params& p, const requant_params& q) {
+  const int16_t* xs[kDspMaxTaps];
+  for (int32_t t = 0; t < p.t; ++t) {
+    for (int32_t r = 0; r < p.rows; ++r) xs[r] = inp + ((size_t)r * p.t + t) * p.c_in;
+    dsp_outputs_s16(out + (size_t)t * p.c_out, xs, p.rows, w_il, p.c_in, p.c_out, bias, q);
+  }
+}
+
+// Same contract as linear_fwd_ref<ArithInt<int16_t, Out>> with in_f % 4 == 0,
+// w packed: dsp_pack_weights_s16(w, out_f, 1, in_f, in_f).
+template <class Out>
+void linear_s16_dsp(Out* out, const int16_t* inp, const int8_t* w_il, const int32_t* bias, int32_t n, int32_t in_f,
+                    int32_t out_f, const requant_params& q) {
+  for (int32_t r = 0; r < n; ++r) {
+    const int16_t* xs[1] = {inp + (size_t)r * in_f};
+    dsp_outputs_s16(out + (size_t)r * out_f, xs, 1, w_il, in_f, out_f, bias, q);
+  }
+}
+
+// Small-c_in conv (the student's first layer: c_in 1, kernel 3): per output position the K*c_in
+// input values are gathered into a column padded with zeros to Kp = round_up(K*c_in, 4), and the
+// layer runs as a matrix-vector product over it with weights packed as one tap of Kp inputs:
+// dsp_pack_weights_s16(w, c_out, 1, kernel * c_in, Kp).
+// Padding taps gather the input zero point; alignment slots are 0 x 0. Kp <= kDspMaxCol.
+constexpr int32_t kDspMaxCol = 64;
+inline int32_t dsp_col_len(int32_t kernel, int32_t c_in) { return (kernel * c_in + 3) / 4 * 4; }
+// Same contract as conv1d_fwd_ref<ArithInt<int16_t, Out>> with groups 1, stride 1 and
+// dsp_col_len(kernel, c_in) <= kDspMaxCol, weights packed as above.
+template <class Out>
+void conv1d_s16_col_dsp(Out* out, const int16_t* inp, const int8_t* w_pad, const int32_t* bias, int32_t t_in,
+                        const conv1d_params& p, const requant_params& q) {
+  const int32_t t_out = conv1d_out_len(t_in, p);
+  const int32_t kp = dsp_col_len(p.kernel, p.c_in);
+  __attribute__((aligned(4))) int16_t col[kDspMaxCol];
+  for (int32_t i = 0; i < kp; ++i) col[i] = 0;
+  const int16_t* xs[1] = {col};
+  for (int32_t t = 0; t < t_out; ++t) {
+    int16_t* c = col;
+    for (int32_t k = 0; k < p.kernel; ++k) {
+      const int32_t ti = t - p.pad + k * p.dilation;
+      if (ti < 0 || ti >= t_in) {
+        for (int32_t ci = 0; ci < p.c_in; ++ci) *c++ = (int16_t)q.in_zp;
+      } else {
+        const int16_t* x = inp + (size_t)ti * p.c_in;
+        for (int32_t ci = 0; ci < p.c_in; ++ci) *c++ = x[ci];
+      }
+    }
+    dsp_outputs_s16(out + (size_t)t * p.c_out, xs, 1, w_pad, kp, p.c_out, bias, q);
+  }
+}
+
 }  // namespace pulsekd::kernels

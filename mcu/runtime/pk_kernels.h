@@ -51,6 +51,26 @@ template <class Out>
 void linear_dsp(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::linear_s8_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, 1, L->c_in, L->c_out, rq(L));
 }
+// int16 inputs, weights stored interleaved by export-mcu (int_dsp.h: dsp_interleave_s8x4).
+template <class Out>
+void conv_dsp16(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::conv1d_s16_dsp<Out>(as<Out>(y), as<int16_t>(x), L->w, L->bias, L->t_in,
+                         k::conv1d_params{L->c_in, L->c_out, L->kernel, 1, L->pad, L->dilation, 1}, rq(L));
+}
+// c_in % 4 != 0 (the first layer): gathered columns, zero-padded interleaved weights.
+template <class Out>
+void conv_col16(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::conv1d_s16_col_dsp<Out>(as<Out>(y), as<int16_t>(x), L->w, L->bias, L->t_in,
+                             k::conv1d_params{L->c_in, L->c_out, L->kernel, 1, L->pad, L->dilation, 1}, rq(L));
+}
+template <class Out>
+void modality_dsp16(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::modality_conv_s16_dsp<Out>(as<Out>(y), as<int16_t>(x), L->w, L->bias, k::modality_conv_params{L->rows, L->t_in, L->c_in, L->c_out}, rq(L));
+}
+template <class Out>
+void linear_dsp16(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::linear_s16_dsp<Out>(as<Out>(y), as<int16_t>(x), L->w, L->bias, 1, L->c_in, L->c_out, rq(L));
+}
 template <class In>
 void avgpool(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::avgpool1d_fwd_int<In>(as<In>(y), as<In>(x), L->t_in, L->c_in, k::pool1d_params{L->pool, L->pool, 1});
