@@ -12,7 +12,7 @@ namespace pulsekd::cli {
 
 struct RunArgs {
   std::string data = "synth", out, arch = "teacher", head = "regression", teacher, kd = "pulse", init;
-  std::string optimizer = "adam", task_loss = "l1", freeze, kd_weights;
+  std::string optimizer = "adam", task_loss = "l1", freeze, kd_weights, schedule = "constant";
   double width = 1, lr = -1, weight_decay = -1, clip = 0;
   int depth = 3, bins = 64, fold = 0, epochs = 500, patience = -1, batch = 256, threads = 1;
   int stages = 3, base_channels = 16, kernel = 5;  // resnet family
@@ -62,6 +62,8 @@ inline void add_run_options(CLI::App* cmd, RunArgs& a, bool distill) {
   cmd->add_option("--lr", a.lr, "learning rate (default: teacher 5e-4, student 1e-3)")->check(CLI::PositiveNumber);
   cmd->add_option("--weight-decay", a.weight_decay, "weight decay (default: teacher 0, student 1e-6)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--optimizer", a.optimizer, "adam, adamw or sgd")->capture_default_str()->check(CLI::IsMember({"adam", "adamw", "sgd"}));
+  cmd->add_option("--schedule", a.schedule, "learning-rate schedule: constant, step, cosine")->capture_default_str()
+      ->check(CLI::IsMember({"constant", "step", "cosine"}));
   cmd->add_option("--loss", a.task_loss, "task loss: l1, mse, huber, logcosh")->capture_default_str()->check(CLI::IsMember({"l1", "mse", "huber", "logcosh"}));
   cmd->add_option("--batch", a.batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--seed", a.seed, "random seed")->capture_default_str();
@@ -102,6 +104,7 @@ inline kd::RunSpec make_spec(RunArgs& a, const data::WindowSet&) {
   t.weight_decay = a.weight_decay >= 0 ? a.weight_decay : (student ? 1e-6 : 0);
   t.optimizer = a.optimizer;
   t.task_loss = a.task_loss;
+  t.schedule = a.schedule;
   t.batch = a.batch;
   t.seed = a.seed;
   t.threads = a.threads;

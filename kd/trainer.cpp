@@ -178,8 +178,15 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
   Graph g;
   std::vector<float> xb, yb;
   std::vector<int64_t> bidx;
+  LrSchedule sched;
+  sched.kind = opt.schedule;
+  sched.base_lr = opt.lr;
+  sched.total_epochs = opt.epochs;
+  sched.step_size = std::max(1, opt.epochs / 3);
+  sched.lr_at(0);  // validates the kind before any work
   for (int epoch = start_epoch; epoch < opt.epochs && !res.early_stopped; ++epoch) {
     const auto te = Clock::now();
+    optim.set_lr(sched.lr_at(epoch));
     m.train(true);
     it.reset_epoch(epoch);
     Rng rng(opt.seed * 0x9E3779B97F4A7C15ull + uint64_t(epoch) + 1);  // dropout + augmentation of this epoch

@@ -31,6 +31,7 @@ struct TrainOptions {
   double weight_decay = 0;
   std::string optimizer = "adam";  // adam, adamw, sgd
   std::string task_loss = "l1";    // l1, mse, huber, logcosh (regression head)
+  std::string schedule = "constant";  // learning rate per epoch: constant, step (x0.1 every third of the epochs), cosine
   uint64_t seed = 0;
   int threads = 1;
   bool init_output_at_mean = false;  // start the regression output bias at the mean training HR
