@@ -26,7 +26,14 @@ std::string pulsekd_source_root() {
 static int64_t bytes_of(int bits, int64_t n) { return n * (bits / 8); }
 static int64_t align4(int64_t v) { return (v + 3) & ~int64_t(3); }
 
-McuExport plan_arena(const QuantModel& q) {
+bool inplace_layer(const QuantModel& q, int i, bool dsp) {
+  if (!dsp || i < 1 || i >= q.row_layers - 1) return false;  // reads a row layer's output, writes a plain slot
+  const QLayer& L = q.layers[size_t(i)];
+  return L.op == QOp::Conv && L.in.bits == 16 && L.out.bits == 16 && L.c_in == L.c_out && L.c_in % 4 == 0 &&
+         L.c_out <= kernels::kDspMaxRow && L.pad <= L.t_in;
+}
+
+McuExport plan_arena(const QuantModel& q, bool dsp) {
   // Steps: layer i runs at step i (per-row layers each row, in a loop; the loop is steps
   // 0 .. row_layers-1). "input" (one row) is written at step -1.
   std::vector<ArenaSlot> t;
@@ -39,9 +46,41 @@ McuExport plan_arena(const QuantModel& q) {
   t.push_back({"rows", 0, align4(bytes_of(lr.out.bits, lr.out_elems()) * q.rows), -1, rl});
   for (int i = rl; i < nl; ++i)
     t.push_back({q.layers[size_t(i)].name, 0, align4(bytes_of(q.layers[size_t(i)].out.bits, q.layers[size_t(i)].out_elems())), i, i + 1});
-  std::vector<size_t> order(t.size());
+  // In-place chains: a producer's output followed by the outputs of in-place convs (layer i's
+  // output row t overwrites input row t - pad, the last row that output reads; int_dsp.h
+  // conv1d_s16_dsp with a row buffer). One placement item per chain; member j sits at
+  // sub[j] = sub[j+1] + pad[j+1] * row_bytes above the next member.
+  std::vector<std::vector<size_t>> groups;  // t indices
+  std::vector<int> group_of(t.size(), -1);
+  for (size_t k = 0; k < t.size(); ++k) {
+    const int layer = k >= 1 && int(k) <= rl - 1 ? int(k) - 1 : -1;
+    if (layer >= 1 && inplace_layer(q, layer, dsp)) {
+      t[k].inplace = true;
+      groups[size_t(group_of[k - 1])].push_back(k);
+      group_of[k] = group_of[k - 1];
+    } else {
+      group_of[k] = int(groups.size());
+      groups.push_back({k});
+    }
+  }
+  std::vector<int64_t> sub(t.size(), 0);
+  std::vector<ArenaSlot> items;
+  for (auto& g : groups) {
+    for (size_t m = g.size() - 1; m > 0; --m) {
+      const QLayer& L = q.layers[size_t(g[m]) - 1];
+      sub[g[m - 1]] = sub[g[m]] + int64_t(L.pad) * L.c_in * 2;
+    }
+    ArenaSlot it{t[g[0]].tensor, 0, 0, t[g[0]].first, t[g[0]].last};
+    for (size_t k : g) {
+      it.bytes = std::max(it.bytes, align4(sub[k] + t[k].bytes));
+      it.first = std::min(it.first, t[k].first);
+      it.last = std::max(it.last, t[k].last);
+    }
+    items.push_back(it);
+  }
+  std::vector<size_t> order(items.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return t[a].bytes > t[b].bytes; });
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return items[a].bytes > items[b].bytes; });
   std::vector<size_t> placed;
   McuExport e;
   for (size_t i : order) {
@@ -50,18 +89,19 @@ McuExport plan_arena(const QuantModel& q) {
     while (moved) {
       moved = false;
       for (size_t j : placed) {
-        const bool live_overlap = !(t[i].last < t[j].first || t[j].last < t[i].first);
-        const bool mem_overlap = off < t[j].offset + t[j].bytes && t[j].offset < off + t[i].bytes;
+        const bool live_overlap = !(items[i].last < items[j].first || items[j].last < items[i].first);
+        const bool mem_overlap = off < items[j].offset + items[j].bytes && items[j].offset < off + items[i].bytes;
         if (live_overlap && mem_overlap) {
-          off = t[j].offset + t[j].bytes;
+          off = items[j].offset + items[j].bytes;
           moved = true;
         }
       }
     }
-    t[i].offset = off;
+    items[i].offset = off;
     placed.push_back(i);
-    e.arena_bytes = std::max(e.arena_bytes, off + t[i].bytes);
+    e.arena_bytes = std::max(e.arena_bytes, off + items[i].bytes);
   }
+  for (size_t k = 0; k < t.size(); ++k) t[k].offset = items[size_t(group_of[k])].offset + sub[k];
   e.slots = t;
   e.weight_bytes = quant_param_bytes(q);
   return e;
@@ -109,7 +149,7 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
   if (!fs::is_directory(root / "mcu" / "runtime") || !fs::is_directory(root / "engine" / "kernels"))
     throw std::runtime_error("export-mcu: '" + root.string() + "' is not a pulsekd source tree (no mcu/runtime, engine/kernels)");
   validate_quant_model(q, q.source.empty() ? std::string("export-mcu") : q.source);
-  McuExport e = plan_arena(q);
+  McuExport e = plan_arena(q, dsp);
   auto slot = [&](const std::string& name) -> const ArenaSlot& {
     for (auto& s : e.slots)
       if (s.tensor == name) return s;
@@ -155,7 +195,7 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
     const QLayer& L = q.layers[i];
     const int64_t in_off = i == 0 ? slot("input").offset : (int(i) == rl ? slot("rows").offset : slot(q.layers[i - 1].name).offset);
     const int64_t out_off = int(i) == rl - 1 ? slot("rows").offset : slot(L.name).offset;
-    os << "  {" << kernel_name(L, dsp) << ", ";
+    os << "  {" << (inplace_layer(q, int(i), dsp) ? "pk::conv_dsp16_inplace<int16_t>" : kernel_name(L, dsp)) << ", ";
     const char* op = L.op == QOp::Conv ? "PK_CONV" : L.op == QOp::AvgPool ? "PK_AVGPOOL" : L.op == QOp::ModalityConv ? "PK_MODALITY" : "PK_LINEAR";
     const bool hasw = L.op != QOp::AvgPool;
     os << op << ", " << L.in.bits << ", " << L.out.bits << ", " << L.c_in << ", " << L.c_out << ", " << L.kernel
@@ -189,7 +229,8 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
   nlohmann::json lj = nlohmann::json::array();
   for (size_t i = 0; i < q.layers.size(); ++i) {
     const QLayer& L = q.layers[i];
-    lj.push_back({{"name", L.name}, {"op", qop_name(L.op)}, {"kernel_fn", kernel_name(L, dsp)}, {"in_bits", L.in.bits},
+    lj.push_back({{"name", L.name}, {"op", qop_name(L.op)},
+                  {"kernel_fn", inplace_layer(q, int(i), dsp) ? std::string("pk::conv_dsp16_inplace<int16_t>") : kernel_name(L, dsp)}, {"in_bits", L.in.bits},
                   {"out_bits", L.out.bits}, {"macs", L.macs_per_row()}, {"runs", int(i) < rl ? q.rows : 1}});
   }
   sched["layers"] = lj;

@@ -15,6 +15,7 @@ struct ArenaSlot {
   std::string tensor;  // "input", a layer name, or "rows" (the per-row results)
   int64_t offset = 0, bytes = 0;
   int first = 0, last = 0;  // schedule steps it is live in
+  bool inplace = false;     // written over the previous tensor by a row-delayed conv (inplace_layer)
 };
 
 struct McuExport {
@@ -24,8 +25,11 @@ struct McuExport {
 };
 
 // Liveness planning alone (also used by tests): greedy first-fit, largest tensors first,
-// 4-byte aligned; tensors whose live ranges overlap never share bytes.
-McuExport plan_arena(const QuantModel& q);
+// 4-byte aligned; tensors whose live ranges overlap never share bytes, except an in-place
+// conv's output with its own input (inplace_layer: int16 conv, c_in == c_out, DSP on; output
+// row t overwrites input row t - pad, which nothing reads afterwards).
+McuExport plan_arena(const QuantModel& q, bool dsp = true);
+bool inplace_layer(const QuantModel& q, int i, bool dsp);
 
 // target: "m4" or "m7". root: the pulsekd source tree (holds mcu/ and engine/kernels/);
 // empty = the tree this binary was built from. The generated layer table names one kernel

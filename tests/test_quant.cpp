@@ -189,11 +189,27 @@ TEST_CASE("released student quantised: MAE within 0.15 BPM of float, mean per-wi
   CHECK(models::simulate(q, qi.data(), 32) == models::simulate(q2, qi.data(), 32));
   // liveness planning: live tensors never share bytes
   const models::McuExport e = models::plan_arena(q);
-  for (auto& a : e.slots)
-    for (auto& b : e.slots) {
-      if (&a == &b || a.last < b.first || b.last < a.first) continue;
+  int inplace = 0;
+  for (size_t i = 0; i < e.slots.size(); ++i) {
+    const auto& a = e.slots[i];
+    inplace += a.inplace;
+    for (size_t j = 0; j < e.slots.size(); ++j) {
+      const auto& b = e.slots[j];
+      if (i == j || a.last < b.first || b.last < a.first) continue;
+      // an in-place conv's output overlaps its own input (the slot just before it), by design
+      if ((b.inplace && j == i + 1) || (a.inplace && i == j + 1)) {
+        const auto& in = i < j ? a : b;  // the earlier tensor is the input
+        const auto& out = i < j ? b : a;
+        CHECK(out.offset <= in.offset);  // rows written below, each after its last read
+        continue;
+      }
       CHECK((a.offset + a.bytes <= b.offset || b.offset + b.bytes <= a.offset));
     }
+  }
+  CHECK(inplace == 6);  // conv12/13, conv22/23, conv32/33
+  const models::McuExport e0 = models::plan_arena(q, false);
+  CHECK(e.arena_bytes < e0.arena_bytes);
+  MESSAGE("arena " << e.arena_bytes << " B with in-place convs, " << e0.arena_bytes << " B without");
 }
 
 TEST_CASE("int16-input DSP variants (SMLAD on int16 pairs, packed interleaved int8 weights) are bit-exact with the reference loops") {
@@ -223,6 +239,24 @@ TEST_CASE("int16-input DSP variants (SMLAD on int16 pairs, packed interleaved in
     conv1d_fwd_ref<ArithS16S8>(z_ref.data(), x.data(), w.data(), b.data(), t_in, p, q8);
     conv1d_s16_dsp<int8_t>(z_dsp.data(), x.data(), wi.data(), b.data(), t_in, p, q8);
     CHECK(z_ref == z_dsp);
+    // in place: output written over the input, delayed by pad rows (c_out == c_in)
+    {
+      const conv1d_params pi{cin, cin, K, 1, pad, dil, 1};
+      const int to = conv1d_out_len(t_in, pi);
+      std::vector<int8_t> wq(size_t(cin * K * cin)), wqp(wq.size());
+      for (auto& v : wq) v = int8_t(w8(rng));
+      dsp_pack_weights_s16(wqp.data(), wq.data(), cin, K, cin, cin);
+      std::vector<int32_t> bi(static_cast<size_t>(cin)), mi(static_cast<size_t>(cin)), si(static_cast<size_t>(cin));
+      for (int i = 0; i < cin; ++i) bi[size_t(i)] = bias(rng), mi[size_t(i)] = (1 << 30) + i * 999, si[size_t(i)] = sh(rng);
+      const requant_params qi{0, 0, mi.data(), si.data(), -32768, 32767};
+      std::vector<int16_t> ref(size_t(std::max(to, 0) * cin));
+      conv1d_fwd_ref<ArithS16>(ref.data(), x.data() /*(t_in, cin)*/, wq.data(), bi.data(), t_in, pi, qi);
+      // buffer: pad rows of room, then the input; output starts pad rows below the input
+      std::vector<int16_t> buf(size_t((pad + std::max(t_in, to)) * cin), 0);
+      std::copy(x.begin(), x.end(), buf.begin() + pad * cin);
+      conv1d_s16_dsp_inplace<int16_t>(buf.data(), buf.data() + pad * cin, wqp.data(), bi.data(), t_in, pi, qi);
+      CHECK(std::equal(ref.begin(), ref.end(), buf.begin()));
+    }
     // small-c_in column variant (any c_in; zero-padded, interleaved weights)
     for (const int cin_s : {1, 3, cin}) {
       if (dsp_col_len(K, cin_s) > kDspMaxCol) continue;

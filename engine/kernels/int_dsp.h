@@ -303,6 +303,7 @@ inline void dsp_outputs_s16(Out* out, const int16_t* const* xs, int32_t ntaps, c
 }
 
 constexpr int32_t kDspMaxTaps = 64;  // kernel (conv) or rows (modality conv)
+constexpr int32_t kDspMaxRow = 64;  // c_out of the in-place (row-buffered) conv: its row buffer is on the stack
 
 // Same contract as conv1d_fwd_ref<ArithInt<int16_t, Out>> with groups 1, stride 1,
 // c_in % 4 == 0, kernel <= 64, and w packed: dsp_pack_weights_s16(w, c_out, kernel, c_in, c_in).
@@ -317,6 +318,27 @@ void conv1d_s16_dsp(Out* out, const int16_t* inp, const int8_t* w_il, const int3
       xs[k] = (ti < 0 || ti >= t_in) ? nullptr : inp + (size_t)ti * p.c_in;
     }
     dsp_outputs_s16(out + (size_t)t * p.c_out, xs, p.kernel, w_il, p.c_in, p.c_out, bias, q);
+  }
+}
+
+// In place: the same computation with out == inp - pad * c_in (c_out == c_in <= kDspMaxRow): each
+// output row is computed into a row buffer and then stored over input row t - pad, the last
+// input row it reads, which no later output reads (they start at t + 1 - pad). The caller
+// provides pad * c_in values of room below inp.
+template <class Out>
+void conv1d_s16_dsp_inplace(Out* out, const int16_t* inp, const int8_t* w_il, const int32_t* bias, int32_t t_in,
+                            const conv1d_params& p, const requant_params& q) {
+  const int32_t t_out = conv1d_out_len(t_in, p);
+  const int16_t* xs[kDspMaxTaps];
+  Out row[kDspMaxRow];
+  for (int32_t t = 0; t < t_out; ++t) {
+    for (int32_t k = 0; k < p.kernel; ++k) {
+      const int32_t ti = t - p.pad + k * p.dilation;
+      xs[k] = (ti < 0 || ti >= t_in) ? nullptr : inp + (size_t)ti * p.c_in;
+    }
+    dsp_outputs_s16(row, xs, p.kernel, w_il, p.c_in, p.c_out, bias, q);
+    Out* o = out + (size_t)t * p.c_out;
+    for (int32_t c = 0; c < p.c_out; ++c) o[c] = row[c];
   }
 }
 

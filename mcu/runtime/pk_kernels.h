@@ -57,6 +57,13 @@ void conv_dsp16(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::conv1d_s16_dsp<Out>(as<Out>(y), as<int16_t>(x), L->w, L->bias, L->t_in,
                          k::conv1d_params{L->c_in, L->c_out, L->kernel, 1, L->pad, L->dilation, 1}, rq(L));
 }
+// int16 conv with c_in == c_out whose output overwrites its input, delayed by pad rows
+// (export-mcu's arena plan puts out_off = in_off - pad * c_in * 2).
+template <class Out>
+void conv_dsp16_inplace(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::conv1d_s16_dsp_inplace<Out>(as<Out>(y), as<int16_t>(x), L->w, L->bias, L->t_in,
+                                 k::conv1d_params{L->c_in, L->c_out, L->kernel, 1, L->pad, L->dilation, 1}, rq(L));
+}
 // c_in % 4 != 0 (the first layer): gathered columns, zero-padded interleaved weights.
 template <class Out>
 void conv_col16(const pk_layer* L, const uint8_t* x, uint8_t* y) {
