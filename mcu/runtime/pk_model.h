@@ -41,6 +41,11 @@ extern uint8_t pk_arena[];
 // One window (rows, 256) of quantised input values (int8 or int16 range) -> raw int32 output;
 // heart rate = output * out_scale (see the generated model_data.h).
 int32_t pk_infer(const int16_t* window);
+// Streaming variant: the input arrives in order (row 0 samples 0..255, row 1, ...) through
+// `read`, which fills dst with the next n (<= 32) values and returns 0 (non-zero: abort, the
+// result is INT32_MIN). Each row goes straight into the arena, so no window buffer is needed.
+typedef int32_t (*pk_reader)(int16_t* dst, int32_t n, void* ctx);
+int32_t pk_infer_stream(pk_reader read, void* ctx);
 // Called before each row's input copy (i == -1), before layer i runs, and at the end
 // (i == n_layers): per window the sequence is rows x (-1, 0 .. row_layers-1), then
 // row_layers .. n_layers-1, then n_layers. The instruction-counting QEMU plugin

@@ -16,18 +16,22 @@ void run_layer(const pk_layer& L, uint32_t out_extra) {
 
 }  // namespace
 
-extern "C" int32_t pk_infer(const int16_t* window) {
+extern "C" int32_t pk_infer_stream(pk_reader read, void* ctx) {
   const pk_model& m = pk_the_model;
   const pk_layer& first = m.layers[0];
+  int16_t chunk[32];
   for (int32_t r = 0; r < m.rows; ++r) {
     pk_mark(-1);  // the row's input copy starts
-    const int16_t* xr = window + r * first.t_in;
-    if (m.input_bits == 8) {
-      int8_t* d = reinterpret_cast<int8_t*>(pk_arena + first.in_off);
-      for (int32_t t = 0; t < first.t_in; ++t) d[t] = (int8_t)xr[t];
-    } else {
-      int16_t* d = reinterpret_cast<int16_t*>(pk_arena + first.in_off);
-      for (int32_t t = 0; t < first.t_in; ++t) d[t] = xr[t];
+    for (int32_t t0 = 0; t0 < first.t_in; t0 += 32) {
+      const int32_t n = first.t_in - t0 < 32 ? first.t_in - t0 : 32;
+      if (read(chunk, n, ctx) != 0) return INT32_MIN;
+      if (m.input_bits == 8) {
+        int8_t* d = reinterpret_cast<int8_t*>(pk_arena + first.in_off) + t0;
+        for (int32_t t = 0; t < n; ++t) d[t] = (int8_t)chunk[t];
+      } else {
+        int16_t* d = reinterpret_cast<int16_t*>(pk_arena + first.in_off) + t0;
+        for (int32_t t = 0; t < n; ++t) d[t] = chunk[t];
+      }
     }
     for (int32_t l = 0; l < m.row_layers; ++l) {
       pk_mark(l);
@@ -42,4 +46,18 @@ extern "C" int32_t pk_infer(const int16_t* window) {
   int32_t v;
   __builtin_memcpy(&v, pk_arena + m.layers[m.n_layers - 1].out_off, 4);
   return v;
+}
+
+namespace {
+int32_t read_from_memory(int16_t* dst, int32_t n, void* ctx) {
+  const int16_t** p = static_cast<const int16_t**>(ctx);
+  for (int32_t i = 0; i < n; ++i) dst[i] = (*p)[i];
+  *p += n;
+  return 0;
+}
+}  // namespace
+
+extern "C" int32_t pk_infer(const int16_t* window) {
+  const int16_t* p = window;
+  return pk_infer_stream(read_from_memory, &p);
 }
