@@ -99,7 +99,7 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
       CHECK(src.find("pk::conv_col16<int16_t>") != std::string::npos);
       CHECK(src.find("pk::modality_dsp16<int8_t>") != std::string::npos);
     } else {
-      CHECK(src.find("pk::conv_dsp<int8_t>") != std::string::npos);
+      CHECK(src.find("pk::conv_dsp8p<int8_t>") != std::string::npos);
     }
     CHECK(src.find("_ref<") == std::string::npos);
     if (config == "default" && target == "m4") {

@@ -117,6 +117,11 @@ TEST_CASE("DSP (SXTB16/SMLAD) variants are bit-exact with the reference loops") 
     conv1d_fwd_ref<ArithS8>(y_ref.data(), x.data(), w.data(), b.data(), t_in, p, q);
     conv1d_s8_dsp<int8_t>(y_dsp.data(), x.data(), w.data(), b.data(), t_in, p, q);
     CHECK(y_ref == y_dsp);
+    // packed int8 variants (4 channels per pass, one weight pointer), padding with a zero point
+    std::vector<int8_t> wp(w.size()), y_p(y_ref.size());
+    dsp_pack_weights_s8(wp.data(), w.data(), cout, K, cin, cin);
+    conv1d_s8p_dsp<int8_t>(y_p.data(), x.data(), wp.data(), b.data(), t_in, p, q);
+    CHECK(y_ref == y_p);
     std::vector<int16_t> z_ref(y_ref.size()), z_dsp(y_ref.size());
     const requant_params q16{q.in_zp, 0, m.data(), s.data(), -32768, 32767};
     conv1d_fwd_ref<ArithS8S16>(z_ref.data(), x.data(), w.data(), b.data(), t_in, p, q16);
@@ -128,6 +133,10 @@ TEST_CASE("DSP (SXTB16/SMLAD) variants are bit-exact with the reference loops") 
     linear_fwd_ref<ArithS8>(l_ref.data(), x.data(), wl.data(), b.data(), t_in, cin, cout, q);
     linear_s8_dsp<int8_t>(l_dsp.data(), x.data(), wl.data(), b.data(), t_in, cin, cout, q);
     CHECK(l_ref == l_dsp);
+    std::vector<int8_t> wlp(wl.size()), l_p(l_ref.size());
+    dsp_pack_weights_s8(wlp.data(), wl.data(), cout, 1, cin, cin);
+    linear_s8p_dsp<int8_t>(l_p.data(), x.data(), wlp.data(), b.data(), t_in, cin, cout, q);
+    CHECK(l_ref == l_p);
     // modality: rows = 1 + trial % 4 over (rows, t, cin)
     const int rows = 1 + trial % 4, t = 1 + trial % 6;
     std::vector<int8_t> xm(size_t(rows * t * cin)), wm(size_t(cout * rows * cin)), m_ref(size_t(t * cout)), m_dsp(m_ref.size());
@@ -137,6 +146,10 @@ TEST_CASE("DSP (SXTB16/SMLAD) variants are bit-exact with the reference loops") 
     modality_conv_fwd_ref<ArithS8>(m_ref.data(), xm.data(), wm.data(), b.data(), mp, q);
     modality_conv_s8_dsp<int8_t>(m_dsp.data(), xm.data(), wm.data(), b.data(), mp, q);
     CHECK(m_ref == m_dsp);
+    std::vector<int8_t> wmp(wm.size()), m_p(m_ref.size());
+    dsp_pack_weights_s8(wmp.data(), wm.data(), cout, rows, cin, cin);
+    modality_conv_s8p_dsp<int8_t>(m_p.data(), xm.data(), wmp.data(), b.data(), mp, q);
+    CHECK(m_ref == m_p);
   }
 }
 

@@ -234,14 +234,34 @@ inline void dsp_pack_weights_s16(int8_t* out, const int8_t* w, int32_t c_out, in
   dsp_interleave_s8x4(out, o);
 }
 
+// The same blocked layout WITHOUT interleaving, for int8 inputs (SXTB16 pairs (x0, x2) with
+// (w0, w2) and (x1, x3) with (w1, w3) in natural byte order).
+inline void dsp_pack_weights_s8(int8_t* out, const int8_t* w, int32_t c_out, int32_t ntaps, int32_t cin, int32_t cpad) {
+  dsp_pack_weights_s16(out, w, c_out, ntaps, cin, cpad);
+  dsp_interleave_s8x4(out, dsp_packed_size_s16(c_out, ntaps, cpad));  // an involution: undoes it
+}
+
 // Outputs co .. co+3 at one position from packed weights at wp (advanced past the block).
-template <class Out>
-inline void dsp_block4_s16(Out* out, const int16_t* const* xs, int32_t ntaps, const int8_t*& wp, int32_t cpad,
+// Two SMLAD operand words holding inputs g..g+3 in the order the packed weights expect:
+// int16: (x0, x1), (x2, x3) against interleaved weights; int8: SXTB16 gives (x0, x2), (x1, x3)
+// against weights in natural order (dsp_pack_weights_s8).
+inline void dsp_xpair(const int16_t* x, uint32_t& xa, uint32_t& xb) {
+  xa = dsp_load2x16(x);
+  xb = dsp_load2x16(x + 2);
+}
+inline void dsp_xpair(const int8_t* x, uint32_t& xa, uint32_t& xb) {
+  const uint32_t v = dsp_load4(x);
+  xa = dsp_sxtb16(v);
+  xb = dsp_sxtb16_ror8(v);
+}
+
+template <class Out, class In = int16_t>
+inline void dsp_block4_s16(Out* out, const In* const* xs, int32_t ntaps, const int8_t*& wp, int32_t cpad,
                            const int32_t* bias, int32_t co, const requant_params& q) {
   int32_t a0 = bias ? bias[co] : 0, a1 = bias ? bias[co + 1] : 0, a2 = bias ? bias[co + 2] : 0, a3 = bias ? bias[co + 3] : 0;
   const int8_t* w = wp;
   for (int32_t k = 0; k < ntaps; ++k) {
-    const int16_t* x = xs[k];
+    const In* x = xs[k];
     if (!x) {  // padding: the input zero point (0 for symmetric int16); interleaving keeps sums
       for (int32_t g = 0; g < cpad; g += 4, w += 16)
         if (q.in_zp) {
@@ -251,7 +271,8 @@ inline void dsp_block4_s16(Out* out, const int16_t* const* xs, int32_t ntaps, co
       continue;
     }
     for (int32_t g = 0; g < cpad; g += 4, w += 16) {
-      const uint32_t x01 = dsp_load2x16(x + g), x23 = dsp_load2x16(x + g + 2);
+      uint32_t x01, x23;
+      dsp_xpair(x + g, x01, x23);
       uint32_t wv = dsp_load4(w);
       a0 = dsp_smlad(x01, dsp_sxtb16(wv), a0);
       a0 = dsp_smlad(x23, dsp_sxtb16_ror8(wv), a0);
@@ -272,21 +293,23 @@ inline void dsp_block4_s16(Out* out, const int16_t* const* xs, int32_t ntaps, co
   out[co + 2] = (Out)requant_output_fast(a2, co + 2, q);
   out[co + 3] = (Out)requant_output_fast(a3, co + 3, q);
 }
-template <class Out>
-inline void dsp_block1_s16(Out* out, const int16_t* const* xs, int32_t ntaps, const int8_t*& wp, int32_t cpad,
+template <class Out, class In = int16_t>
+inline void dsp_block1_s16(Out* out, const In* const* xs, int32_t ntaps, const int8_t*& wp, int32_t cpad,
                            const int32_t* bias, int32_t co, const requant_params& q) {
   int32_t a = bias ? bias[co] : 0;
   const int8_t* w = wp;
   for (int32_t k = 0; k < ntaps; ++k) {
-    const int16_t* x = xs[k];
+    const In* x = xs[k];
     for (int32_t g = 0; g < cpad; g += 4, w += 4) {
       if (!x) {
         a += q.in_zp * dsp_wsum(w, 4);
         continue;
       }
       const uint32_t wv = dsp_load4(w);
-      a = dsp_smlad(dsp_load2x16(x + g), dsp_sxtb16(wv), a);
-      a = dsp_smlad(dsp_load2x16(x + g + 2), dsp_sxtb16_ror8(wv), a);
+      uint32_t xa, xb;
+      dsp_xpair(x + g, xa, xb);
+      a = dsp_smlad(xa, dsp_sxtb16(wv), a);
+      a = dsp_smlad(xb, dsp_sxtb16_ror8(wv), a);
     }
   }
   wp = w;
@@ -294,12 +317,12 @@ inline void dsp_block1_s16(Out* out, const int16_t* const* xs, int32_t ntaps, co
 }
 
 // All c_out outputs at one position; w: packed weights (ntaps x cpad inputs per channel).
-template <class Out>
-inline void dsp_outputs_s16(Out* out, const int16_t* const* xs, int32_t ntaps, const int8_t* w, int32_t cpad, int32_t c_out,
+template <class Out, class In = int16_t>
+inline void dsp_outputs_s16(Out* out, const In* const* xs, int32_t ntaps, const int8_t* w, int32_t cpad, int32_t c_out,
                             const int32_t* bias, const requant_params& q) {
   int32_t co = 0;
-  for (; co + 3 < c_out; co += 4) dsp_block4_s16(out, xs, ntaps, w, cpad, bias, co, q);
-  for (; co < c_out; ++co) dsp_block1_s16(out, xs, ntaps, w, cpad, bias, co, q);
+  for (; co + 3 < c_out; co += 4) dsp_block4_s16<Out, In>(out, xs, ntaps, w, cpad, bias, co, q);
+  for (; co < c_out; ++co) dsp_block1_s16<Out, In>(out, xs, ntaps, w, cpad, bias, co, q);
 }
 
 constexpr int32_t kDspMaxTaps = 64;  // kernel (conv) or rows (modality conv)
@@ -307,17 +330,18 @@ constexpr int32_t kDspMaxRow = 64;  // c_out of the in-place (row-buffered) conv
 
 // Same contract as conv1d_fwd_ref<ArithInt<int16_t, Out>> with groups 1, stride 1,
 // c_in % 4 == 0, kernel <= 64, and w packed: dsp_pack_weights_s16(w, c_out, kernel, c_in, c_in).
-template <class Out>
-void conv1d_s16_dsp(Out* out, const int16_t* inp, const int8_t* w_il, const int32_t* bias, int32_t t_in,
+// (In = int8_t: the packed int8 kernel, conv1d_s8p_dsp.)
+template <class Out, class In = int16_t>
+void conv1d_s16_dsp(Out* out, const In* inp, const int8_t* w_il, const int32_t* bias, int32_t t_in,
                     const conv1d_params& p, const requant_params& q) {
   const int32_t t_out = conv1d_out_len(t_in, p);
-  const int16_t* xs[kDspMaxTaps];
+  const In* xs[kDspMaxTaps];
   for (int32_t t = 0; t < t_out; ++t) {
     for (int32_t k = 0; k < p.kernel; ++k) {
       const int32_t ti = t - p.pad + k * p.dilation;
       xs[k] = (ti < 0 || ti >= t_in) ? nullptr : inp + (size_t)ti * p.c_in;
     }
-    dsp_outputs_s16(out + (size_t)t * p.c_out, xs, p.kernel, w_il, p.c_in, p.c_out, bias, q);
+    dsp_outputs_s16<Out, In>(out + (size_t)t * p.c_out, xs, p.kernel, w_il, p.c_in, p.c_out, bias, q);
   }
 }
 
@@ -344,24 +368,24 @@ void conv1d_s16_dsp_inplace(Out* out, const int16_t* inp, const int8_t* w_il, co
 
 // Same contract as modality_conv_fwd_ref<ArithInt<int16_t, Out>> with c_in % 4 == 0, rows <= 64,
 // w packed: dsp_pack_weights_s16(w, c_out, rows, c_in, c_in).
-template <class Out>
-void modality_conv_s16_dsp(Out* out, const int16_t* inp, const int8_t* w_il, const int32_t* bias,
+template <class Out, class In = int16_t>
+void modality_conv_s16_dsp(Out* out, const In* inp, const int8_t* w_il, const int32_t* bias,
                            const modality_conv_params& p, const requant_params& q) {
-  const int16_t* xs[kDspMaxTaps];
+  const In* xs[kDspMaxTaps];
   for (int32_t t = 0; t < p.t; ++t) {
     for (int32_t r = 0; r < p.rows; ++r) xs[r] = inp + ((size_t)r * p.t + t) * p.c_in;
-    dsp_outputs_s16(out + (size_t)t * p.c_out, xs, p.rows, w_il, p.c_in, p.c_out, bias, q);
+    dsp_outputs_s16<Out, In>(out + (size_t)t * p.c_out, xs, p.rows, w_il, p.c_in, p.c_out, bias, q);
   }
 }
 
 // Same contract as linear_fwd_ref<ArithInt<int16_t, Out>> with in_f % 4 == 0,
 // w packed: dsp_pack_weights_s16(w, out_f, 1, in_f, in_f).
-template <class Out>
-void linear_s16_dsp(Out* out, const int16_t* inp, const int8_t* w_il, const int32_t* bias, int32_t n, int32_t in_f,
+template <class Out, class In = int16_t>
+void linear_s16_dsp(Out* out, const In* inp, const int8_t* w_il, const int32_t* bias, int32_t n, int32_t in_f,
                     int32_t out_f, const requant_params& q) {
   for (int32_t r = 0; r < n; ++r) {
-    const int16_t* xs[1] = {inp + (size_t)r * in_f};
-    dsp_outputs_s16(out + (size_t)r * out_f, xs, 1, w_il, in_f, out_f, bias, q);
+    const In* xs[1] = {inp + (size_t)r * in_f};
+    dsp_outputs_s16<Out, In>(out + (size_t)r * out_f, xs, 1, w_il, in_f, out_f, bias, q);
   }
 }
 
@@ -395,6 +419,27 @@ void conv1d_s16_col_dsp(Out* out, const int16_t* inp, const int8_t* w_pad, const
     }
     dsp_outputs_s16(out + (size_t)t * p.c_out, xs, 1, w_pad, kp, p.c_out, bias, q);
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// int8 inputs with the packed layout (dsp_pack_weights_s8): four output channels per pass,
+// one weight pointer; per 16 MACs LDR x, 2 SXTB16, then 4 x (LDR w, 2 SXTB16, 2 SMLAD) = 23
+// instructions plus the loop. Same contracts as the *_s8_dsp functions (c_in % 4 == 0) with
+// packed weights.
+template <class Out>
+void conv1d_s8p_dsp(Out* out, const int8_t* inp, const int8_t* w_p, const int32_t* bias, int32_t t_in,
+                    const conv1d_params& p, const requant_params& q) {
+  conv1d_s16_dsp<Out, int8_t>(out, inp, w_p, bias, t_in, p, q);
+}
+template <class Out>
+void modality_conv_s8p_dsp(Out* out, const int8_t* inp, const int8_t* w_p, const int32_t* bias,
+                           const modality_conv_params& p, const requant_params& q) {
+  modality_conv_s16_dsp<Out, int8_t>(out, inp, w_p, bias, p, q);
+}
+template <class Out>
+void linear_s8p_dsp(Out* out, const int8_t* inp, const int8_t* w_p, const int32_t* bias, int32_t n, int32_t in_f,
+                    int32_t out_f, const requant_params& q) {
+  linear_s16_dsp<Out, int8_t>(out, inp, w_p, bias, n, in_f, out_f, q);
 }
 
 }  // namespace pulsekd::kernels

@@ -51,6 +51,20 @@ template <class Out>
 void linear_dsp(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::linear_s8_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, 1, L->c_in, L->c_out, rq(L));
 }
+// int8 inputs, weights packed (4 channels per pass) by export-mcu (int_dsp.h: dsp_pack_weights_s8).
+template <class Out>
+void conv_dsp8p(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::conv1d_s8p_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, L->t_in,
+                         k::conv1d_params{L->c_in, L->c_out, L->kernel, 1, L->pad, L->dilation, 1}, rq(L));
+}
+template <class Out>
+void modality_dsp8p(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::modality_conv_s8p_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, k::modality_conv_params{L->rows, L->t_in, L->c_in, L->c_out}, rq(L));
+}
+template <class Out>
+void linear_dsp8p(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::linear_s8p_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, 1, L->c_in, L->c_out, rq(L));
+}
 // int16 inputs, weights stored interleaved by export-mcu (int_dsp.h: dsp_interleave_s8x4).
 template <class Out>
 void conv_dsp16(const pk_layer* L, const uint8_t* x, uint8_t* y) {
