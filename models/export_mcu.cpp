@@ -364,4 +364,34 @@ std::vector<McuCoreReport> mcu_report(const std::string& dir_in, const McuReport
   return out;
 }
 
+std::vector<int32_t> mcu_run(const std::string& dir_in, const std::string& core, const int16_t* qin, int64_t n,
+                             const std::string& opt) {
+  if (core != "m4" && core != "m7") throw std::runtime_error("mcu_run: core must be m4 or m7, got '" + core + "'");
+  const fs::path dir = fs::absolute(dir_in);
+  if (!fs::is_regular_file(dir / "schedule.json"))
+    throw std::runtime_error("mcu_run: '" + dir.string() + "' is not a directory written by pulsekd export-mcu");
+  const nlohmann::json s = nlohmann::json::parse(read_text(dir / "schedule.json"));
+  const int64_t per = int64_t(s.at("rows").get<int>()) * 256;
+  const fs::path w = dir / ("run-" + core);
+  fs::create_directories(w);
+  run_or_throw("cmake -S " + sh_quote(dir.string()) + " -B " + sh_quote((w / "build").string()) +
+                   " -DCMAKE_TOOLCHAIN_FILE=" + sh_quote((dir / "pulsekd/mcu/cmake/arm-none-eabi.cmake").string()) +
+                   " -DPK_CORE=" + core + " -DPK_OPT=" + sh_quote(opt) + " && cmake --build " + sh_quote((w / "build").string()),
+               "firmware build for " + core, w / "build.log");
+  std::ofstream(w / "input.bin", std::ios::binary)
+      .write(reinterpret_cast<const char*>(qin), std::streamsize(n * per * 2));
+  fs::remove(w / "output.bin");
+  const std::string machine = core == "m4" ? "mps2-an386" : "mps2-an500";
+  run_or_throw("cd " + sh_quote(w.string()) + " && timeout 600 qemu-system-arm -M " + machine +
+                   " -display none -monitor none -serial none -semihosting-config enable=on,target=native -kernel build/fw.elf",
+               "QEMU run on " + core, w / "qemu.log");
+  std::vector<int32_t> out(static_cast<size_t>(n));
+  std::ifstream f(w / "output.bin", std::ios::binary);
+  f.read(reinterpret_cast<char*>(out.data()), std::streamsize(n * 4));
+  if (f.gcount() != std::streamsize(n * 4))
+    throw std::runtime_error("mcu_run: " + core + " firmware wrote " + std::to_string(f.gcount() / 4) + " of " +
+                             std::to_string(n) + " outputs; see " + (w / "qemu.log").string());
+  return out;
+}
+
 }  // namespace pulsekd::models

@@ -71,4 +71,10 @@ struct McuReportOptions {
 };
 std::vector<McuCoreReport> mcu_report(const std::string& dir, const McuReportOptions& o = {});
 
+// Builds the exported firmware in DIR for `core` (DIR/run-<core>/build) and runs it under QEMU on
+// n quantised windows (quantize_input's output, (n, rows, 256)); returns the raw int32 outputs
+// (heart rate = out_scale * output), which equal simulate()'s bit for bit. For `pulsekd pipeline`.
+std::vector<int32_t> mcu_run(const std::string& dir, const std::string& core, const int16_t* qin, int64_t n,
+                             const std::string& opt = "-Os");
+
 }  // namespace pulsekd::models

@@ -117,6 +117,8 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
       CHECK(sum >= rs[0].instructions - 200);  // the loop glue between markers only
       CHECK(rs[0].flash_bytes() > 0);
       CHECK(rs[0].stack_peak > 0);
+      // the helper `pulsekd pipeline` uses: build + run, outputs equal the host simulation
+      CHECK(models::mcu_run(dir.string(), "m4", qin.data(), 3) == std::vector<int32_t>(host.begin(), host.begin() + 3));
       MESSAGE("mcu-report m4: " << rs[0].instructions << " instructions per window, flash " << rs[0].flash_bytes() << " B, RAM "
                                 << rs[0].ram_bytes() << " B");
     }
