@@ -308,7 +308,7 @@ TEST_CASE("int16-input DSP variants (SMLAD on int16 pairs, packed interleaved in
   }
 }
 
-TEST_CASE("requant_output_fast equals requant_output (shift <= 0 fast path, fallbacks)") {
+TEST_CASE("requant_output_fast and dsp_requant_row equal requant_output (shift <= 0 fast path, fallbacks)") {
   std::mt19937 rng(5);
   std::vector<int32_t> accs = {0, 1, -1, 2, -2, INT32_MAX, INT32_MIN, INT32_MAX - 1, INT32_MIN + 1, 1 << 30, -(1 << 30)};
   for (int i = 0; i < 400; ++i) accs.push_back(int32_t(rng()));
@@ -324,7 +324,10 @@ TEST_CASE("requant_output_fast equals requant_output (shift <= 0 fast path, fall
         const requant_params q{0, ranges[0], mm, ss, ranges[1], ranges[2]};
         for (int32_t a : accs) {
           ++n;
+          int32_t row[1];
+          dsp_requant_row<int32_t>(row, &a, 0, 1, q);  // the DSP kernels' per-row requantisation
           bad += requant_output_fast(a, 0, q) != requant_output(a, 0, q);
+          bad += row[0] != requant_output(a, 0, q);
         }
       }
   CHECK(bad == 0);

@@ -241,7 +241,8 @@ inline void dsp_pack_weights_s8(int8_t* out, const int8_t* w, int32_t c_out, int
   dsp_interleave_s8x4(out, dsp_packed_size_s16(c_out, ntaps, cpad));  // an involution: undoes it
 }
 
-// Outputs co .. co+3 at one position from packed weights at wp (advanced past the block).
+// Accumulators of channels co .. co+3 at one position into out[0..3], from packed weights at wp
+// (advanced past the block).
 // Two SMLAD operand words holding inputs g..g+3 in the order the packed weights expect:
 // int16: (x0, x1), (x2, x3) against interleaved weights; int8: SXTB16 gives (x0, x2), (x1, x3)
 // against weights in natural order (dsp_pack_weights_s8).
@@ -255,8 +256,8 @@ inline void dsp_xpair(const int8_t* x, uint32_t& xa, uint32_t& xb) {
   xb = dsp_sxtb16_ror8(v);
 }
 
-template <class Out, class In = int16_t>
-inline void dsp_block4_s16(Out* out, const In* const* xs, int32_t ntaps, const int8_t*& wp, int32_t cpad,
+template <class In = int16_t>
+inline void dsp_block4_s16(int32_t* out, const In* const* xs, int32_t ntaps, const int8_t*& wp, int32_t cpad,
                            const int32_t* bias, int32_t co, const requant_params& q) {
   int32_t a0 = bias ? bias[co] : 0, a1 = bias ? bias[co + 1] : 0, a2 = bias ? bias[co + 2] : 0, a3 = bias ? bias[co + 3] : 0;
   const int8_t* w = wp;
@@ -288,13 +289,10 @@ inline void dsp_block4_s16(Out* out, const In* const* xs, int32_t ntaps, const i
     }
   }
   wp = w;
-  out[co] = (Out)requant_output_fast(a0, co, q);
-  out[co + 1] = (Out)requant_output_fast(a1, co + 1, q);
-  out[co + 2] = (Out)requant_output_fast(a2, co + 2, q);
-  out[co + 3] = (Out)requant_output_fast(a3, co + 3, q);
+  out[0] = a0, out[1] = a1, out[2] = a2, out[3] = a3;  // raw accumulators of co .. co+3
 }
-template <class Out, class In = int16_t>
-inline void dsp_block1_s16(Out* out, const In* const* xs, int32_t ntaps, const int8_t*& wp, int32_t cpad,
+template <class In = int16_t>
+inline void dsp_block1_s16(int32_t* out, const In* const* xs, int32_t ntaps, const int8_t*& wp, int32_t cpad,
                            const int32_t* bias, int32_t co, const requant_params& q) {
   int32_t a = bias ? bias[co] : 0;
   const int8_t* w = wp;
@@ -313,16 +311,49 @@ inline void dsp_block1_s16(Out* out, const In* const* xs, int32_t ntaps, const i
     }
   }
   wp = w;
-  out[co] = (Out)requant_output_fast(a, co, q);
+  out[0] = a;  // raw accumulator of co
+}
+
+// out[co] = requant_output(acc[co - c0], co, q) for co in [c0, c1) (requant_output_fast inline).
+template <class Out>
+inline void dsp_requant_row(Out* out, const int32_t* acc, int32_t c0, int32_t c1, const requant_params& q) {
+  if (!q.mult) {
+    for (int32_t co = c0; co < c1; ++co) out[co] = (Out)requant_output(acc[co - c0], co, q);
+    return;
+  }
+  const int32_t lo = q.act_min - q.out_zp, hi = q.act_max - q.out_zp, zp = q.out_zp;
+  for (int32_t co = c0; co < c1; ++co) {
+    const int32_t sh = q.shift[co];
+    if (sh > 0) {
+      out[co] = (Out)requant_output(acc[co - c0], co, q);
+      continue;
+    }
+    int32_t h = (int32_t)(((int64_t)acc[co - c0] * q.mult[co] + (int64_t(1) << 30)) >> 31);
+    if (sh < 0) {  // fp_rdbpot(h, -sh), written out so it stays inline
+      const int32_t e = -sh;
+      const int32_t mask = (int32_t)((1u << e) - 1u);
+      const int32_t threshold = (mask >> 1) + (h < 0 ? 1 : 0);
+      h = (h >> e) + ((h & mask) > threshold ? 1 : 0);
+    }
+    h = h < lo ? lo : (h > hi ? hi : h);
+    out[co] = (Out)(h + zp);
+  }
 }
 
 // All c_out outputs at one position; w: packed weights (ntaps x cpad inputs per channel).
 template <class Out, class In = int16_t>
 inline void dsp_outputs_s16(Out* out, const In* const* xs, int32_t ntaps, const int8_t* w, int32_t cpad, int32_t c_out,
                             const int32_t* bias, const requant_params& q) {
-  int32_t co = 0;
-  for (; co + 3 < c_out; co += 4) dsp_block4_s16<Out, In>(out, xs, ntaps, w, cpad, bias, co, q);
-  for (; co < c_out; ++co) dsp_block1_s16<Out, In>(out, xs, ntaps, w, cpad, bias, co, q);
+  // Accumulate up to 16 channels, then requantise them in one tight loop (the requantisation
+  // parameters stay in registers; no call per output).
+  int32_t acc[16];
+  for (int32_t c0 = 0; c0 < c_out; c0 += 16) {
+    const int32_t c1 = c_out - c0 < 16 ? c_out : c0 + 16;
+    int32_t co = c0;
+    for (; co + 3 < c1; co += 4) dsp_block4_s16<In>(acc + (co - c0), xs, ntaps, w, cpad, bias, co, q);
+    for (; co < c1; ++co) dsp_block1_s16<In>(acc + (co - c0), xs, ntaps, w, cpad, bias, co, q);
+    dsp_requant_row(out, acc, c0, c1, q);
+  }
 }
 
 constexpr int32_t kDspMaxTaps = 64;  // kernel (conv) or rows (modality conv)
