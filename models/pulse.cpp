@@ -259,7 +259,11 @@ void PulseModel::predict(const float* windows, int64_t b, std::vector<float>& hr
   NoGradGuard ng;
   const bool was_training = training();
   eval();
-  Graph g;
+  // One inference graph per model, reset per call: its arena keeps its memory, so repeated
+  // predictions (batch-1 streaming, evaluation) allocate nothing.
+  if (!infer_graph_) infer_graph_ = std::make_unique<Graph>();
+  Graph& g = *infer_graph_;
+  g.reset();
   Rng rng(0);
   std::vector<real> xin(windows, windows + b * 4 * 256);
   ModelOutput o = forward(g, g.input({b, 4, 256, 1}, xin.data()), rng);

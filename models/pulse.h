@@ -97,6 +97,7 @@ class PulseModel : public Module {
   std::vector<std::unique_ptr<Layer>> layers_;
   Layer& layer(const std::string& name);
   void set_head_output(Graph& g, Var o, int64_t b, ModelOutput& out) const;
+  std::unique_ptr<Graph> infer_graph_;  // reused by predict()
   Layer& child(Layer& parent, const std::string& name);
 
   // 1-D ResNet family (arch "resnet"): row-shared residual stages, a modality-wise fusion conv,
