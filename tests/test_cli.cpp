@@ -1,6 +1,8 @@
 // The pulsekd command as a user meets it: import → predict reproduces PyTorch, and bad input
 // gets a one-line reason and a non-zero exit.
 #include <doctest/doctest.h>
+
+#include "tests/run_pulsekd.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,25 +14,10 @@
 #include <string>
 
 namespace fs = std::filesystem;
-static const std::string kBin = std::string(PULSEKD_BINARY_DIR) + "/pulsekd";
 static const std::string kRef = std::string(PULSEKD_SHARED_DIR) + "/reference";
 
-struct Run {
-  int code;
-  std::string out;
-};
-
-static Run run(const std::string& args) {
-  const std::string cmd = kBin + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using Run = pulsekd::testing::CommandResult;
+static Run run(const std::string& args) { return pulsekd::testing::run_pulsekd(args); }
 
 static std::string tmp(const std::string& name) {
   return (fs::temp_directory_path() / ("pulsekd_cli_" + std::to_string(::getpid()) + "_" + name)).string();

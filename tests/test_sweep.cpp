@@ -2,6 +2,8 @@
 // teachers reused, re-running skips finished points, a partial or interrupted sweep completes
 // only what is missing, the report is written, and bad configs name the offending key.
 #include <doctest/doctest.h>
+
+#include "tests/run_pulsekd.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -203,21 +205,13 @@ TEST_CASE("bad sweep configs give errors naming the key") {
 }
 
 TEST_CASE("the pulsekd sweep, sweep-report and info --arch resnet commands") {
-  const std::string bin = std::string(PULSEKD_BINARY_DIR) + "/pulsekd";
-  if (!fs::exists(bin)) {
+  if (!fs::exists(pulsekd::testing::pulsekd_binary())) {
     MESSAGE("pulsekd not built in " PULSEKD_BINARY_DIR ": skipping the command test");
     return;
   }
-  auto run = [&](const std::string& args) {
-    const std::string cmd = bin + " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int st = pclose(p);
-    return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+  auto run = [](const std::string& args) {
+    const auto r = pulsekd::testing::run_pulsekd(args);
+    return std::make_pair(r.code, r.out);
   };
   const std::string dir = fresh_dir("cli"), cfg = dir + ".json";
   {
