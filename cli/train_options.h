@@ -69,7 +69,7 @@ inline void add_run_options(CLI::App* cmd, RunArgs& a, bool distill) {
   cmd->add_option("--seed", a.seed, "random seed")->capture_default_str();
   cmd->add_option("--threads", a.threads, "threads")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("--clip", a.clip, "clip the gradient norm to this (0: off)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--init", a.init, "start from this checkpoint (.safetensors or a released .pt)");
+  cmd->add_option("--init", a.init, "start from this checkpoint (.safetensors or a released .pt; a head change starts the output layer fresh)");
   cmd->add_option("--freeze", a.freeze, "comma-separated parameter-name prefixes to keep fixed (e.g. conv1,conv2)");
   cmd->add_flag("--init-output-mean", a.init_mean, "start the regression output at the mean training heart rate");
   cmd->add_flag("--augment", a.augment, "augment: amplitude scaling, time shift, noise, accelerometer rotation");

@@ -70,6 +70,30 @@ EvalResult merge_evals(const std::vector<EvalResult>& parts) {
   return r;
 }
 
+InitReport init_from_checkpoint(models::PulseModel& model, const std::string& path) {
+  models::LoadedModel init = load_any_checkpoint(path, model.config().arch);
+  const models::ModelConfig& from = init.model->config();
+  const models::ModelConfig& to = model.config();
+  // Only the output layer may differ, and only when the heads differ (regression <-> binned, or
+  // another number of bins): transfer of a regression checkpoint to a binned student.
+  const bool head_differs = from.head != to.head || (to.head == "binned" && from.bins != to.bins);
+  InitReport r;
+  for (auto& [name, p] : model.named_parameters(true)) {
+    Parameter* src = init.model->find(name);
+    const bool same = src && src->shape == p->shape;
+    if (!same && head_differs && name.rfind("out.", 0) == 0) {
+      r.fresh.push_back(name);
+      continue;
+    }
+    if (!same)
+      throw std::runtime_error("--init '" + path + "': parameter '" + name + "' missing or of another shape (" +
+                               from.describe() + " vs " + to.describe() + ")");
+    p->value = src->value;
+    ++r.copied;
+  }
+  return r;
+}
+
 RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plans, const RunSpec& spec,
                     const std::string& out_dir) {
   ensure_dir(out_dir, "--out");
@@ -80,14 +104,10 @@ RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plan
     const std::string fdir = out_dir + "/fold" + std::to_string(fp.number);
     models::PulseModel model(spec.model, spec.train.seed);
     if (!spec.init_checkpoint.empty()) {
-      models::LoadedModel init = load_any_checkpoint(spec.init_checkpoint, spec.model.arch);
-      for (auto& [name, p] : model.named_parameters(true)) {
-        Parameter* src = init.model->find(name);
-        if (!src || src->shape != p->shape)
-          throw std::runtime_error("--init '" + spec.init_checkpoint + "': parameter '" + name + "' missing or of another shape (" +
-                                   init.model->config().describe() + " vs " + spec.model.describe() + ")");
-        p->value = src->value;
-      }
+      const InitReport ir = init_from_checkpoint(model, spec.init_checkpoint);
+      if (!ir.fresh.empty() && fp.number == plans.front().number)
+        std::cerr << "--init: the checkpoint has another head; '" << ir.fresh.front()
+                  << "' and the rest of the output layer start fresh\n";
     }
     rep.params = model.num_parameters();
     rep.macs = model.macs_per_window();

@@ -39,6 +39,14 @@ RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plan
                     const std::string& out_dir);
 
 // A model from a pulsekd checkpoint, a PyTorch .pt (arch from the file name or `arch_hint`).
+// --init: copy every parameter of the checkpoint at `path` into `model` (names and shapes must
+// match), except the output layer when the heads differ (regression vs binned, other bins), which
+// keeps its fresh initialisation. Throws naming the file and the parameter otherwise.
+struct InitReport {
+  int copied = 0;                  // parameters taken from the checkpoint
+  std::vector<std::string> fresh;  // parameters left at their initialisation (output layer)
+};
+InitReport init_from_checkpoint(models::PulseModel& model, const std::string& path);
 models::LoadedModel load_any_checkpoint(const std::string& path, const std::string& arch_hint = "");
 // The checkpoint of fold K in a run directory, or the file itself.
 std::string checkpoint_for_fold(const std::string& dir_or_file, int fold);

@@ -247,3 +247,38 @@ TEST_CASE("transfer tools: freeze, output at the mean heart rate, augmentation")
   }
   CHECK(y != x);
 }
+
+TEST_CASE("--init carries a regression checkpoint into a binned model; other mismatches are errors") {
+  const std::string dir = fresh_dir("init");
+  fs::create_directories(dir);
+  models::ModelConfig reg;
+  reg.arch = "student";
+  reg.width = 0.5;
+  models::PulseModel source(reg, 7);
+  const std::string ckpt = dir + "/source.safetensors";
+  models::save_checkpoint(ckpt, source, models::RowNorm{});
+
+  models::ModelConfig binned = reg;
+  binned.head = "binned";
+  binned.bins = 16;
+  models::PulseModel target(binned, 8);
+  const auto out_before = target.find("out.weight")->value;
+  const kd::InitReport r = kd::init_from_checkpoint(target, ckpt);
+  CHECK(r.fresh == std::vector<std::string>{"out.weight", "out.bias"});
+  CHECK(r.copied == int(target.named_parameters(true).size()) - 2);
+  CHECK(target.find("conv11.weight")->value == source.find("conv11.weight")->value);
+  CHECK(target.find("dense.weight")->value == source.find("dense.weight")->value);
+  CHECK(target.find("out.weight")->value == out_before);  // kept its own initialisation
+
+  // Same head: everything is copied.
+  models::PulseModel same(reg, 9);
+  CHECK(kd::init_from_checkpoint(same, ckpt).fresh.empty());
+  CHECK(same.find("out.weight")->value == source.find("out.weight")->value);
+
+  // Another width is not a head change: the first mismatching parameter is named.
+  models::ModelConfig wide = reg;
+  wide.width = 1;
+  models::PulseModel other(wide, 1);
+  CHECK_THROWS_WITH(kd::init_from_checkpoint(other, ckpt), doctest::Contains("parameter 'conv11.weight' missing or of another shape"));
+  fs::remove_all(dir);
+}
