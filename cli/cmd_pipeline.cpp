@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -12,6 +14,7 @@
 #include "kd/fileutil.h"
 #include "kd/plots.h"
 #include "kd/runs.h"
+#include "models/export_mcu.h"
 #include "models/quantize.h"
 
 namespace pulsekd::cli {
@@ -45,6 +48,10 @@ CommandRegistrar reg_pipeline([](CLI::App& app) {
   cmd->add_option("--kd", *kd, "distillation strategies (comma separated)")->capture_default_str();
   cmd->add_option("--threads", *threads, "threads")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("--seed", *seed, "random seed")->capture_default_str();
+  auto mcu = std::make_shared<std::string>("m4");
+  cmd->add_option("--mcu", *mcu, "run the quantised student in emulated firmware: m4, m7 or none")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"m4", "m7", "none"}));
   cmd->callback([=]() {
     const data::WindowSet ws = data::load_dataset(*spec);
     const auto plans = kd::select_folds(ws, *loso ? 0 : *fold, *loso);
@@ -80,6 +87,16 @@ CommandRegistrar reg_pipeline([](CLI::App& app) {
     // Post-training quantisation of the distilled student of each fold (models/quantize.h):
     // calibrated on (up to 512 of) its training windows, evaluated on its test subject.
     std::cerr << "== quantised (distilled student)\n";
+    // Firmware stage (docs/MCU.md): each fold's integer model is exported, built with
+    // arm-none-eabi-gcc and run under QEMU on its test windows; its outputs ARE the quantised
+    // predictions, checked against the host simulation. Skipped, saying why, without the tools.
+    std::string fw_skip;
+    if (*mcu == "none") fw_skip = "--mcu none";
+    for (const char* tool : {"arm-none-eabi-gcc", "qemu-system-arm", "cmake", "cc"})
+      if (fw_skip.empty() && std::system((std::string("command -v ") + tool + " >/dev/null 2>&1").c_str()) != 0)
+        fw_skip = std::string(tool) + " not found (scripts/install-deps installs it)";
+    const std::string fw_dir = *out + "/firmware-" + *mcu;
+    int64_t fw_windows = 0, fw_mismatches = 0;
     std::vector<kd::EvalResult> qparts;
     double q_diff_sum = 0;
     int64_t q_windows = 0, q_bytes = 0;
@@ -110,7 +127,18 @@ CommandRegistrar reg_pipeline([](CLI::App& app) {
         data::gather_batch(ws, idx, norm, tx.data(), ty.data());
         kd::SubjectEval se;
         se.subject = ws.subjects[size_t(s)].name;
-        se.pred = models::predict_quantized(qm, tx.data(), int64_t(idx.size()));
+        const int64_t n = int64_t(idx.size());
+        const std::vector<int16_t> qin = models::quantize_input(qm, tx.data(), n);  // (n, 4, 256)
+        const std::vector<int32_t> host = models::simulate(qm, qin.data(), n);      // (n) raw accumulators
+        std::vector<int32_t> raw = host;
+        if (fw_skip.empty()) {
+          models::export_mcu(qm, *mcu, fw_dir);
+          raw = models::mcu_run(fw_dir, *mcu, qin.data(), n);
+          for (int64_t i = 0; i < n; ++i) fw_mismatches += raw[size_t(i)] != host[size_t(i)];
+          fw_windows += n;
+        }
+        se.pred.resize(size_t(n));
+        for (int64_t i = 0; i < n; ++i) se.pred[size_t(i)] = qm.out_scale * float(raw[size_t(i)]);
         std::vector<float> fl;
         lm.model->predict(tx.data(), int64_t(idx.size()), fl);
         for (size_t i = 0; i < fl.size(); ++i) q_diff_sum += std::fabs(double(fl[i]) - se.pred[i]);
@@ -124,6 +152,15 @@ CommandRegistrar reg_pipeline([](CLI::App& app) {
       qparts.push_back(part);
     }
     const kd::EvalResult qeval = kd::merge_evals(qparts);
+    std::vector<models::McuCoreReport> fw_report;
+    if (fw_skip.empty()) {
+      // Count instructions on a real test window: the last fold's first input.
+      std::filesystem::copy_file(fw_dir + "/run-" + *mcu + "/input.bin", fw_dir + "/input.bin",
+                                 std::filesystem::copy_options::overwrite_existing);
+      models::McuReportOptions ro;
+      ro.cores = {*mcu};
+      fw_report = models::mcu_report(fw_dir, ro);
+    }
     const double q_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - tq).count();
     const double q_mean_diff = q_windows ? q_diff_sum / double(q_windows) : 0;
 
@@ -132,12 +169,12 @@ CommandRegistrar reg_pipeline([](CLI::App& app) {
     std::ostringstream rep;
     rep << "pulsekd pipeline on " << *spec << " (" << plans.size() << " fold" << (plans.size() > 1 ? "s" : "") << ", "
         << ws.size() << " windows)\n";
-    std::snprintf(line, sizeof line, "%-22s %9s %9s %10s %11s %11s %8s\n", "model", "MAE", "MAE post", "params", "MACs/win",
+    std::snprintf(line, sizeof line, "%-26s %9s %9s %10s %11s %11s %8s\n", "model", "MAE", "MAE post", "params", "MACs/win",
                   "weights kB", "time s");
     rep << line;
     nlohmann::json j = {{"data", *spec}, {"folds", plans.size()}, {"stages", nlohmann::json::array()}};
     for (auto& s : stages) {
-      std::snprintf(line, sizeof line, "%-22s %9.2f %9.2f %10lld %11lld %11.1f %8.0f\n",
+      std::snprintf(line, sizeof line, "%-26s %9.2f %9.2f %10lld %11lld %11.1f %8.0f\n",
                     (s.name == "distilled" ? "student distilled (" + *kd + ")" : s.name == "student" ? std::string("student alone") : s.name).c_str(),
                     s.rep.eval.mean_subject_mae_raw, s.rep.eval.mean_subject_mae_post, (long long)s.rep.params,
                     (long long)s.rep.macs, s.rep.params * 4 / 1000.0, s.rep.seconds);
@@ -146,13 +183,30 @@ CommandRegistrar reg_pipeline([](CLI::App& app) {
                              {"parameters", s.rep.params}, {"macs_per_window", s.rep.macs}, {"float32_weight_bytes", s.rep.params * 4},
                              {"seconds", s.rep.seconds}, {"dir", s.dir}});
     }
-    std::snprintf(line, sizeof line, "%-22s %9.2f %9.2f %10lld %11lld %11.1f %8.0f\n", "student quantised", qeval.mean_subject_mae_raw,
+    std::snprintf(line, sizeof line, "%-26s %9.2f %9.2f %10lld %11lld %11.1f %8.0f\n", "student quantised", qeval.mean_subject_mae_raw,
                   qeval.mean_subject_mae_post, (long long)stages.back().rep.params, (long long)stages.back().rep.macs, q_bytes / 1000.0,
                   q_seconds);
     rep << line;
     std::snprintf(line, sizeof line, "quantised: int8 weights, int8/int16 activations (docs/MCU.md); mean |HR int - HR float| %.3f BPM per window\n",
                   q_mean_diff);
     rep << line;
+    nlohmann::json jfw = {{"core", *mcu}};
+    if (!fw_skip.empty()) {
+      rep << "firmware: not run (" << fw_skip << ")\n";
+      jfw["skipped"] = fw_skip;
+    } else {
+      const models::McuCoreReport& r = fw_report.at(0);
+      std::snprintf(line, sizeof line,
+                    "firmware (Cortex-%s under QEMU %s): %lld windows, %lld differ from the host simulation; "
+                    "flash %lld B + RAM %lld B = %.1f kB; %.2f M instructions/window\n",
+                    *mcu == "m4" ? "M4" : "M7", *mcu == "m4" ? "mps2-an386" : "mps2-an500", (long long)fw_windows,
+                    (long long)fw_mismatches, (long long)r.flash_bytes(), (long long)r.ram_bytes(),
+                    double(r.flash_bytes() + r.ram_bytes()) / 1000.0, double(r.instructions) / 1e6);
+      rep << line;
+      jfw.update({{"windows", fw_windows}, {"mismatches_vs_host", fw_mismatches}, {"flash_bytes", r.flash_bytes()},
+                  {"ram_bytes", r.ram_bytes()}, {"instructions_per_window", r.instructions}, {"dir", fw_dir}});
+    }
+    j["firmware"] = jfw;
     rep << "weights kB: float32 bytes of the float models; for the quantised model the flash bytes of weights, biases and requantisation tables\n";
     j["stages"].push_back({{"name", "quantized"}, {"mae", qeval.mean_subject_mae_raw}, {"mae_post", qeval.mean_subject_mae_post},
                            {"parameter_bytes", q_bytes}, {"mean_abs_diff_vs_float", q_mean_diff}, {"seconds", q_seconds}});

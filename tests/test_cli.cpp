@@ -81,7 +81,7 @@ TEST_CASE("bad input: clear one-line reasons and non-zero exits") {
   }
 }
 
-TEST_CASE("pipeline end to end on a tiny synthetic set: report, JSON, CSV, plots, quantised stage") {
+TEST_CASE("pipeline end to end on a tiny synthetic set: report, JSON, CSV, plots, quantised stage, M4 firmware") {
   const std::string out = tmp("pipeline");
   Run r = run("pipeline --data 'synth?subjects=4&minutes=1.5' --teacher-epochs 1 --student-epochs 1 --out " + out);
   REQUIRE(r.code == 0);
@@ -93,6 +93,18 @@ TEST_CASE("pipeline end to end on a tiny synthetic set: report, JSON, CSV, plots
   CHECK(j["stages"][1]["parameters"] == 27241);
   CHECK(j["stages"][3]["name"] == "quantized");
   for (auto& s : j["stages"]) CHECK(std::isfinite(s["mae"].get<double>()));
+  // The quantised student ran in Cortex-M4 firmware under QEMU (make test installs the tools),
+  // every output equal to the host integer simulation, with its memory and instruction count.
+  const auto& fw = j["firmware"];
+  INFO(fw.dump());
+  REQUIRE(!fw.contains("skipped"));
+  CHECK(fw["core"] == "m4");
+  CHECK(fw["windows"].get<int64_t>() > 0);
+  CHECK(fw["mismatches_vs_host"] == 0);
+  CHECK(fw["flash_bytes"].get<int64_t>() > 27241);  // at least the int8 weights
+  CHECK(fw["ram_bytes"].get<int64_t>() > 0);
+  CHECK(fw["instructions_per_window"].get<int64_t>() > 3383328);  // at least one per MAC
+  CHECK(r.out.find("firmware (Cortex-M4") != std::string::npos);
   for (const char* file : {"report.txt", "report.csv", "mae_per_subject.svg", "training_curves.svg", "teacher/results.json",
                            "distilled/fold1/best.safetensors", "teacher/fold1/log.jsonl"})
     CHECK_MESSAGE(fs::exists(out + "/" + file), file);
