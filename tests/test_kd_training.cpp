@@ -30,6 +30,19 @@ static std::string fresh_dir(const std::string& name) {
   return d;
 }
 
+// The small set split into one fold (train subjects 0-1, validation 2, test 3) with its
+// normaliser, and the half-width student most cases train on it.
+struct SmallFold {
+  data::WindowSet ws = small_set();
+  data::Fold fold{{0, 1}, {2}, {3}};
+  data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fold.train));
+  models::ModelConfig student;
+  SmallFold() {
+    student.arch = "student";
+    student.width = 0.5;
+  }
+};
+
 static kd::TrainOptions quick_options(const std::string& dir) {
   kd::TrainOptions t;
   t.epochs = 3;
@@ -44,12 +57,11 @@ static kd::TrainOptions quick_options(const std::string& dir) {
 }
 
 TEST_CASE("an interrupted run resumed from its last epoch ends with the same weights") {
-  const data::WindowSet ws = small_set();
-  const data::Fold fold{{0, 1}, {2}, {3}};
-  const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fold.train));
-  models::ModelConfig cfg;
-  cfg.arch = "student";
-  cfg.width = 0.5;
+  const SmallFold sf;
+  const data::WindowSet& ws = sf.ws;
+  const data::Fold& fold = sf.fold;
+  const data::Normalizer& norm = sf.norm;
+  const models::ModelConfig& cfg = sf.student;
 
   const std::string d1 = fresh_dir("straight"), d2 = fresh_dir("resumed");
   models::PulseModel a(cfg, 1);
@@ -80,12 +92,11 @@ TEST_CASE("an interrupted run resumed from its last epoch ends with the same wei
 }
 
 TEST_CASE("a NaN loss stops training with a clear message and keeps the last good checkpoint") {
-  const data::WindowSet ws = small_set();
-  const data::Fold fold{{0, 1}, {2}, {3}};
-  const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fold.train));
-  models::ModelConfig cfg;
-  cfg.arch = "student";
-  cfg.width = 0.5;
+  const SmallFold sf;
+  const data::WindowSet& ws = sf.ws;
+  const data::Fold& fold = sf.fold;
+  const data::Normalizer& norm = sf.norm;
+  const models::ModelConfig& cfg = sf.student;
   models::PulseModel m(cfg, 1);
   const std::string d = fresh_dir("nan");
   kd::TrainOptions o = quick_options(d);
@@ -110,9 +121,10 @@ TEST_CASE("a NaN loss stops training with a clear message and keeps the last goo
 }
 
 TEST_CASE("every distillation strategy trains a student end to end") {
-  const data::WindowSet ws = small_set();
-  const data::Fold fold{{0, 1}, {2}, {3}};
-  const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fold.train));
+  const SmallFold sf;
+  const data::WindowSet& ws = sf.ws;
+  const data::Fold& fold = sf.fold;
+  const data::Normalizer& norm = sf.norm;
   for (std::string head : {"regression", "binned"}) {
     models::ModelConfig tc, sc;
     tc.width = 0.25;
@@ -194,12 +206,11 @@ TEST_CASE("a distilled student beats the same student trained alone (mean over 3
 }
 
 TEST_CASE("transfer tools: freeze, output at the mean heart rate, augmentation") {
-  const data::WindowSet ws = small_set();
-  const data::Fold fold{{0, 1}, {2}, {3}};
-  const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fold.train));
-  models::ModelConfig cfg;
-  cfg.arch = "student";
-  cfg.width = 0.5;
+  const SmallFold sf;
+  const data::WindowSet& ws = sf.ws;
+  const data::Fold& fold = sf.fold;
+  const data::Normalizer& norm = sf.norm;
+  const models::ModelConfig& cfg = sf.student;
   models::PulseModel m(cfg, 1);
   const auto conv11 = m.find("conv11.weight")->value;
   const auto dense = m.find("dense.weight")->value;
