@@ -78,7 +78,7 @@ class Student(nn.Module):
         return self.out(self.dense(h.flatten(1))).squeeze(1)
 
 
-def bench(model, batch, steps, infer_runs):
+def bench(model, batch, steps, infer_runs, clock):
     g = torch.Generator().manual_seed(7)
     x = torch.randn(batch, 1, 4, 256, generator=g)
     y = 60 + 100 * torch.rand(batch, generator=g)
@@ -87,23 +87,23 @@ def bench(model, batch, steps, infer_runs):
     model.train()
     times = []
     for s in range(steps + 2):  # 2 warm-up steps
-        t0 = time.perf_counter()
+        t0 = clock()
         opt.zero_grad(set_to_none=False)
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
         if s >= 2:
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
     step = statistics.median(times)
     model.eval()
     x1 = torch.randn(1, 1, 4, 256, generator=g)
     lat = []
     with torch.no_grad():
         for i in range(infer_runs + 5):
-            t0 = time.perf_counter()
+            t0 = clock()
             model(x1)
             if i >= 5:
-                lat.append(time.perf_counter() - t0)
+                lat.append(clock() - t0)
     return {"train_windows_per_s": batch / step, "train_step_ms": step * 1e3,
             "infer_b1_ms": statistics.median(lat) * 1e3}
 
@@ -114,6 +114,8 @@ def main():
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10, help="timed training steps (>= 10)")
     ap.add_argument("--infer-runs", type=int, default=100)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: elapsed time; cpu: CPU time of the process (as `pulsekd bench --clock cpu`)")
     ap.add_argument("--ours", help="JSON from `pulsekd bench --json` ('-' = stdin)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args()
@@ -121,14 +123,18 @@ def main():
         ap.error("--steps must be >= 10")
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    res = {"threads": a.threads, "batch": a.batch, "steps": a.steps, "torch": torch.__version__,
-           "teacher": bench(Teacher(), a.batch, a.steps, a.infer_runs),
-           "student": bench(Student(), a.batch, a.steps, a.infer_runs)}
+    clock = time.process_time if a.clock == "cpu" else time.perf_counter
+    res = {"threads": a.threads, "batch": a.batch, "steps": a.steps, "clock": a.clock, "torch": torch.__version__,
+           "teacher": bench(Teacher(), a.batch, a.steps, a.infer_runs, clock),
+           "student": bench(Student(), a.batch, a.steps, a.infer_runs, clock)}
     ours = None
     if a.ours:
         ours = json.load(sys.stdin if a.ours == "-" else open(a.ours))
         if ours.get("threads") != a.threads:
             print(f"warning: ours ran with {ours.get('threads')} threads, PyTorch with {a.threads}", file=sys.stderr)
+        if ours.get("clock", "wall") != a.clock:
+            print(f"warning: ours was timed on the {ours.get('clock', 'wall')} clock, PyTorch on the {a.clock} clock",
+                  file=sys.stderr)
         for arch in ("teacher", "student"):
             o, t = ours[arch], res[arch]
             res[arch]["ours_over_torch_train"] = o["train_windows_per_s"] / t["train_windows_per_s"]
@@ -136,7 +142,7 @@ def main():
     if a.json:
         print(json.dumps(res))
         return
-    print(f"PyTorch {torch.__version__}, {a.threads} thread(s), batch {a.batch}, median of {a.steps} steps")
+    print(f"PyTorch {torch.__version__}, {a.threads} thread(s), batch {a.batch}, median of {a.steps} steps, {a.clock} clock")
     for arch in ("teacher", "student"):
         t = res[arch]
         line = f"{arch:8s} train {t['train_windows_per_s']:8.1f} windows/s   batch-1 inference {t['infer_b1_ms']:.3f} ms"

@@ -84,8 +84,11 @@ std::pair<double, double> time_min_median(int reps, F&& f) {
   return {t.front(), t[t.size() / 2]};
 }
 
+// Many short runs (about 4 ms each), fastest kept: on a shared machine a long run is almost
+// always preempted somewhere, a short one often is not.
 double peak_gflops(ConvIsa isa, int reps) {
-  const long iters = 20'000'000;
+  const long iters = 1'000'000;
+  reps = std::max(reps, 61);
   const int lanes = isa == ConvIsa::avx512 ? 16 : 8;
   auto [tmin, tmed] = time_min_median(reps, [&] { isa == ConvIsa::avx512 ? probe_avx512(iters) : probe_avx2(iters); });
   (void)tmed;
@@ -102,6 +105,8 @@ struct BenchShape {
 int main(int argc, char** argv) {
   int threads = 1, reps = 11, seqs = 1024, ref_seqs = 32;
   std::string isa_arg;
+  std::vector<BenchShape> only;  // --shape: these instead of the PULSE shapes
+  std::vector<std::string> only_names;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -110,8 +115,20 @@ int main(int argc, char** argv) {
     else if (a == "--seqs") seqs = std::atoi(next().c_str());
     else if (a == "--ref-seqs") ref_seqs = std::atoi(next().c_str());
     else if (a == "--isa") isa_arg = next();
-    else {
-      std::fprintf(stderr, "usage: conv_bench [--threads N] [--reps N] [--seqs N] [--ref-seqs N] [--isa avx2|avx512]\n");
+    else if (a == "--shape") {
+      const std::string v = next();
+      BenchShape sh{nullptr, 0, 0, 0, 0, 0};
+      if (std::sscanf(v.c_str(), "%d,%d,%d,%d,%d", &sh.cin, &sh.cout, &sh.k, &sh.dil, &sh.t) != 5 || sh.cin < 1 || sh.cout < 1 ||
+          sh.k < 1 || sh.dil < 1 || sh.t < 1 || sh.cin > 4096 || sh.cout > 4096 || sh.k > 64 || sh.t > 65536) {
+        std::fprintf(stderr, "conv_bench: --shape expects CIN,COUT,K,DIL,T (positive integers), got '%s'\n", v.c_str());
+        return 2;
+      }
+      only_names.push_back(v);
+      only.push_back(sh);
+    } else {
+      std::fprintf(stderr,
+                   "usage: conv_bench [--threads N] [--reps N] [--seqs N] [--ref-seqs N] [--isa avx2|avx512] "
+                   "[--shape CIN,COUT,K,DIL,T ...]\n");
       return 2;
     }
   }
@@ -126,7 +143,7 @@ int main(int argc, char** argv) {
     peak = peak_gflops(isa, 5);
     std::printf("FP32 FMA peak (probe, %s, 1 core): %.1f GFLOP/s\n\n", conv_isa_name(isa), peak);
   }
-  const BenchShape shapes[] = {
+  std::vector<BenchShape> shapes = {
       {"teacher 1->32 T256", 1, 32, 5, 2, 256},   {"teacher 32->32 T256", 32, 32, 5, 2, 256},
       {"teacher 32->48 T64", 32, 48, 5, 2, 64},   {"teacher 48->48 T64", 48, 48, 5, 2, 64},
       {"teacher 48->64 T32", 48, 64, 5, 2, 32},   {"teacher 64->64 T32", 64, 64, 5, 2, 32},
@@ -134,6 +151,10 @@ int main(int argc, char** argv) {
       {"student 16->24 T64 d3", 16, 24, 3, 3, 64}, {"student 24->24 T64 d3", 24, 24, 3, 3, 64},
       {"student 24->32 T16 d4", 24, 32, 3, 4, 16}, {"student 32->32 T16 d4", 32, 32, 3, 4, 16},
   };
+  if (!only.empty()) {
+    for (size_t i = 0; i < only.size(); ++i) only[i].name = only_names[i].c_str();
+    shapes = only;
+  }
   std::printf("%-24s %-6s %9s %9s %9s %9s %9s %9s %7s\n", "shape", "pass", "ref min", "ref med", "gemm min", "gemm med", "simd min",
               "simd med", "%peak");
   Rng rng(1);

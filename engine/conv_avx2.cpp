@@ -16,6 +16,8 @@ struct TrAvx2 {
   // 16 ymm registers: <= 12 accumulators, the weight vectors and one broadcast.
   template <int NV> static constexpr int TB = NV == 1 ? 12 : 6;
   template <int NV> static constexpr int CB = NV == 1 ? 12 : 6;
+  using Mask = __m256i;
+  static B loadm(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
   static __m256i mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }

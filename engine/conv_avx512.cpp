@@ -16,7 +16,10 @@ struct TrAvx512 {
   // 32 zmm registers: <= 24 accumulators, the weight vectors and one broadcast.
   template <int NV> static constexpr int TB = NV == 1 ? 14 : NV == 2 ? 12 : NV == 3 ? 8 : 6;
   template <int NV> static constexpr int CB = NV == 1 ? 16 : NV == 2 ? 12 : NV == 3 ? 8 : 6;
-  static B loadn(const float* p, int n) { return _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p); }
+  using Mask = __mmask16;
+  static Mask mask(int n) { return __mmask16((1u << n) - 1); }
+  static B loadm(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static B loadn(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
   static void storen(float* p, const B& v, int n) { _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), v); }
 };
 

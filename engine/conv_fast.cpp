@@ -248,15 +248,25 @@ int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 thread_local std::vector<float> t_wt, t_bias;  // transposed weights / padded bias of the caller
 thread_local std::vector<float> t_edge;         // zero-padded edge rows, per worker
 
-void run_fwd(simd::DirectFwd a) {
+// The ISA of the dense direct kernels for `lanes` vector channels (forward and backward weight:
+// c_out; backward data: c_in). Channel counts of 16k + 8 (the student's 24) run the AVX2
+// kernels on an AVX-512 machine: whole ymm vectors instead of a half-masked zmm. Measured on
+// Zen 4 (conv_bench --shape, docs/PERFORMANCE.md): 24 channels, backward weight 32 -> 78
+// GFLOP/s, forward 64 -> 77; full-zmm counts (16, 32, 48, 64) stay faster with AVX-512.
+ConvIsa dense_kernel_isa(int32_t lanes) {
+  const ConvIsa isa = conv_isa();
+  return isa == ConvIsa::avx512 && lanes % 16 == 8 ? ConvIsa::avx2 : isa;
+}
+
+void run_fwd(simd::DirectFwd a, ConvIsa isa) {
   t_edge.resize(size_t(std::max<int64_t>(simd::direct_fwd_scratch_floats(a), 1)));
   a.scratch = t_edge.data();
-  if (conv_isa() == ConvIsa::avx512) simd::direct_fwd_avx512(a);
+  if (isa == ConvIsa::avx512) simd::direct_fwd_avx512(a);
   else simd::direct_fwd_avx2(a);
 }
 
-void run_wgrad(const simd::DirectWgrad& a) {
-  if (conv_isa() == ConvIsa::avx512) simd::direct_wgrad_avx512(a);
+void run_wgrad(const simd::DirectWgrad& a, ConvIsa isa) {
+  if (isa == ConvIsa::avx512) simd::direct_wgrad_avx512(a);
   else simd::direct_wgrad_avx2(a);
 }
 void run_dw_fwd(const simd::DepthwiseFwd& a) {
@@ -282,7 +292,8 @@ void simd_forward(float* out, const float* x, const float* w, const float* bias,
   const int32_t t_out = k::conv1d_out_len(t_in, p);
   const int vw = simd::vector_width(conv_isa());
   if (p.groups == 1) {
-    const int64_t cop = round_up(p.c_out, vw);
+    const ConvIsa isa = dense_kernel_isa(p.c_out);
+    const int64_t cop = round_up(p.c_out, simd::vector_width(isa));
     t_wt.assign(size_t(p.kernel * p.c_in * cop), 0.f);  // (K, c_in, cop) = w (c_out, K, c_in) transposed
     for (int32_t co = 0; co < p.c_out; ++co)
       for (int32_t kk = 0; kk < p.kernel; ++kk)
@@ -293,7 +304,7 @@ void simd_forward(float* out, const float* x, const float* w, const float* bias,
     parallel_for(n, [&](int64_t b0, int64_t b1) {
       const simd::DirectFwd a{out + b0 * t_out * p.c_out, x + b0 * t_in * p.c_in, wt, bp, b1 - b0, t_in, t_out,
                               p.c_in, p.c_out, int32_t(cop), p.kernel, p.stride, p.pad, p.dilation, false, nullptr};
-      run_fwd(a);
+      run_fwd(a, isa);
     });
     return;
   }
@@ -318,7 +329,8 @@ void simd_backward_data(float* grad_x, const float* grad_out, const float* w, in
   const int vw = simd::vector_width(conv_isa());
   const int32_t pad2 = (p.kernel - 1) * p.dilation - p.pad;
   if (p.groups == 1) {
-    const int64_t cip = round_up(p.c_in, vw);
+    const ConvIsa isa = dense_kernel_isa(p.c_in);
+    const int64_t cip = round_up(p.c_in, simd::vector_width(isa));
     t_wt.assign(size_t(p.kernel * p.c_out * cip), 0.f);  // (K, c_out, cip)
     for (int32_t co = 0; co < p.c_out; ++co)
       for (int32_t kk = 0; kk < p.kernel; ++kk)
@@ -328,7 +340,7 @@ void simd_backward_data(float* grad_x, const float* grad_out, const float* w, in
     parallel_for(n, [&](int64_t b0, int64_t b1) {
       const simd::DirectFwd a{grad_x + b0 * t_in * p.c_in, grad_out + b0 * t_out * p.c_out, wt, nullptr, b1 - b0, t_out, t_in,
                               p.c_out, p.c_in, int32_t(cip), p.kernel, 1, pad2, p.dilation, true, nullptr};
-      run_fwd(a);
+      run_fwd(a, isa);
     });
     return;
   }
@@ -349,9 +361,9 @@ void simd_backward_data(float* grad_x, const float* grad_out, const float* w, in
 void simd_backward_weight(float* grad_w, float* grad_b, const float* grad_out, const float* x, int64_t n, int32_t t_in,
                           const k::conv1d_params& p) {
   const int32_t t_out = k::conv1d_out_len(t_in, p);
-  const int vw = simd::vector_width(conv_isa());
   const bool dw = p.groups != 1;
-  const int64_t cop = round_up(p.c_out, vw);
+  const ConvIsa isa = dw ? conv_isa() : dense_kernel_isa(p.c_out);
+  const int64_t cop = round_up(p.c_out, simd::vector_width(isa));
   const int64_t wsize = dw ? int64_t(p.kernel) * cop : int64_t(p.kernel) * p.c_in * cop;
   const int parts = int(std::min<int64_t>(num_threads(), std::max<int64_t>(n, 1)));
   std::vector<std::vector<float>> partial(static_cast<size_t>(parts));
@@ -367,7 +379,7 @@ void simd_backward_weight(float* grad_w, float* grad_b, const float* grad_out, c
       } else {
         const simd::DirectWgrad a{acc.data(), acc.data() + wsize, grad_out + b0 * t_out * p.c_out, x + b0 * t_in * p.c_in,
                                   b1 - b0, t_in, t_out, p.c_in, p.c_out, int32_t(cop), p.kernel, p.stride, p.pad, p.dilation};
-        run_wgrad(a);
+        run_wgrad(a, isa);
       }
     }
   });

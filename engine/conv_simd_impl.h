@@ -141,91 +141,114 @@ void direct_fwd(const DirectFwd& a) {
 // Weight gradient: a tile of CB weight rows (CB input channels of one tap k, or - when KT -
 // CB taps of input channel 0 with c_in == 1) x NV vectors of output channels, accumulated over
 // every step of every sequence of the range, held in registers throughout.
+// FULL: the last vector is whole (last == W), a template parameter so each instantiation has
+// one inner loop. The edge steps (where some row of the tile reads padding) run afterwards in
+// wgrad_tile_edges, on memory: with them inside this loop GCC kept the accumulators of the
+// partial-vector tiles on the stack (c_out = 24 ran at a third of the speed of c_out = 32).
 template <class Tr, int NV, int CB, bool KT>
+static inline void wgrad_tile_range(const DirectWgrad& a, int32_t k0, int32_t& lo, int32_t& hi) {
+  const int32_t kspan = KT ? (CB - 1) * a.dilation : 0;  // taps covered beyond k0
+  const int32_t off = k0 * a.dilation - a.pad;           // t*stride + off in [0, t_in - kspan)
+  lo = off >= 0 ? 0 : (-off + a.stride - 1) / a.stride;
+  const int32_t lastt = a.t_in - 1 - kspan - off;
+  hi = lastt < 0 ? 0 : lastt / a.stride + 1;
+  lo = imin(lo, a.t_out);
+  hi = imax(imin(hi, a.t_out), lo);
+}
+
+template <class Tr, int NV, int CB, bool KT, bool FULL>
+__attribute__((noinline)) void wgrad_tile_edges(const DirectWgrad& a, int32_t k0, int32_t ci0, int32_t cob, int last) {
+  using B = typename Tr::B;
+  constexpr int W = Tr::W;
+  const int64_t cop = a.c_out_pad;
+  float* gw = a.gw + (int64_t(k0) * a.c_in + ci0) * cop + cob;  // row c at gw + c * cop
+  int32_t lo, hi;
+  wgrad_tile_range<Tr, NV, CB, KT>(a, k0, lo, hi);
+  if (lo == 0 && hi == a.t_out) return;
+  for (int64_t s = 0; s < a.n; ++s) {
+    const float* go = a.go + s * int64_t(a.t_out) * a.c_out + cob;
+    const float* xbase = a.x + s * int64_t(a.t_in) * a.c_in + ci0;
+    for (int32_t t = 0; t < a.t_out; ++t) {
+      if (t == lo) t = hi;
+      if (t >= a.t_out) break;
+      for (int v = 0; v < NV; ++v) {
+        const int n = (!FULL && v == NV - 1) ? last : W;
+        const B g = Tr::loadn(go + int64_t(t) * a.c_out + v * W, n);
+        for (int c = 0; c < CB; ++c) {
+          const int32_t ti = t * a.stride - a.pad + (k0 + (KT ? c : 0)) * a.dilation;
+          if (ti < 0 || ti >= a.t_in) continue;
+          const B xb(xbase[int64_t(ti) * a.c_in + (KT ? 0 : c)]);
+          float* row = gw + c * cop + v * W;
+          xsimd::fma(xb, g, B::load_unaligned(row)).store_unaligned(row);
+        }
+      }
+    }
+  }
+}
+
+template <class Tr, int NV, int CB, bool KT, bool FULL>
 inline void wgrad_tile(const DirectWgrad& a, int32_t k0, int32_t ci0, int32_t cob, int last) {
   using B = typename Tr::B;
   constexpr int W = Tr::W;
   const int64_t cop = a.c_out_pad;
-  B acc[CB][NV];
   float* gw = a.gw + (int64_t(k0) * a.c_in + ci0) * cop + cob;  // row c at gw + c * cop
-  for (int c = 0; c < CB; ++c)
-    for (int v = 0; v < NV; ++v) acc[c][v] = B::load_unaligned(gw + c * cop + v * W);
-  // x element of row c at step t: x[(t*stride - pad + k0*dil) * c_in + ci0 + c * cstep]
-  const int64_t cstep = KT ? int64_t(a.dilation) * a.c_in : 1;
-  const int32_t kspan = KT ? (CB - 1) * a.dilation : 0;  // taps covered beyond k0
   int32_t lo, hi;  // steps where every row of the tile is inside [0, t_in)
-  {
-    const int32_t off = k0 * a.dilation - a.pad;  // t*stride + off in [0, t_in - kspan)
-    lo = off >= 0 ? 0 : (-off + a.stride - 1) / a.stride;
-    const int32_t lastt = a.t_in - 1 - kspan - off;
-    hi = lastt < 0 ? 0 : lastt / a.stride + 1;
-    lo = imin(lo, a.t_out);
-    hi = imax(imin(hi, a.t_out), lo);
-  }
-  const int64_t xs = int64_t(a.stride) * a.c_in;
-  for (int64_t s = 0; s < a.n; ++s) {
-    const float* go = a.go + s * int64_t(a.t_out) * a.c_out + cob;
-    const float* xbase = a.x + s * int64_t(a.t_in) * a.c_in + ci0;
-    auto edge_step = [&](int32_t t) {
-      B g[NV];
-      for (int v = 0; v < NV; ++v)
-        g[v] = (v == NV - 1 && last != W) ? Tr::loadn(go + int64_t(t) * a.c_out + v * W, last)
-                                          : B::load_unaligned(go + int64_t(t) * a.c_out + v * W);
-      for (int c = 0; c < CB; ++c) {
-        const int32_t ti = t * a.stride - a.pad + (k0 + (KT ? c : 0)) * a.dilation;
-        if (ti < 0 || ti >= a.t_in) continue;
-        const B xb(xbase[int64_t(ti) * a.c_in + (KT ? 0 : c)]);
-        for (int v = 0; v < NV; ++v) acc[c][v] = xsimd::fma(xb, g[v], acc[c][v]);
-      }
-    };
-    int32_t t = 0;
-    for (; t < lo; ++t) edge_step(t);
-    const float* xr = xbase + (int64_t(lo) * a.stride - a.pad + int64_t(k0) * a.dilation) * a.c_in;
-    const float* gr = go + int64_t(lo) * a.c_out;
-    if (last == W) {
-      for (; t < hi; ++t, xr += xs, gr += a.c_out) {
-        B g[NV];
-        for (int v = 0; v < NV; ++v) g[v] = B::load_unaligned(gr + v * W);
-        for (int c = 0; c < CB; ++c) {
-          const B xb(xr[c * cstep]);
-          for (int v = 0; v < NV; ++v) acc[c][v] = xsimd::fma(xb, g[v], acc[c][v]);
-        }
-      }
-    } else {
-      for (; t < hi; ++t, xr += xs, gr += a.c_out) {
+  wgrad_tile_range<Tr, NV, CB, KT>(a, k0, lo, hi);
+  if (lo < hi) {
+    B acc[CB][NV];
+    for (int c = 0; c < CB; ++c)
+      for (int v = 0; v < NV; ++v) acc[c][v] = B::load_unaligned(gw + c * cop + v * W);
+    // x element of row c at step t: x[(t*stride - pad + k0*dil) * c_in + ci0 + c * cstep]
+    const int64_t cstep = KT ? int64_t(a.dilation) * a.c_in : 1;
+    const int64_t xs = int64_t(a.stride) * a.c_in;
+    const typename Tr::Mask m = Tr::mask(last);
+    for (int64_t s = 0; s < a.n; ++s) {
+      const float* xr = a.x + s * int64_t(a.t_in) * a.c_in + ci0 +
+                        (int64_t(lo) * a.stride - a.pad + int64_t(k0) * a.dilation) * a.c_in;
+      const float* gr = a.go + s * int64_t(a.t_out) * a.c_out + cob + int64_t(lo) * a.c_out;
+      for (int32_t t = lo; t < hi; ++t, xr += xs, gr += a.c_out) {
         B g[NV];
         for (int v = 0; v < NV - 1; ++v) g[v] = B::load_unaligned(gr + v * W);
-        g[NV - 1] = Tr::loadn(gr + (NV - 1) * W, last);
+        if constexpr (FULL) g[NV - 1] = B::load_unaligned(gr + (NV - 1) * W);
+        else g[NV - 1] = Tr::loadm(gr + (NV - 1) * W, m);
         for (int c = 0; c < CB; ++c) {
           const B xb(xr[c * cstep]);
           for (int v = 0; v < NV; ++v) acc[c][v] = xsimd::fma(xb, g[v], acc[c][v]);
         }
       }
     }
-    for (; t < a.t_out; ++t) edge_step(t);
+    for (int c = 0; c < CB; ++c)
+      for (int v = 0; v < NV; ++v) acc[c][v].store_unaligned(gw + c * cop + v * W);
   }
-  for (int c = 0; c < CB; ++c)
-    for (int v = 0; v < NV; ++v) acc[c][v].store_unaligned(gw + c * cop + v * W);
+  wgrad_tile_edges<Tr, NV, CB, KT, FULL>(a, k0, ci0, cob, last);
 }
 
-template <class Tr, int NV>
-void wgrad_block(const DirectWgrad& a, int32_t cob, int last) {
-  constexpr int CB = Tr::template CB<NV>;
+template <class Tr, int NV, bool FULL>
+void wgrad_block_lanes(const DirectWgrad& a, int32_t cob, int last) {
+  // Partial-vector tiles take at most 8 input channels: with the full CB GCC ran out of
+  // registers and stored every accumulator on each step (a third of the speed).
+  constexpr int CB = FULL || Tr::template CB<NV> <= 8 ? Tr::template CB<NV> : 8;
   if (a.c_in == 1) {  // tile over taps instead
     int32_t k = 0;
-    for (; k + 4 <= a.kernel; k += 4) wgrad_tile<Tr, NV, 4, true>(a, k, 0, cob, last);
-    for (; k < a.kernel; ++k) wgrad_tile<Tr, NV, 1, true>(a, k, 0, cob, last);
+    for (; k + 4 <= a.kernel; k += 4) wgrad_tile<Tr, NV, 4, true, FULL>(a, k, 0, cob, last);
+    for (; k < a.kernel; ++k) wgrad_tile<Tr, NV, 1, true, FULL>(a, k, 0, cob, last);
     return;
   }
   for (int32_t k = 0; k < a.kernel; ++k) {
     int32_t ci = 0;
-    for (; ci + CB <= a.c_in; ci += CB) wgrad_tile<Tr, NV, CB, false>(a, k, ci, cob, last);
+    for (; ci + CB <= a.c_in; ci += CB) wgrad_tile<Tr, NV, CB, false, FULL>(a, k, ci, cob, last);
     if constexpr (CB > 8)
-      for (; ci + 8 <= a.c_in; ci += 8) wgrad_tile<Tr, NV, 8, false>(a, k, ci, cob, last);
+      for (; ci + 8 <= a.c_in; ci += 8) wgrad_tile<Tr, NV, 8, false, FULL>(a, k, ci, cob, last);
     if constexpr (CB > 4)
-      for (; ci + 4 <= a.c_in; ci += 4) wgrad_tile<Tr, NV, 4, false>(a, k, ci, cob, last);
-    for (; ci < a.c_in; ++ci) wgrad_tile<Tr, NV, 1, false>(a, k, ci, cob, last);
+      for (; ci + 4 <= a.c_in; ci += 4) wgrad_tile<Tr, NV, 4, false, FULL>(a, k, ci, cob, last);
+    for (; ci < a.c_in; ++ci) wgrad_tile<Tr, NV, 1, false, FULL>(a, k, ci, cob, last);
   }
+}
+
+template <class Tr, int NV>
+void wgrad_block(const DirectWgrad& a, int32_t cob, int last) {
+  if (last == Tr::W) wgrad_block_lanes<Tr, NV, true>(a, cob, last);
+  else wgrad_block_lanes<Tr, NV, false>(a, cob, last);
 }
 
 template <class Tr>
