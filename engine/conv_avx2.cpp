@@ -16,6 +16,7 @@ struct TrAvx2 {
   // 16 ymm registers: <= 12 accumulators, the weight vectors and one broadcast.
   template <int NV> static constexpr int TB = NV == 1 ? 12 : 6;
   template <int NV> static constexpr int CB = NV == 1 ? 12 : 6;
+  static B relu(const B& v) { return _mm256_and_ps(v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ)); }  // v > 0 ? v : 0
   using Mask = __m256i;
   static B loadm(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
   static __m256i mask(int n) {

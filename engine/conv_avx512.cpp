@@ -16,6 +16,9 @@ struct TrAvx512 {
   // 32 zmm registers: <= 24 accumulators, the weight vectors and one broadcast.
   template <int NV> static constexpr int TB = NV == 1 ? 14 : NV == 2 ? 12 : NV == 3 ? 8 : 6;
   template <int NV> static constexpr int CB = NV == 1 ? 16 : NV == 2 ? 12 : NV == 3 ? 8 : 6;
+  // v > 0 ? v : 0 (NaN and -0 give +0, as relu_fwd_ref); not _mm512_max_ps, which trips a
+  // GCC 12 -Wmaybe-uninitialized false positive in its own header.
+  static B relu(const B& v) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), v); }
   using Mask = __mmask16;
   static Mask mask(int n) { return __mmask16((1u << n) - 1); }
   static B loadm(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }

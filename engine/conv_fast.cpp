@@ -8,6 +8,7 @@
 
 #include "engine/blas.h"
 #include "engine/conv_simd.h"
+#include "engine/kernels/activation.h"
 #include "engine/parallel.h"
 
 #if !defined(PULSEKD_REAL_DOUBLE) && (defined(__x86_64__) || defined(_M_X64))
@@ -288,7 +289,7 @@ const float* padded_bias(const float* bias, int32_t c, int64_t cp) {
 
 // The direct kernels: parallel_for gives every thread a contiguous range of sequences.
 void simd_forward(float* out, const float* x, const float* w, const float* bias, int64_t n, int32_t t_in,
-                  const k::conv1d_params& p) {
+                  const k::conv1d_params& p, bool relu) {
   const int32_t t_out = k::conv1d_out_len(t_in, p);
   const int vw = simd::vector_width(conv_isa());
   if (p.groups == 1) {
@@ -303,7 +304,7 @@ void simd_forward(float* out, const float* x, const float* w, const float* bias,
     const float* bp = padded_bias(bias, p.c_out, cop);
     parallel_for(n, [&](int64_t b0, int64_t b1) {
       const simd::DirectFwd a{out + b0 * t_out * p.c_out, x + b0 * t_in * p.c_in, wt, bp, b1 - b0, t_in, t_out,
-                              p.c_in, p.c_out, int32_t(cop), p.kernel, p.stride, p.pad, p.dilation, false, nullptr};
+                              p.c_in, p.c_out, int32_t(cop), p.kernel, p.stride, p.pad, p.dilation, false, relu, nullptr};
       run_fwd(a, isa);
     });
     return;
@@ -319,6 +320,7 @@ void simd_forward(float* out, const float* x, const float* w, const float* bias,
                                p.c_in, int32_t(cp), p.kernel, p.stride, p.pad, p.dilation, false};
     run_dw_fwd(a);
   });
+  if (relu) k::relu_fwd_ref<float>(out, out, size_t(n * t_out * p.c_in));
 }
 
 // Stride 1: grad_x[ti] += sum_k' w'[k'] grad_out[ti - pad' + k'*dil] with w'[k'] = w[K-1-k']
@@ -339,7 +341,7 @@ void simd_backward_data(float* grad_x, const float* grad_out, const float* w, in
     const float* wt = t_wt.data();
     parallel_for(n, [&](int64_t b0, int64_t b1) {
       const simd::DirectFwd a{grad_x + b0 * t_in * p.c_in, grad_out + b0 * t_out * p.c_out, wt, nullptr, b1 - b0, t_out, t_in,
-                              p.c_out, p.c_in, int32_t(cip), p.kernel, 1, pad2, p.dilation, true, nullptr};
+                              p.c_out, p.c_in, int32_t(cip), p.kernel, 1, pad2, p.dilation, true, false, nullptr};
       run_fwd(a, isa);
     });
     return;
@@ -403,12 +405,13 @@ void simd_backward_weight(float* grad_w, float* grad_b, const float* grad_out, c
 }  // namespace
 
 void conv1d_forward(real* out, const real* x, const real* w, const real* bias, int64_t n,
-                    int32_t t_in, const k::conv1d_params& p) {
+                    int32_t t_in, const k::conv1d_params& p, bool relu) {
 #ifdef PULSEKD_SIMD_CONV
-  if (use_simd(p, false)) return simd_forward(out, x, w, bias, n, t_in, p);
+  if (use_simd(p, false)) return simd_forward(out, x, w, bias, n, t_in, p, relu);
 #endif
-  if (g_path == ConvPath::reference || p.groups != 1) return ref_forward(out, x, w, bias, n, t_in, p);
-  gemm_forward(out, x, w, bias, n, t_in, p);
+  if (g_path == ConvPath::reference || p.groups != 1) ref_forward(out, x, w, bias, n, t_in, p);
+  else gemm_forward(out, x, w, bias, n, t_in, p);
+  if (relu) k::relu_fwd_ref<real>(out, out, size_t(n * k::conv1d_out_len(t_in, p) * p.c_out));
 }
 
 void conv1d_backward_data(real* grad_x, const real* grad_out, const real* w, int64_t n,

@@ -6,9 +6,10 @@
 
 namespace pulsekd {
 
-// out (n, t_out, c_out) = conv(x (n, t_in, c_in), w (c_out, K, c_in/groups)) + bias (c_out)
+// out (n, t_out, c_out) = conv(x (n, t_in, c_in), w (c_out, K, c_in/groups)) + bias (c_out),
+// then max(out, 0) when relu (fused into the store of the direct kernels).
 void conv1d_forward(real* out, const real* x, const real* w, const real* bias, int64_t n,
-                    int32_t t_in, const kernels::conv1d_params& p);
+                    int32_t t_in, const kernels::conv1d_params& p, bool relu = false);
 // Adds d/dx into grad_x (n, t_in, c_in).
 void conv1d_backward_data(real* grad_x, const real* grad_out, const real* w, int64_t n,
                           int32_t t_in, const kernels::conv1d_params& p);

@@ -39,6 +39,7 @@ struct DirectFwd {
   int64_t n;
   int32_t t_in, t_out, c_in, c_out, c_out_pad, kernel, stride, pad, dilation;
   bool accumulate;
+  bool relu;       // store max(result, 0)
   float* scratch;  // direct_fwd_scratch_floats(*this) floats, private to the caller's thread
 };
 

@@ -7,6 +7,9 @@
 // Traits (struct Tr):
 //   using B = xsimd::batch<float, Arch>;  static constexpr int W = B::size;
 //   static B loadn(const float* p, int n);         // lanes [0, n) from p, the rest 0
+//   using Mask; static Mask mask(int n);           // the lane mask loadm takes: lanes [0, n)
+//   static B loadm(const float* p, Mask m);        // masked load, the rest 0
+//   static B relu(const B& v);                     // v > 0 ? v : 0 per lane
 //   static void storen(float* p, const B& v, int n); // lanes [0, n) to p
 //   static constexpr int NVMAX;                     // widest output-channel block (vectors)
 //   template <int NV> static constexpr int TB;      // time steps per forward register tile
@@ -54,6 +57,9 @@ inline void fwd_tile(const DirectFwd& a, const float* xt0, float* out, int32_t t
       }
     }
   }
+  if (a.relu)
+    for (int tb = 0; tb < TB; ++tb)
+      for (int v = 0; v < NV; ++v) acc[tb][v] = Tr::relu(acc[tb][v]);
   for (int tb = 0; tb < TB; ++tb)
     for (int v = 0; v < NV; ++v) {
       float* o = out + int64_t(t0 + tb) * a.c_out + cob + v * W;

@@ -11,6 +11,7 @@
 #include "engine/blas.h"
 #include "engine/conv_fast.h"
 #include "engine/kernels/activation.h"
+#include "engine/fast_kernels.h"
 #include "engine/kernels/conv1d.h"
 #include "engine/kernels/elementwise.h"
 #include "engine/kernels/loss.h"
@@ -82,9 +83,8 @@ Var conv1d(Var x, Var w, Var b, const Conv1dOpts& o) {
   Tensor out = g.new_tensor({n, t_out, c_out});
   const Tensor xv = x.value(), wv = w.value();
   const real* bias = b.defined() ? b.data() : nullptr;
-  conv1d_forward(out.data, xv.data, wv.data, bias, n, int32_t(t_in), p);
   const bool fused_relu = o.relu;
-  if (fused_relu) k::relu_fwd_ref<real>(out.data, out.data, size_t(out.numel()));
+  conv1d_forward(out.data, xv.data, wv.data, bias, n, int32_t(t_in), p, fused_relu);
   const int xid = x.id, wid = w.id, bid = b.defined() ? b.id : -1;
   const bool gx = x.requires_grad(), gw = w.requires_grad(), gb = b.defined() && b.requires_grad();
   return g.record(out, gx || gw || gb, [=, &g](const Tensor& go) {
@@ -120,8 +120,8 @@ Var modality_conv(Var x, Var w, Var b) {
   const Tensor xv = x.value(), wv = w.value();
   const real* bias = b.defined() ? b.data() : nullptr;
   const int64_t in_sz = rows * t * c_in, out_sz = t * c_out;
-  for (int64_t i = 0; i < bs; ++i)
-    k::modality_conv_fwd_ref<F>(out.data + i * out_sz, xv.data + i * in_sz, wv.data, bias, p, F::quant{});
+  const std::vector<real> wt = fast::modality_weights_transposed(wv.data, p);  // (rows * c_in, c_out)
+  for (int64_t i = 0; i < bs; ++i) fast::modality_conv_fwd(out.data + i * out_sz, xv.data + i * in_sz, wt.data(), bias, p);
   const int xid = x.id, wid = w.id, bid = b.defined() ? b.id : -1;
   const bool gx = x.requires_grad(), gw = w.requires_grad(), gb = b.defined() && b.requires_grad();
   return g.record(out, gx || gw || gb, [=, &g](const Tensor& go) {
@@ -188,7 +188,7 @@ static Var pool1d(Var x, int kernel, int stride, bool ceil_mode, bool is_max) {
     if (is_max)
       k::maxpool1d_fwd_ref<real>(out.data + i * t_out * c, argmax + i * t_out * c, xv.data + i * t_in * c, int32_t(t_in), int32_t(c), p);
     else
-      k::avgpool1d_fwd_ref<real>(out.data + i * t_out * c, xv.data + i * t_in * c, int32_t(t_in), int32_t(c), p);
+      fast::avgpool1d_fwd(out.data + i * t_out * c, xv.data + i * t_in * c, int32_t(t_in), int32_t(c), p);
   }
   const int xid = x.id;
   return g.record(out, x.requires_grad(), [=, &g](const Tensor& go) {
@@ -197,7 +197,7 @@ static Var pool1d(Var x, int kernel, int stride, bool ceil_mode, bool is_max) {
       if (is_max)
         k::maxpool1d_bwd_ref<real>(dx.data + i * t_in * c, go.data + i * t_out * c, argmax + i * t_out * c, t_out, int32_t(c));
       else
-        k::avgpool1d_bwd_ref<real>(dx.data + i * t_in * c, go.data + i * t_out * c, int32_t(t_in), int32_t(c), p);
+        fast::avgpool1d_bwd(dx.data + i * t_in * c, go.data + i * t_out * c, int32_t(t_in), int32_t(c), p);
     }
   }, op);
 }

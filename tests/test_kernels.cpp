@@ -2,11 +2,13 @@
 // lengths, dilation, padding and stride (float32: a tight normalised error).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "engine/conv_fast.h"
 #include "engine/conv_simd.h"
+#include "engine/fast_kernels.h"
 #include "engine/parallel.h"
 #include "engine/graph.h"
 #include "engine/kernels/conv1d.h"
@@ -72,6 +74,12 @@ void check_conv_case(const ConvCase& c, Rng& rng, double tol = 1e-5) {
     k::conv1d_fwd_ref<k::ArithFloat<real>>(o2_ref.data() + size_t(s) * t_out * c.cout, x.data() + size_t(s) * c.t * c.cin,
                                            w.data(), nullptr, c.t, p, {});
   CHECK(max_norm_err(o2, o2_ref) < tol);
+  // fused ReLU: the conv with the bias, then max(., 0) on every path (store-fused in the direct kernels)
+  std::vector<real> o3(go.size()), o3_ref = out_ref;
+  conv1d_forward(o3.data(), x.data(), w.data(), b.data(), c.n, c.t, p, /*relu=*/true);
+  for (auto& v : o3_ref) v = v > 0 ? v : real(0);
+  CHECK(max_norm_err(o3, o3_ref) < tol);
+  CHECK(std::all_of(o3.begin(), o3.end(), [](real v) { return v >= 0; }));
   auto dw2 = dw_ref;
   conv1d_backward_weight(dw2.data(), nullptr, go.data(), x.data(), c.n, c.t, p);
   for (size_t i = 0; i < dw2.size(); ++i) dw2[i] -= dw_ref[i];  // = one more d/dw
@@ -209,4 +217,56 @@ TEST_CASE("OpenBLAS linear and matmul ops equal the reference kernels") {
   k::matmul_ref<real>(refmm.data(), x.data(), w.data(), n, out_f, in_f, 0, 1, 0);
   Var z = matmul(g.input({1, n, in_f}, x.data()), g.input({1, out_f, in_f}, w.data()), true);
   CHECK(max_norm_err(std::vector<real>(z.data(), z.data() + n * out_f), refmm) < 1e-6);
+}
+
+TEST_CASE("pooling and modality-conv fast paths equal the reference loops bit for bit") {
+  Rng rng(11);
+  auto fill = [&](std::vector<float>& v) {
+    for (auto& e : v) e = float(rng.uniform(-2, 2));
+  };
+  // Pooling: every kernel/stride/ceil combination on odd lengths and channel counts, the
+  // PULSE shapes (256 -> 64 by 4 over 16 and 32 channels) included.
+  for (int trial = 0; trial < 60; ++trial) {
+    const int32_t t_in = trial < 2 ? 256 : 1 + int32_t(rng.uniform(0, 70));
+    const int32_t c = trial == 0 ? 16 : trial == 1 ? 32 : 1 + int32_t(rng.uniform(0, 40));
+    const kernels::pool1d_params p{1 + int32_t(rng.uniform(0, 5)), 1 + int32_t(rng.uniform(0, 4)), int32_t(trial % 2)};
+    const int32_t t_out = kernels::pool1d_out_len(t_in, p);
+    if (t_out <= 0) continue;
+    CAPTURE(t_in);
+    CAPTURE(c);
+    CAPTURE(p.kernel);
+    CAPTURE(p.stride);
+    CAPTURE(p.ceil_mode);
+    std::vector<float> x(size_t(t_in) * c), go(size_t(t_out) * c), ref(go.size()), got(go.size());
+    fill(x);
+    fill(go);
+    kernels::avgpool1d_fwd_ref(ref.data(), x.data(), t_in, c, p);
+    fast::avgpool1d_fwd(got.data(), x.data(), t_in, c, p);
+    CHECK(ref == got);
+    std::vector<float> gi_ref(x.size()), gi_got;
+    fill(gi_ref);  // the backward accumulates into what is there
+    gi_got = gi_ref;
+    kernels::avgpool1d_bwd_ref(gi_ref.data(), go.data(), t_in, c, p);
+    fast::avgpool1d_bwd(gi_got.data(), go.data(), t_in, c, p);
+    CHECK(gi_ref == gi_got);
+  }
+  // Modality conv: the student's (4 rows, 8 steps, 32 -> 32) and random shapes, with and without bias.
+  for (int trial = 0; trial < 30; ++trial) {
+    const kernels::modality_conv_params p = trial == 0 ? kernels::modality_conv_params{4, 8, 32, 32}
+                                                       : kernels::modality_conv_params{1 + int32_t(rng.uniform(0, 5)),
+                                                                                       1 + int32_t(rng.uniform(0, 12)),
+                                                                                       1 + int32_t(rng.uniform(0, 40)),
+                                                                                       1 + int32_t(rng.uniform(0, 40))};
+    CAPTURE(trial);
+    std::vector<float> x(size_t(p.rows) * p.t * p.c_in), w(size_t(p.c_out) * p.rows * p.c_in), b(size_t(p.c_out));
+    fill(x);
+    fill(w);
+    fill(b);
+    const float* bias = trial % 3 == 2 ? nullptr : b.data();
+    std::vector<float> ref(size_t(p.t) * p.c_out), got(ref.size());
+    kernels::modality_conv_fwd_ref<kernels::ArithFloat<float>>(ref.data(), x.data(), w.data(), bias, p, {});
+    const std::vector<float> wt = fast::modality_weights_transposed(w.data(), p);
+    fast::modality_conv_fwd(got.data(), x.data(), wt.data(), bias, p);
+    CHECK(ref == got);
+  }
 }
