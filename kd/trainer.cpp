@@ -110,6 +110,32 @@ Var task_loss(Graph& g, const models::PulseModel& m, const models::ModelOutput& 
   throw std::invalid_argument("task loss '" + kind + "' unknown (expected l1, mse, huber or logcosh)");
 }
 
+void init_output_at_prior(models::PulseModel& m, const data::WindowSet& ws, const std::vector<int64_t>& train_idx) {
+  if (train_idx.empty()) return;
+  const models::ModelConfig& c = m.config();
+  Parameter* ob = m.find("out.bias");
+  if (c.head == "regression") {
+    double mean_hr = 0;
+    for (int64_t i : train_idx) mean_hr += ws.hr[size_t(i)] / double(train_idx.size());
+    ob->value[0] = real(mean_hr);
+    return;
+  }
+  // Binned: zero weights and bias = log of the training windows' mean target distribution, so
+  // the first prediction is the prior's mean (~ the mean HR) and no logit starts saturated. A
+  // fresh layer on top of transferred features otherwise starts with logits of tens (softmax
+  // one-hot, cross-entropy ~50) and barely moves at fine-tuning learning rates.
+  std::vector<float> hr;
+  hr.reserve(train_idx.size());
+  for (int64_t i : train_idx) hr.push_back(ws.hr[size_t(i)]);
+  const std::vector<real> tgt = gaussian_bin_targets(hr.data(), int64_t(hr.size()), c.bins, c.bin_lo, c.bin_hi);
+  std::vector<double> prior(size_t(c.bins), 0.0);  // (bins)
+  for (size_t i = 0; i < hr.size(); ++i)
+    for (int k = 0; k < c.bins; ++k) prior[size_t(k)] += double(tgt[i * size_t(c.bins) + size_t(k)]) / double(hr.size());
+  Parameter* ow = m.find("out.weight");
+  std::fill(ow->value.begin(), ow->value.end(), real(0));
+  for (int k = 0; k < c.bins; ++k) ob->value[k] = real(std::log(std::max(prior[size_t(k)], 1e-6)));
+}
+
 TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const data::Fold& fold,
                         const data::Normalizer& norm, const TrainOptions& opt, const LossFn& loss_fn) {
   if (opt.epochs < 1 || opt.batch < 1 || opt.patience < 1) throw std::invalid_argument("epochs, batch and patience must be >= 1");
@@ -122,12 +148,7 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
 
   for (const std::string& prefix : opt.freeze)
     if (m.set_trainable(prefix, false) == 0) throw std::invalid_argument("--freeze '" + prefix + "' matches no parameter");
-  if (opt.init_output_at_mean && m.config().head == "regression") {
-    double mean_hr = 0;
-    for (int64_t i : train_idx) mean_hr += ws.hr[size_t(i)] / double(train_idx.size());
-    Parameter* ob = m.find("out.bias");
-    ob->value[0] = real(mean_hr);
-  }
+  if (opt.init_output_at_mean) init_output_at_prior(m, ws, train_idx);
 
   OptimConfig oc;
   oc.kind = opt.optimizer;

@@ -34,7 +34,9 @@ struct TrainOptions {
   std::string schedule = "constant";  // learning rate per epoch: constant, step (x0.1 every third of the epochs), cosine
   uint64_t seed = 0;
   int threads = 1;
-  bool init_output_at_mean = false;  // start the regression output bias at the mean training HR
+  // Start the output at the training heart rates: regression bias = their mean; binned head:
+  // weights 0, biases = log of their mean target distribution (init_output_at_prior).
+  bool init_output_at_mean = false;
   std::vector<std::string> freeze;   // parameter-name prefixes kept fixed
   Augment augment;
   double clip_norm = 0;              // 0: no gradient clipping
@@ -83,6 +85,9 @@ using LossFn = std::function<Var(Graph& g, const models::ModelOutput& out, const
 Var task_loss(Graph& g, const models::PulseModel& m, const models::ModelOutput& out, const BatchView& b,
               const std::string& kind);
 
+// The start of the output layer that TrainOptions::init_output_at_mean asks for, from the heart
+// rates of the windows train_idx of ws.
+void init_output_at_prior(models::PulseModel& m, const data::WindowSet& ws, const std::vector<int64_t>& train_idx);
 TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const data::Fold& fold,
                         const data::Normalizer& norm, const TrainOptions& opt, const LossFn& loss = nullptr);
 

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -292,4 +293,35 @@ TEST_CASE("--init carries a regression checkpoint into a binned model; other mis
   models::PulseModel other(wide, 1);
   CHECK_THROWS_WITH(kd::init_from_checkpoint(other, ckpt), doctest::Contains("parameter 'conv11.weight' missing or of another shape"));
   fs::remove_all(dir);
+}
+
+TEST_CASE("init_output_mean starts either head at the training heart rates") {
+  const SmallFold sf;
+  const std::vector<int64_t> train = data::windows_of(sf.ws, sf.fold.train);
+  double mean_hr = 0;
+  for (int64_t i : train) mean_hr += sf.ws.hr[size_t(i)] / double(train.size());
+  std::vector<float> x(size_t(4) * 256);  // one normalised window
+  Rng rng(5);
+  for (auto& v : x) v = float(rng.normal());
+  std::vector<float> hr;
+
+  models::PulseModel reg(sf.student, 1);
+  kd::init_output_at_prior(reg, sf.ws, train);
+  CHECK(reg.find("out.bias")->value[0] == doctest::Approx(mean_hr).epsilon(1e-6));
+
+  models::ModelConfig bc = sf.student;
+  bc.head = "binned";
+  bc.bins = 64;
+  models::PulseModel binned(bc, 1);
+  binned.eval();
+  binned.predict(x.data(), 1, hr);
+  const float before = hr[0];
+  kd::init_output_at_prior(binned, sf.ws, train);
+  const Parameter* w = binned.find("out.weight");
+  CHECK(std::all_of(w->value.begin(), w->value.end(), [](real v) { return v == 0; }));
+  binned.predict(x.data(), 1, hr);
+  // Whatever the features, the prediction is the prior's mean: the mean training HR up to the
+  // Gaussian smoothing and the clipping to the bin range (a bin is 2.8 BPM wide).
+  CHECK(std::fabs(hr[0] - mean_hr) < 1.5);
+  CHECK(std::fabs(before - mean_hr) > 1.5);  // the fresh layer was elsewhere: the init did something
 }
