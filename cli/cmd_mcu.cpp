@@ -41,7 +41,7 @@ std::map<std::string, int> parse_bits(const std::string& s) {
 }
 
 CommandRegistrar reg_quantize([](CLI::App& app) {
-  auto* cmd = app.add_subcommand("quantize", "Post-training quantisation of a student checkpoint; float vs integer MAE per subject");
+  auto* cmd = app.add_subcommand("quantize", "Post-training quantisation of a student or teacher checkpoint; float vs integer MAE per subject");
   struct Opts {
     std::string ckpt, data, out, calib = "percentile", calib_data, bits, report;
     double percentile = 99.99;
@@ -49,7 +49,7 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     bool nearest = false;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--checkpoint", o->ckpt, "pulsekd .safetensors student checkpoint")->required();
+  cmd->add_option("--checkpoint", o->ckpt, "pulsekd .safetensors student or teacher checkpoint")->required();
   cmd->add_option("--data", o->data, "dataset SPEC to evaluate on (and calibrate on unless --calib-data)")->required();
   cmd->add_option("--out", o->out, "output quantised model (.safetensors)")->required();
   cmd->add_option("--calib", o->calib, "calibration: minmax or percentile")->check(CLI::IsMember({"minmax", "percentile"}));
