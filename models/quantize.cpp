@@ -379,19 +379,19 @@ float teacher_forward_f32(PulseModel& m, const PulseGeom& g, const float* x /*(4
   const std::vector<float> rowsout = rows_forward_f32(m, g, x, obs);
   const int e = g.t_final, lq = g.c3, lk = 3 * g.c3;
   const std::vector<float> w_in = param_f(m, "multihead_attn.in_proj_weight"), b_in = param_f(m, "multihead_attn.in_proj_bias");
-  std::vector<float> q(size_t(lq) * e), kv(size_t(lk) * 2 * e);  // (lq, e), (lk, 2e): k | v per key token
-  k::token_proj_fwd_ref<FloatA>(q.data(), rowsout.data(), w_in.data(), b_in.data(), 1, g.t_final, g.c3, e, nq);
-  k::token_proj_fwd_ref<FloatA>(kv.data(), rowsout.data() + size_t(g.t_final) * g.c3, w_in.data() + size_t(e) * e,
-                                b_in.data() + e, 3, g.t_final, g.c3, 2 * e, nq);
-  obs("q", q.data(), q.size());
+  std::vector<float> qkv(size_t(lq) * e + size_t(lk) * 2 * e);  // q (lq, e), then kv (lk, 2e): k | v per key token
+  k::attn_in_proj_fwd_ref<FloatA>(qkv.data(), rowsout.data(), w_in.data(), b_in.data(), 4, g.t_final, g.c3, nq);
+  const float* q = qkv.data();
+  const float* kv = qkv.data() + size_t(lq) * e;
+  obs("q", q, size_t(lq) * e);
   std::vector<float> part(size_t(lk) * e);  // k, then v, gathered for their statistics
   for (int half = 0; half < 2; ++half) {
     for (int i = 0; i < lk; ++i)
-      std::copy(kv.begin() + long(i) * 2 * e + half * e, kv.begin() + long(i) * 2 * e + (half + 1) * e, part.begin() + long(i) * e);
+      std::copy(kv + size_t(i) * 2 * e + half * e, kv + size_t(i) * 2 * e + (half + 1) * e, part.begin() + long(i) * e);
     obs(half == 0 ? "k" : "v", part.data(), part.size());
   }
   std::vector<float> ctx(size_t(lq) * e), scratch(static_cast<size_t>(lk)), att(size_t(lq) * e), ln(size_t(lq) * e);  // (lq, e) each
-  k::attention_fwd_ref<float>(ctx.data(), q.data(), kv.data(), scratch.data(), lq, lk, e, g.heads);
+  k::attention_fwd_ref<float>(ctx.data(), q, kv, scratch.data(), lq, lk, e, g.heads);
   obs("attention", ctx.data(), ctx.size());
   const std::vector<float> w_o = param_f(m, "multihead_attn.out_proj.weight"), b_o = param_f(m, "multihead_attn.out_proj.bias");
   k::linear_fwd_ref<FloatA>(att.data(), ctx.data(), w_o.data(), b_o.data(), lq, e, e, nq);

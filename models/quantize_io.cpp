@@ -150,17 +150,9 @@ void run_layer_t(const QLayer& L, const In* x, Out* y) {
     case QOp::Linear:
       k::linear_fwd_ref<A>(y, x, L.w.data(), L.bias.data(), L.t_in, L.c_in, L.c_out, rq);
       break;
-    case QOp::AttnInProj: {
-      // q from the PPG row (weights [0, E)), k and v from the other rows (weights [E, 3E))
-      const int e = L.t_in;
-      k::token_proj_fwd_ref<A>(y, x, L.w.data(), L.bias.data(), 1, L.t_in, L.c_in, e, rq);
-      k::requant_params rq_kv = rq;
-      rq_kv.mult += e;
-      rq_kv.shift += e;
-      k::token_proj_fwd_ref<A>(y + size_t(L.c_in) * e, x + size_t(L.t_in) * L.c_in, L.w.data() + size_t(e) * e,
-                               L.bias.data() + e, L.rows - 1, L.t_in, L.c_in, 2 * e, rq_kv);
+    case QOp::AttnInProj:
+      k::attn_in_proj_fwd_ref<A>(y, x, L.w.data(), L.bias.data(), L.rows, L.t_in, L.c_in, rq);
       break;
-    }
     case QOp::LayerNorm:
       k::layernorm_fwd_int<In, Out>(y, x, L.w.data(), L.bias.data(), L.t_in, L.c_in, L.norm_eps, rq);
       break;

@@ -15,26 +15,40 @@
 
 namespace pulsekd::kernels {
 
-// out[tok, o] = bias[o] + sum_t w[o, t] * rows[r, t, c] for the tokens tok = r*C + c of rows
-// [0, n_rows): a linear layer over time applied to every channel-token, read straight from the
-// channels-last rows (no transposed copy). Any arithmetic policy (float or integer).
+// out[tok, o] = bias[co0 + o] + sum_t w[co0 + o, t] * rows[r, t, c] for the tokens
+// tok = r*C + c of rows [0, n_rows): a linear layer over time applied to every channel-token,
+// read straight from the channels-last rows (no transposed copy), output channels
+// [co0, co0 + out_f) of the weights (and of the requantisation). Any arithmetic policy.
 template <class A>
 void token_proj_fwd_ref(typename A::out_t* out,          // (n_rows * C, out_f)
                         const typename A::in_t* rows,    // (n_rows, T, C)
-                        const typename A::w_t* w,        // (out_f, T)
-                        const typename A::bias_t* bias,  // (out_f) or nullptr
-                        int32_t n_rows, int32_t t, int32_t c, int32_t out_f, const typename A::quant& q) {
+                        const typename A::w_t* w,        // (co0 + out_f, T)
+                        const typename A::bias_t* bias,  // (co0 + out_f) or nullptr
+                        int32_t n_rows, int32_t t, int32_t c, int32_t co0, int32_t out_f, const typename A::quant& q) {
   for (int32_t r = 0; r < n_rows; ++r)
     for (int32_t ch = 0; ch < c; ++ch) {
       const typename A::in_t* x = rows + (size_t)r * t * c + ch;  // stride c along time
       typename A::out_t* y = out + ((size_t)r * c + ch) * out_f;
       for (int32_t o = 0; o < out_f; ++o) {
-        typename A::acc_t acc = A::bias(bias, o);
-        const typename A::w_t* wo = w + (size_t)o * t;
+        const int32_t co = co0 + o;
+        typename A::acc_t acc = A::bias(bias, co);
+        const typename A::w_t* wo = w + (size_t)co * t;
         for (int32_t i = 0; i < t; ++i) acc = A::mac(acc, x[(size_t)i * c], wo[i]);
-        y[o] = A::finish(acc, o, q);
+        y[o] = A::finish(acc, co, q);
       }
     }
+}
+
+// The packed q/k/v in-projection (PyTorch in_proj_weight (3E, E), E = T): q of the row-0
+// tokens (weights [0, E)), k and v of the other rows' tokens (weights [E, 3E)).
+template <class A>
+void attn_in_proj_fwd_ref(typename A::out_t* out,          // q (C, E) then kv ((n_rows - 1) C, 2E)
+                          const typename A::in_t* rows,    // (n_rows, T, C)
+                          const typename A::w_t* w,        // (3T, T)
+                          const typename A::bias_t* bias,  // (3T)
+                          int32_t n_rows, int32_t t, int32_t c, const typename A::quant& q) {
+  token_proj_fwd_ref<A>(out, rows, w, bias, 1, t, c, 0, t, q);
+  token_proj_fwd_ref<A>(out + (size_t)c * t, rows + (size_t)t * c, w, bias, n_rows - 1, t, c, t, 2 * t, q);
 }
 
 // Float multi-head attention core (PyTorch nn.MultiheadAttention after the in-projection):
