@@ -411,12 +411,13 @@ void validate_quant_model(const QuantModel& q, const std::string& what) {
                     s(int64_t(L.shift.size())));
     for (size_t j = 0; j < nm; ++j) {
       const int32_t m = L.mult[j], sh = L.shift[j];
+      const std::string which = (L.op == QOp::Attention ? " " : " of channel ") + s(int64_t(j));
       if (!(m == 0 || m >= (int32_t(1) << 30)))
-        bad(what, where + ": multiplier " + s(int64_t(j)) + " is " + s(m) + ", expected 0 or [2^30, 2^31)");
-      if (sh < -31 || sh > 30) bad(what, where + ": shift " + s(int64_t(j)) + " is " + s(sh) + ", expected -31..30");
+        bad(what, where + ": multiplier" + which + " is " + s(m) + ", expected 0 or [2^30, 2^31)");
+      if (sh < -31 || sh > 30) bad(what, where + ": shift" + which + " is " + s(sh) + ", expected -31..30");
     }
     if (per_co < 0) {
-      if (!L.w.empty() || !L.bias.empty() || !L.w_scale.empty()) bad(what, where + ": " + qop_name(L.op) + " has no weights or biases");
+      if (!L.w.empty() || !L.bias.empty() || !L.w_scale.empty()) bad(what, where + ": " + qop_name(L.op) + (L.op == QOp::AvgPool ? " has no parameters" : " has no weights or biases"));
     } else {
       if (int64_t(L.c_out) * per_co > kMaxElems) bad(what, where + ": weight tensor too large");
       if (int64_t(L.w.size()) != int64_t(L.c_out) * per_co || L.bias.size() != size_t(L.c_out) || L.w_scale.size() != size_t(L.c_out))
@@ -512,7 +513,9 @@ struct Reader {
   int64_t i64(const json& j, const std::string& where, const char* key, int64_t lo, int64_t hi) const {
     const json& v = at(j, where, key);
     if (!v.is_number_integer()) bad(what, where + ": field '" + key + "' must be an integer");
-    if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(hi) : (v.get<int64_t>() < lo || v.get<int64_t>() > hi))
+    // (an unsigned JSON value is <= hi <= INT64_MAX once the first test passes)
+    if (v.is_number_unsigned() ? (v.get<uint64_t>() > uint64_t(hi) || int64_t(v.get<uint64_t>()) < lo)
+                               : (v.get<int64_t>() < lo || v.get<int64_t>() > hi))
       bad(what, where + ": field '" + key + "' is " + v.dump() + ", expected " + s(lo) + ".." + s(hi));
     return v.is_number_unsigned() ? int64_t(v.get<uint64_t>()) : v.get<int64_t>();
   }
