@@ -73,7 +73,7 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     qo.percentile = o->percentile;
     qo.default_bits = o->default_bits;
     qo.gptq = !o->nearest;
-    qo.bits = o->bits.empty() ? models::default_layer_bits() : parse_bits(o->bits);
+    qo.bits = o->bits.empty() ? models::default_layer_bits(lm.model->config().arch) : parse_bits(o->bits);
     std::cout << "normalisation: "
               << (lm.norm.present ? "the checkpoint's per-row statistics"
                                   : "none in the checkpoint: each recording z-scored with its own per-row statistics")

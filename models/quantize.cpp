@@ -22,13 +22,15 @@ namespace k = pulsekd::kernels;
 using nlohmann::json;
 
 
-std::map<std::string, int> default_layer_bits() {
+std::map<std::string, int> default_layer_bits(const std::string& arch) {
+  // Teacher, measured on SPC 2015 with the released teacher (docs/MCU.md): int8 LayerNorm or
+  // dense outputs cost 0.09 and 0.02 BPM of mean per-window difference, so every tensor stays
+  // int16 (the dense layer's int32 bound holds for it: quantize checks it per channel).
+  if (arch == "teacher") return {};
   // Measured on SPC 2015 with the released student (docs/MCU.md): every int8 tensor of the
   // three conv blocks costs 0.07-0.2 BPM of mean per-window difference, the modality conv and
   // dense outputs almost nothing. Everything else (input included) is int16 (default_bits).
-  // Teacher: the LayerNorm output feeds the 1024-input dense layer, whose int32 accumulator
-  // needs int8 inputs (32,768 x sum|w| over 1,024 taps would overflow); measured in docs/MCU.md.
-  return {{"conv4", 8}, {"dense", 8}, {"layer_norm", 8}};
+  return {{"conv4", 8}, {"dense", 8}};
 }
 
 // Choose (lo, hi) for a tensor and its quantisation.
@@ -204,7 +206,8 @@ static void quantize_weights(QLayer& L, const std::vector<float>& w_in /*(c_out,
     const double room = 2147483647.0 - double(wabs) * double(int64_t(1) << (L.in.bits - 1)) - 1.0;
     if (room < double(int64_t(1) << 24))
       throw std::runtime_error("quantize: layer " + L.name + " channel " + std::to_string(co) +
-                               " could overflow its int32 accumulator (sum |w| = " + std::to_string(wabs) + ")");
+                               " could overflow its int32 accumulator (sum |w| = " + std::to_string(wabs) +
+                               "); quantise its input tensor to int8 (--bits NAME=8)");
     if (std::fabs(folded) > room) {
       folded = folded > 0 ? room : -room;
       ++L.bias_saturated;
@@ -446,7 +449,7 @@ std::vector<float> predict_float_ref(PulseModel& m, const float* x, int64_t n) {
 
 // The teacher's layers between the rows and dense (docs/MCU.md, "Teacher"): attn_in_proj (q, k,
 // v int16 clamped to +-kQkvMax so that scores fit int32), attention (integer softmax, int16 ctx),
-// attn_out_proj (per-token linear, int16), layer_norm (integer, bits per opt: int8 by default).
+// attn_out_proj (per-token linear) and layer_norm (integer), both at the bits of opt (int16 by default).
 // Returns the LayerNorm output's quantisation. stats: float ranges by name, qt: a tensor's
 // quantisation by name (bits per opt); weights round to
 // nearest (16-tap layers; GPTQ is kept for the convolutions and dense layers).
@@ -511,7 +514,7 @@ static QTensor quantize_teacher_attention(QuantModel& q, PulseModel& m, const Pu
     return L;
   };
   QLayer O = token_layer("attn_out_proj", QOp::Linear, A.out);
-  O.out = {16, float(sym_scale("attn_out_proj", 32767)), 0};
+  O.out = qt("attn_out_proj");
   quantize_weights(O, param_f(m, "multihead_attn.out_proj.weight"), param_f(m, "multihead_attn.out_proj.bias"));
   q.layers.push_back(O);
 
@@ -535,6 +538,12 @@ QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib
     throw std::runtime_error("--calib must be 'minmax' or 'percentile', got '" + opt.calib + "'");
   if (n < 1) throw std::runtime_error("quantize: no calibration windows");
   const PulseGeom g = pulse_geom(m);
+  for (const char* fixed : {"attn_in_proj", "attention"}) {
+    auto it = opt.bits.find(fixed);
+    if (g.teacher && it != opt.bits.end() && it->second != 16)
+      throw std::runtime_error(std::string("quantize: '") + fixed + "' is always int16 (the integer attention needs it), got bits " +
+                               std::to_string(it->second));
+  }
   std::map<std::string, Stat> stats;
   std::map<std::string, Hess> hess;
   std::map<std::string, const PulseGeom::Conv*> conv_of;

@@ -88,7 +88,8 @@ struct QuantOptions {
   bool gptq = true;
 };
 // The documented default choice (docs/MCU.md): which tensors are int16.
-std::map<std::string, int> default_layer_bits();
+// arch "teacher": every tensor int16 (docs/MCU.md, "Teacher").
+std::map<std::string, int> default_layer_bits(const std::string& arch = "student");
 
 // Calibrates on `calib_windows` (n, 4, 256), already normalised, and quantises. Student or
 // teacher (regression head).

@@ -144,7 +144,7 @@ TEST_CASE("teacher firmware on QEMU Cortex-M7: every output equals the host inte
   }
   const int64_t n = int64_t(sel.size() / 1024);
   models::QuantOptions qo;
-  qo.bits = models::default_layer_bits();
+  qo.bits = models::default_layer_bits("teacher");
   qo.gptq = false;  // rounding does not matter for host-vs-firmware equality; keeps the test fast
   const models::QuantModel q = models::quantize_model(*model, models::RowNorm{}, cal.data(), int64_t(cal.size() / 1024), qo);
   REQUIRE(q.arch == "teacher");
