@@ -213,14 +213,14 @@ static void quantize_weights(QLayer& L, const std::vector<float>& w_in /*(c_out,
       ++L.bias_saturated;
     }
     L.bias[co] = int32_t(folded);
-    if (L.out.bits != 32) {
+    if (!L.raw_output()) {
       int32_t M, s;
       quantize_multiplier(sb / (out_scales ? (*out_scales)[size_t(co)] : double(L.out.scale)), M, s);
       L.mult.push_back(M);
       L.shift.push_back(s);
     }
   }
-  if (L.out.bits == 32) {
+  if (L.raw_output()) {
     L.act_min = INT32_MIN;
     L.act_max = INT32_MAX;
   } else {
@@ -448,12 +448,12 @@ std::vector<float> predict_float_ref(PulseModel& m, const float* x, int64_t n) {
 }
 
 // The teacher's layers between the rows and dense (docs/MCU.md, "Teacher"): attn_in_proj (q, k,
-// v int16 clamped to +-kQkvMax so that scores fit int32), attention (integer softmax, int16 ctx),
+// v int32 clamped to +-kQkvMax, 24 bits: attention.h), attention (integer softmax, int16 ctx),
 // attn_out_proj (per-token linear) and layer_norm (integer), both at the bits of opt (int16 by default).
 // Returns the LayerNorm output's quantisation. stats: float ranges by name, qt: a tensor's
 // quantisation by name (bits per opt); weights round to
 // nearest (16-tap layers; GPTQ is kept for the convolutions and dense layers).
-constexpr int32_t kQkvMax = 16383;
+constexpr int32_t kQkvMax = (1 << 23) - 1;
 
 template <class QtOf>
 static QTensor quantize_teacher_attention(QuantModel& q, PulseModel& m, const PulseGeom& g, QTensor cur,
@@ -472,7 +472,7 @@ static QTensor quantize_teacher_attention(QuantModel& q, PulseModel& m, const Pu
   P.c_in = g.c3;
   P.c_out = 3 * e;
   P.in = cur;
-  P.out = {16, float(s_q), 0};  // nominal: channels [e, 2e) are at s_k, [2e, 3e) at s_v
+  P.out = {32, float(s_q), 0};  // nominal: channels [e, 2e) are at s_k, [2e, 3e) at s_v
   std::vector<double> part_scale(size_t(3 * e));
   for (int co = 0; co < 3 * e; ++co) part_scale[size_t(co)] = co < e ? s_q : co < 2 * e ? s_k : s_v;
   quantize_weights(P, param_f(m, "multihead_attn.in_proj_weight"), param_f(m, "multihead_attn.in_proj_bias"), nullptr, &part_scale);
@@ -493,12 +493,13 @@ static QTensor quantize_teacher_attention(QuantModel& q, PulseModel& m, const Pu
   A.act_min = A.out.qmin();
   A.act_max = A.out.qmax();
   int32_t mm, sh;
-  // score difference (units s_q s_k) -> base-2 exponent in Q16, 1/sqrt(dh) folded in
+  // score difference (units 2^kScoreShift s_q s_k) -> base-2 exponent in Q16, 1/sqrt(dh) folded in
   const double dh = double(e / g.heads);
-  quantize_multiplier(s_q * s_k / std::sqrt(dh) * (1.0 / std::log(2.0)) * double(1 << k::kExp2Frac), mm, sh);
+  if (e / g.heads > 4) throw std::runtime_error("quantize: attention head dim above 4 needs a smaller q/k clamp (not implemented)");
+  quantize_multiplier(std::ldexp(s_q * s_k, k::kScoreShift) / std::sqrt(dh) / std::log(2.0) * double(1 << k::kExp2Frac), mm, sh);
   A.mult.push_back(mm);
   A.shift.push_back(sh);
-  quantize_multiplier(std::ldexp(s_v, -k::kProbBits) / s_ctx, mm, sh);  // P (Q15) . V -> ctx
+  quantize_multiplier(std::ldexp(s_v, k::kPvShift - k::kProbBits) / s_ctx, mm, sh);  // P (Q15) . V >> kPvShift -> ctx
   A.mult.push_back(mm);
   A.shift.push_back(sh);
   q.layers.push_back(A);

@@ -62,6 +62,7 @@ struct QLayer {
   int64_t in_elems() const;
   int64_t weights_per_channel() const;  // -1: the op has no weights (avgpool, attention)
   size_t requant_channels() const;      // entries of mult/shift: c_out, 2 (attention), 0 (raw int32 output)
+  bool raw_output() const;              // the int32 accumulator itself (the last layer), not requantised
   kernels::requant_params requant() const;
 };
 

@@ -85,8 +85,10 @@ int64_t QLayer::weights_per_channel() const {
   }
   return -1;
 }
+// int32 outputs are raw accumulators except the attention's q/k/v (requantised, 24-bit clamp)
+bool QLayer::raw_output() const { return out.bits == 32 && op != QOp::AttnInProj; }
 size_t QLayer::requant_channels() const {
-  if (op == QOp::AvgPool || out.bits == 32) return 0;
+  if (op == QOp::AvgPool || raw_output()) return 0;
   return op == QOp::Attention ? 2 : size_t(c_out);
 }
 int64_t QLayer::macs_per_row() const {
@@ -162,13 +164,14 @@ void run_layer_t(const QLayer& L, const In* x, Out* y) {
   }
 }
 
-// Attention: int16 q/kv in, int16 ctx out (validate_quant_model).
-void run_attention(const QLayer& L, const int16_t* x, int16_t* y) {
-  const int lk = (L.rows - 1) * L.t_in;
-  std::vector<int32_t> scratch(size_t(2 * lk));  // scores, exponentials
-  std::vector<int16_t> probs(static_cast<size_t>(lk));
-  k::attention_fwd_int<int16_t>(y, x, x + size_t(L.t_in) * L.c_in, scratch.data(), probs.data(), L.t_in, lk, L.c_in,
-                                L.heads, L.mult[0], L.shift[0], L.mult[1], L.shift[1], L.act_min, L.act_max);
+// Attention: int32 q/kv in, int16 ctx out (validate_quant_model).
+void run_attention(const QLayer& L, const int32_t* x, int16_t* y) {
+  const size_t lk = size_t(L.rows - 1) * size_t(L.t_in);
+  std::vector<int64_t> scores(lk);
+  std::vector<int32_t> scratch(2 * lk);  // reduced scores, exponentials
+  std::vector<int16_t> probs(lk);
+  k::attention_fwd_int<int16_t>(y, x, x + size_t(L.t_in) * L.c_in, scores.data(), scratch.data(), probs.data(), L.t_in,
+                                int32_t(lk), L.c_in, L.heads, L.mult[0], L.shift[0], L.mult[1], L.shift[1], L.act_min, L.act_max);
 }
 
 template <class In>
@@ -186,7 +189,7 @@ void run_layer(const QLayer& L, const Act& x, size_t x_off, Act& y) {
     return;
   }
   if (L.op == QOp::Attention) {
-    run_attention(L, x.b16.data() + x_off, y.b16.data());
+    run_attention(L, x.b32.data() + x_off, y.b16.data());
     return;
   }
   if (x.bits == 8) run_layer_in<int8_t>(L, x.b8.data() + x_off, y);
@@ -285,9 +288,10 @@ void check_qtensor(const QTensor& t, const std::string& what, const std::string&
   if (t.bits != 8 && t.zp != 0) bad(what, where + ": int" + s(t.bits) + " zero point must be 0, is " + s(t.zp));
 }
 
-// The attention layer i against its attn_in_proj (layer i - 1): shapes, int16 q/kv/ctx, and the
-// bounds that keep the integer attention (attention.h) inside int32: with |q|, |k|, |v| <= A,
-// scores and their differences |s| <= 2 dh A^2 and the P.V sums |acc| <= A (2^15 + keys).
+// The attention layer i against its attn_in_proj (layer i - 1): shapes, int32 q/kv, int16 ctx,
+// and the bounds of the integer attention (attention.h): with |q|, |k|, |v| <= A, score
+// differences 2 dh A^2 < 2^(31 + kScoreShift) and P.V sums A (2^15 + keys) < 2^(31 + kPvShift)
+// fit int32 after their shifts.
 void check_attention(const QuantModel& q, int i, const std::string& what, const std::string& where) {
   const QLayer& L = q.layers[size_t(i)];
   const QLayer& P = q.layers[size_t(i) - 1];
@@ -298,10 +302,12 @@ void check_attention(const QuantModel& q, int i, const std::string& what, const 
     bad(what, where + ": heads " + s(L.heads) + " must divide the embedding " + s(L.c_in));
   const int64_t keys = int64_t(L.rows - 1) * L.t_in;
   if (keys > k::kSoftmaxMaxKeys) bad(what, where + ": " + s(keys) + " keys, at most " + s(k::kSoftmaxMaxKeys));
-  if (L.in.bits != 16 || L.out.bits != 16) bad(what, where + ": attention input and output must be int16");
+  if (L.in.bits != 32 || L.out.bits != 16) bad(what, where + ": attention input must be int32 and its output int16");
   const int64_t a = std::max(std::llabs(int64_t(P.act_min)), std::llabs(int64_t(P.act_max)));
   const int64_t dh = L.c_in / L.heads;
-  if (2 * dh * a * a > INT32_MAX || a * ((int64_t(1) << k::kProbBits) + keys) > INT32_MAX)
+  // a <= 2^31 and dh <= 4096: 2 dh a^2 as a double is exact enough for the comparison
+  if (2.0 * double(dh) * double(a) * double(a) >= std::ldexp(1.0, 31 + k::kScoreShift) ||
+      a * ((int64_t(1) << k::kProbBits) + keys) >= (int64_t(1) << (31 + k::kPvShift)))
     bad(what, where + ": q/k/v clamp +-" + s(a) + " of the attn_in_proj lets scores or P.V sums overflow int32 (head dim " + s(dh) + ")");
 }
 
@@ -342,14 +348,8 @@ void validate_quant_model(const QuantModel& q, const std::string& what) {
     in_range("pool", L.pool, 1, kMaxDim);
     in_range("rows", L.rows, 1, 16);
     const bool last = i == nl - 1;
-    check_qtensor(L.in, what, where + " input", false);
-    check_qtensor(L.out, what, where + " output", last);
-    if (last && L.out.bits != 32) bad(what, where + ": the last layer must output the raw int32 accumulator (bits 32)");
-    if (L.in.bits != flow.bits || L.in.zp != flow.zp)
-      bad(what, where + ": input is int" + s(L.in.bits) + " zp " + s(L.in.zp) + ", expected int" + s(flow.bits) + " zp " +
-                    s(flow.zp) + " (the previous tensor)");
-    // Shapes against the previous tensor. The first layer after the per-row layers fuses the
-    // rows: a modality_conv (student) or the attention's in-projection (teacher).
+    // Structure first. The first layer after the per-row layers fuses the rows: a
+    // modality_conv (student) or the attention's in-projection (teacher).
     const QOp fuse_op = q.arch == "teacher" ? QOp::AttnInProj : QOp::ModalityConv;
     if (i == q.row_layers) {
       if (L.op != fuse_op)
@@ -362,6 +362,14 @@ void validate_quant_model(const QuantModel& q, const std::string& what) {
       bad(what, where + ": attn_in_proj must be followed by an attention layer");
     if (L.op == QOp::Attention && (i == 0 || q.layers[size_t(i) - 1].op != QOp::AttnInProj))
       bad(what, where + ": attention must follow an attn_in_proj layer");
+    // int32 tensors: the raw output of the last layer, and the attention's q/k/v
+    check_qtensor(L.in, what, where + " input", L.op == QOp::Attention);
+    check_qtensor(L.out, what, where + " output", last || L.op == QOp::AttnInProj);
+    if (last && L.out.bits != 32) bad(what, where + ": the last layer must output the raw int32 accumulator (bits 32)");
+    if (L.in.bits != flow.bits || L.in.zp != flow.zp)
+      bad(what, where + ": input is int" + s(L.in.bits) + " zp " + s(L.in.zp) + ", expected int" + s(flow.bits) + " zp " +
+                    s(flow.zp) + " (the previous tensor)");
+    // Shapes against the previous tensor.
     if (L.op == QOp::Linear) {
       // t_in 1: over the flattened previous tensor; t_in > 1: per token of a (t, c) tensor
       if (L.t_in == 1 ? L.c_in != t * c : (L.t_in != t || L.c_in != c))
@@ -388,7 +396,7 @@ void validate_quant_model(const QuantModel& q, const std::string& what) {
       if (L.rows < 2) bad(what, where + ": attn_in_proj needs a query row and at least one key/value row (rows >= 2)");
       if (int64_t(L.c_out) != 3 * int64_t(L.t_in))
         bad(what, where + ": attn_in_proj c_out " + s(L.c_out) + " must be 3 x the embedding t_in = " + s(3 * int64_t(L.t_in)));
-      if (L.out.bits != 16) bad(what, where + ": attn_in_proj output must be int16");
+      if (L.out.bits != 32) bad(what, where + ": attn_in_proj output must be int32 (q, k, v)");
     } else if (L.op == QOp::LayerNorm) {
       t_out = L.t_in;
       if (L.c_out != L.c_in) bad(what, where + ": layer_norm c_out " + s(L.c_out) + " must equal c_in " + s(L.c_in));

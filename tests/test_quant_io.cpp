@@ -101,10 +101,10 @@ models::QuantModel tiny_teacher() {
     for (size_t co = 0; co < L.requant_channels(); ++co) L.mult.push_back((1 << 30) + int(co) * 4321), L.shift.push_back(-8 - int(co % 3));
     return L;
   };
-  const models::QTensor i16{16, 1e-3f, 0};
-  models::QLayer p = layer("attn_in_proj", models::QOp::AttnInProj, 16, 4, 48, q.layers[1].out, i16);
-  p.act_min = -16383, p.act_max = 16383;
-  models::QLayer a = layer("attention", models::QOp::Attention, 4, 16, 16, i16, i16);
+  const models::QTensor i16{16, 1e-3f, 0}, i32{32, 1e-4f, 0};
+  models::QLayer p = layer("attn_in_proj", models::QOp::AttnInProj, 16, 4, 48, q.layers[1].out, i32);
+  p.act_min = -8388607, p.act_max = 8388607;
+  models::QLayer a = layer("attention", models::QOp::Attention, 4, 16, 16, i32, i16);
   a.heads = 4;
   models::QLayer o = layer("attn_out_proj", models::QOp::Linear, 4, 16, 16, i16, i16);
   models::QLayer n = layer("layer_norm", models::QOp::LayerNorm, 4, 16, 16, i16, {8, 0.02f, -5});
@@ -298,17 +298,20 @@ TEST_CASE("quantised model: the tiny teacher round-trips, simulates identically,
   CHECK_REJECTS("attention must have t_in 4", [](json& m, F&) { m["layers"][3]["t_in"] = 5; }, q);
   CHECK_REJECTS("attention must have t_in 4", [](json& m, F&) { m["layers"][3]["rows"] = 3; }, q);
   CHECK_REJECTS("lets scores or P.V sums overflow int32", [](json& m, F&) {
-    m["layers"][2]["act_min"] = -32768, m["layers"][2]["act_max"] = 32767;
+    m["layers"][2]["act_min"] = -16777216, m["layers"][2]["act_max"] = 16777216;
   }, q);
-  CHECK_REJECTS("attention input and output must be int16", [](json& m, F&) {
+  CHECK_REJECTS("attention input must be int32 and its output int16", [](json& m, F&) {
     m["layers"][3]["out"] = {{"bits", 8}, {"scale", 1.0}, {"zp", 0}};
     m["layers"][4]["in"] = m["layers"][3]["out"];
     m["layers"][3]["act_min"] = -128, m["layers"][3]["act_max"] = 127;
   }, q);
-  CHECK_REJECTS("attn_in_proj output must be int16", [](json& m, F&) {
-    m["layers"][2]["out"] = {{"bits", 8}, {"scale", 1.0}, {"zp", 0}};
+  CHECK_REJECTS("attn_in_proj output must be int32", [](json& m, F&) {
+    m["layers"][2]["out"] = {{"bits", 16}, {"scale", 1.0}, {"zp", 0}};
     m["layers"][3]["in"] = m["layers"][2]["out"];
     m["layers"][2]["act_min"] = -100, m["layers"][2]["act_max"] = 100;
+  }, q);
+  CHECK_REJECTS("input: bits is 32, expected 8 or 16", [](json& m, F&) {  // int32 only into the attention
+    m["layers"][4]["in"] = {{"bits", 32}, {"scale", 1.0}, {"zp", 0}};
   }, q);
   CHECK_REJECTS("c_out 47 must be 3 x the embedding", [](json& m, F& f) {
     m["layers"][2]["c_out"] = 47;

@@ -120,14 +120,14 @@ inline int32_t exp2_neg_q16(int32_t x) {
   return fp_rdbpot(v, n);
 }
 
-// p (n) in Q15 from scores (n) in int32; e: scratch (n). exp_mult/exp_shift: d (score units)
-// -> x in Q16 (real multiplier S * log2(e) * 2^16). Needs n >= 1.
+// p (n) in Q15 from scores (n) in int32 (max - min <= INT32_MAX); e: scratch (n).
+// exp_mult/exp_shift: d (score units) -> x in Q16 (real multiplier S * log2(e) * 2^16). n >= 1.
 inline void softmax_int(int16_t* p, const int32_t* scores, int32_t* e, int32_t n, int32_t exp_mult, int32_t exp_shift) {
   int32_t m = scores[0];
   for (int32_t k = 1; k < n; ++k) m = scores[k] > m ? scores[k] : m;
   int64_t sum = 0;
   for (int32_t k = 0; k < n; ++k) {
-    // d >= 0 by construction; callers bound the scores so that m - s fits int32
+    // d >= 0; callers keep the score range within int32
     const int32_t x = fp_requantize(m - scores[k], exp_mult, exp_shift);
     e[k] = exp2_neg_q16(x < 0 ? 0 : x);
     sum += e[k];
@@ -139,38 +139,58 @@ inline void softmax_int(int16_t* p, const int32_t* scores, int32_t* e, int32_t n
   }
 }
 
-// Integer attention core on the projected q and kv (int16 values bounded by |v| <= qkv_max,
-// see validate_quant_model: dh * 2 * qkv_max^2 < 2^31 keeps scores and their differences in
-// int32). Per query token and head: int32 scores q.k, integer softmax (exp_mult/exp_shift as
-// above, the 1/sqrt(dh) folded in), P (Q15) times V accumulated in int32
-// (|acc| <= qkv_max * (2^15 + lk)), requantised by pv_mult/pv_shift to ctx (clamp act_min..max).
-// scratch: 2 * lk int32, probs: lk int16 (lk <= kSoftmaxMaxKeys).
+// Rounding right shift of an int64 by e >= 1 bits, ties away from zero.
+inline int64_t rshift_round64(int64_t x, int32_t e) {
+  const int64_t half = int64_t(1) << (e - 1);
+  return x >= 0 ? (x + half) >> e : -((-x + half) >> e);
+}
+
+// Integer attention core on the projected q and kv. q, k, v are int32 values with
+// |v| <= A (the in-projection's clamp, validate_quant_model: 2 dh A^2 < 2^(31 + kScoreShift) and
+// A (2^15 + lk) < 2^(31 + kPvShift); A = 2^23 - 1 for dh = 4): 24-bit q and k, because the
+// teacher's softmax is sharp and a 15-bit q/k grid alone moves its heart rate by 0.18 BPM per
+// window (docs/MCU.md). Per query token and head:
+//   scores s_k = q . k_k in int64, d_k = max - s_k, rounded down by kScoreShift bits to int32;
+//   integer softmax (softmax_int; exp_mult/exp_shift: d units -> Q16 exponent, the 1/sqrt(dh)
+//   and the 2^kScoreShift folded in);
+//   P (Q15) . V accumulated in int64, rounded down by kPvShift bits, requantised by
+//   pv_mult/pv_shift (2^kPvShift folded in) to ctx, clamped to act_min..act_max.
+constexpr int32_t kScoreShift = 18;
+constexpr int32_t kPvShift = 8;
+
 template <class Out>
 void attention_fwd_int(Out* ctx,            // (lq, e)
-                       const int16_t* q,    // (lq, e)
-                       const int16_t* kv,   // (lk, 2e)
-                       int32_t* scratch,    // (2 * lk)
+                       const int32_t* q,    // (lq, e)
+                       const int32_t* kv,   // (lk, 2e)
+                       int64_t* scores,     // (lk) scratch
+                       int32_t* scratch,    // (2 * lk) scratch
                        int16_t* p,          // (lk) probabilities, Q15
                        int32_t lq, int32_t lk, int32_t e, int32_t heads, int32_t exp_mult, int32_t exp_shift,
                        int32_t pv_mult, int32_t pv_shift, int32_t act_min, int32_t act_max) {
   const int32_t dh = e / heads;
-  int32_t* scores = scratch;                             // (lk)
-  int32_t* ex = scratch + lk;                            // (lk)
+  int32_t* neg_d = scratch;    // (lk) -(max - s) >> kScoreShift: the softmax's int32 scores
+  int32_t* ex = scratch + lk;  // (lk)
   for (int32_t i = 0; i < lq; ++i)
     for (int32_t h = 0; h < heads; ++h) {
-      const int16_t* qi = q + (size_t)i * e + h * dh;
+      const int32_t* qi = q + (size_t)i * e + h * dh;
+      int64_t m = 0;
       for (int32_t k = 0; k < lk; ++k) {
-        const int16_t* kk = kv + (size_t)k * 2 * e + h * dh;
-        int32_t s = 0;
-        for (int32_t j = 0; j < dh; ++j) s += (int32_t)qi[j] * (int32_t)kk[j];
+        const int32_t* kk = kv + (size_t)k * 2 * e + h * dh;
+        int64_t s = 0;
+        for (int32_t j = 0; j < dh; ++j) s += (int64_t)qi[j] * kk[j];
         scores[k] = s;
+        m = (k == 0 || s > m) ? s : m;
       }
-      softmax_int(p, scores, ex, lk, exp_mult, exp_shift);
+      for (int32_t k = 0; k < lk; ++k) {
+        const int64_t d = rshift_round64(m - scores[k], kScoreShift);
+        neg_d[k] = d > INT32_MAX ? -INT32_MAX : -(int32_t)d;
+      }
+      softmax_int(p, neg_d, ex, lk, exp_mult, exp_shift);
       for (int32_t j = 0; j < dh; ++j) {
-        int32_t acc = 0;
-        const int16_t* vj = kv + e + h * dh + j;
-        for (int32_t k = 0; k < lk; ++k) acc += (int32_t)p[k] * (int32_t)vj[(size_t)k * 2 * e];
-        int32_t y = fp_requantize(acc, pv_mult, pv_shift);
+        int64_t acc = 0;
+        const int32_t* vj = kv + e + h * dh + j;
+        for (int32_t k = 0; k < lk; ++k) acc += (int64_t)p[k] * vj[(size_t)k * 2 * e];
+        int32_t y = fp_requantize((int32_t)rshift_round64(acc, kPvShift), pv_mult, pv_shift);
         y = y < act_min ? act_min : (y > act_max ? act_max : y);
         ctx[(size_t)i * e + h * dh + j] = (Out)y;
       }

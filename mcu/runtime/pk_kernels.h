@@ -100,13 +100,14 @@ void token_linear_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {  // lin
 }
 template <class In>
 void attn_in_proj_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
-  k::attn_in_proj_fwd_ref<k::ArithInt<In, int16_t>>(as<int16_t>(y), as<In>(x), L->w, L->bias, L->rows, L->t_in, L->c_in, rq(L));
+  k::attn_in_proj_fwd_ref<k::ArithInt<In, int32_t>>(as<int32_t>(y), as<In>(x), L->w, L->bias, L->rows, L->t_in, L->c_in, rq(L));
 }
 inline void attention_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
-  static int32_t scratch[2 * k::kSoftmaxMaxKeys];  // scores, exponentials (.bss)
+  static int64_t scores[k::kSoftmaxMaxKeys];       // (.bss)
+  static int32_t scratch[2 * k::kSoftmaxMaxKeys];  // reduced scores, exponentials
   static int16_t probs[k::kSoftmaxMaxKeys];
   const int32_t lk = (L->rows - 1) * L->t_in;
-  k::attention_fwd_int<int16_t>(as<int16_t>(y), as<int16_t>(x), as<int16_t>(x) + (size_t)L->t_in * L->c_in, scratch, probs,
+  k::attention_fwd_int<int16_t>(as<int16_t>(y), as<int32_t>(x), as<int32_t>(x) + (size_t)L->t_in * L->c_in, scores, scratch, probs,
                                 L->t_in, lk, L->c_in, L->heads, L->mult[0], L->shift[0], L->mult[1], L->shift[1],
                                 L->act_min, L->act_max);
 }
