@@ -214,20 +214,20 @@ CommandRegistrar reg_report([](CLI::App& app) {
     char line[256];
     for (auto& r : rs) {
       std::cout << "== " << r.core << " (" << o->opt << ")\n";
-      std::snprintf(line, sizeof line, "%-8s %-14s %-36s %4s %11s %12s %9s\n", "layer", "op", "kernel", "runs", "MACs",
+      std::snprintf(line, sizeof line, "%-13s %-14s %-40s %4s %11s %12s %9s\n", "layer", "op", "kernel", "runs", "MACs",
                     "instructions", "instr/MAC");
       std::cout << line;
       int64_t macs = 0;
       for (auto& L : r.layers) {
         macs += L.macs;
-        std::snprintf(line, sizeof line, "%-8s %-14s %-36s %4d %11lld %12lld %9.2f\n", L.name.c_str(), L.op.c_str(),
+        std::snprintf(line, sizeof line, "%-13s %-14s %-40s %4d %11lld %12lld %9.2f\n", L.name.c_str(), L.op.c_str(),
                       L.kernel_fn.c_str(), L.runs, (long long)L.macs, (long long)L.instructions,
                       L.macs ? double(L.instructions) / double(L.macs) : 0.0);
         std::cout << line;
       }
-      std::snprintf(line, sizeof line, "%-8s %-14s %-36s %4s %11s %12lld\n", "input", "copy", "", "", "", (long long)r.input_copy_instructions);
+      std::snprintf(line, sizeof line, "%-13s %-14s %-40s %4s %11s %12lld\n", "input", "copy", "", "", "", (long long)r.input_copy_instructions);
       std::cout << line;
-      std::snprintf(line, sizeof line, "%-8s %-14s %-36s %4s %11lld %12lld %9.2f\n", "total", "", "", "", (long long)macs,
+      std::snprintf(line, sizeof line, "%-13s %-14s %-40s %4s %11lld %12lld %9.2f\n", "total", "", "", "", (long long)macs,
                     (long long)r.instructions, macs ? double(r.instructions) / double(macs) : 0.0);
       std::cout << line;
       std::cout << "flash " << r.flash_bytes() << " B (text " << r.text << ", data " << r.data << "); RAM " << r.ram_bytes()
