@@ -386,6 +386,14 @@ float teacher_forward_f32(PulseModel& m, const PulseGeom& g, const float* x /*(4
   k::attn_in_proj_fwd_ref<FloatA>(qkv.data(), rowsout.data(), w_in.data(), b_in.data(), 4, g.t_final, g.c3, nq);
   const float* q = qkv.data();
   const float* kv = qkv.data() + size_t(lq) * e;
+  {  // the in-projection's input tokens (c3 of row 0, 3 c3 of rows 1-3), for GPTQ
+    std::vector<float> tokens(size_t(4) * g.c3 * e);  // (4 c3, e)
+    for (int r = 0; r < 4; ++r)
+      for (int c = 0; c < g.c3; ++c)
+        for (int t = 0; t < e; ++t) tokens[(size_t(r) * g.c3 + c) * e + t] = rowsout[(size_t(r) * e + t) * g.c3 + c];
+    obs("in:tokens:attn_q", tokens.data(), size_t(lq) * e);
+    obs("in:tokens:attn_kv", tokens.data() + size_t(lq) * e, size_t(lk) * e);
+  }
   obs("q", q, size_t(lq) * e);
   std::vector<float> part(size_t(lk) * e);  // k, then v, gathered for their statistics
   for (int half = 0; half < 2; ++half) {
@@ -396,6 +404,7 @@ float teacher_forward_f32(PulseModel& m, const PulseGeom& g, const float* x /*(4
   std::vector<float> ctx(size_t(lq) * e), scratch(static_cast<size_t>(lk)), att(size_t(lq) * e), ln(size_t(lq) * e);  // (lq, e) each
   k::attention_fwd_ref<float>(ctx.data(), q, kv, scratch.data(), lq, lk, e, g.heads);
   obs("attention", ctx.data(), ctx.size());
+  obs("in:tokens:attn_out_proj", ctx.data(), ctx.size());
   const std::vector<float> w_o = param_f(m, "multihead_attn.out_proj.weight"), b_o = param_f(m, "multihead_attn.out_proj.bias");
   k::linear_fwd_ref<FloatA>(att.data(), ctx.data(), w_o.data(), b_o.data(), lq, e, e, nq);
   obs("attn_out_proj", att.data(), att.size());
@@ -449,15 +458,15 @@ std::vector<float> predict_float_ref(PulseModel& m, const float* x, int64_t n) {
 
 // The teacher's layers between the rows and dense (docs/MCU.md, "Teacher"): attn_in_proj (q, k,
 // v int32 clamped to +-kQkvMax, 24 bits: attention.h), attention (integer softmax, int16 ctx),
-// attn_out_proj (per-token linear) and layer_norm (integer), both at the bits of opt (int16 by default).
-// Returns the LayerNorm output's quantisation. stats: float ranges by name, qt: a tensor's
-// quantisation by name (bits per opt); weights round to
-// nearest (16-tap layers; GPTQ is kept for the convolutions and dense layers).
+// attn_out_proj (per-token linear) and layer_norm (integer), both at the bits of opt (int16 by
+// default). Returns the LayerNorm output's quantisation. stats: float ranges by name; qt: a
+// tensor's quantisation by name; H_of: a layer's GPTQ input statistics by name (nullptr: round
+// to nearest). GPTQ on the projections: per-window |d| 0.242 -> 0.184 BPM on SPC 2015.
 constexpr int32_t kQkvMax = (1 << 23) - 1;
 
-template <class QtOf>
+template <class QtOf, class HOf>
 static QTensor quantize_teacher_attention(QuantModel& q, PulseModel& m, const PulseGeom& g, QTensor cur,
-                                          std::map<std::string, Stat>& stats, QtOf&& qt) {
+                                          std::map<std::string, Stat>& stats, QtOf&& qt, HOf&& H_of) {
   const int e = g.t_final;
   auto sym_scale = [&](const std::string& name, double qmax) {  // symmetric min/max scale
     const double mx = std::max(std::fabs(stats[name].lo), std::fabs(stats[name].hi));
@@ -473,9 +482,25 @@ static QTensor quantize_teacher_attention(QuantModel& q, PulseModel& m, const Pu
   P.c_out = 3 * e;
   P.in = cur;
   P.out = {32, float(s_q), 0};  // nominal: channels [e, 2e) are at s_k, [2e, 3e) at s_v
-  std::vector<double> part_scale(size_t(3 * e));
-  for (int co = 0; co < 3 * e; ++co) part_scale[size_t(co)] = co < e ? s_q : co < 2 * e ? s_k : s_v;
-  quantize_weights(P, param_f(m, "multihead_attn.in_proj_weight"), param_f(m, "multihead_attn.in_proj_bias"), nullptr, &part_scale);
+  // q's weights see the PPG tokens, k's and v's the ACC tokens: rounded (GPTQ) against their own
+  // inputs, as two parts [0, e) and [e, 3e) of the packed weights
+  const std::vector<float> w_in = param_f(m, "multihead_attn.in_proj_weight"), b_in = param_f(m, "multihead_attn.in_proj_bias");
+  for (int part = 0; part < 2; ++part) {
+    const int co0 = part == 0 ? 0 : e, n_co = part == 0 ? e : 2 * e;
+    QLayer Pp = P;
+    Pp.c_out = n_co;
+    std::vector<double> part_scale(static_cast<size_t>(n_co));
+    for (int co = 0; co < n_co; ++co) part_scale[size_t(co)] = co0 + co < e ? s_q : co0 + co < 2 * e ? s_k : s_v;
+    quantize_weights(Pp, std::vector<float>(w_in.begin() + long(co0) * e, w_in.begin() + long(co0 + n_co) * e),
+                     std::vector<float>(b_in.begin() + co0, b_in.begin() + co0 + n_co), H_of(part == 0 ? "tokens:attn_q" : "tokens:attn_kv"),
+                     &part_scale);
+    P.w.insert(P.w.end(), Pp.w.begin(), Pp.w.end());
+    P.bias.insert(P.bias.end(), Pp.bias.begin(), Pp.bias.end());
+    P.w_scale.insert(P.w_scale.end(), Pp.w_scale.begin(), Pp.w_scale.end());
+    P.mult.insert(P.mult.end(), Pp.mult.begin(), Pp.mult.end());
+    P.shift.insert(P.shift.end(), Pp.shift.begin(), Pp.shift.end());
+    P.bias_saturated += Pp.bias_saturated;
+  }
   P.act_min = -kQkvMax;
   P.act_max = kQkvMax;
   q.layers.push_back(P);
@@ -516,7 +541,7 @@ static QTensor quantize_teacher_attention(QuantModel& q, PulseModel& m, const Pu
   };
   QLayer O = token_layer("attn_out_proj", QOp::Linear, A.out);
   O.out = qt("attn_out_proj");
-  quantize_weights(O, param_f(m, "multihead_attn.out_proj.weight"), param_f(m, "multihead_attn.out_proj.bias"));
+  quantize_weights(O, param_f(m, "multihead_attn.out_proj.weight"), param_f(m, "multihead_attn.out_proj.bias"), H_of("tokens:attn_out_proj"));
   q.layers.push_back(O);
 
   // gamma/beta act on z = normalised / sqrt(e) in Q15 (attention.h): quantised as a
@@ -575,6 +600,12 @@ QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib
       for (int ti = 0; ti < t; ++ti) {
         for (int r = 0; r < 4; ++r)
           for (int ci = 0; ci < c; ++ci) v[size_t(r) * c + ci] = x[(size_t(r) * t + ti) * c + ci];
+        H.add(v.data());
+      }
+    } else if (name.rfind("tokens:", 0) == 0) {  // teacher: (tokens, e) -> one vector per token
+      H.d = g.t_final;
+      for (size_t i = 0; i + size_t(H.d) <= count; i += size_t(H.d)) {
+        v.assign(x + i, x + i + size_t(H.d));
         H.add(v.data());
       }
     } else {  // linear: one vector
@@ -659,7 +690,7 @@ QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib
   }
   q.row_layers = int(q.layers.size());
   if (g.teacher) {
-    cur = quantize_teacher_attention(q, m, g, cur, stats, qt);
+    cur = quantize_teacher_attention(q, m, g, cur, stats, qt, H_of);
   } else {
     QLayer L;
     L.name = "conv4";
