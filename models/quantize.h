@@ -19,7 +19,8 @@
 namespace pulsekd::models {
 
 // Quantisation of one activation tensor: real = scale * (q - zp). bits 8 (asymmetric),
-// 16 (symmetric, zp 0) or 32 (a raw accumulator: the model's output).
+// 16 (symmetric, zp 0) or 32 (a raw accumulator: the model's output; and the teacher's q/k/v,
+// requantised int32 clamped to 24 bits).
 struct QTensor {
   int bits = 8;
   float scale = 1.f;
@@ -34,7 +35,8 @@ enum class QOp { Conv, AvgPool, ModalityConv, Linear, AttnInProj, Attention, Lay
 const char* qop_name(QOp op);
 
 struct QLayer {
-  std::string name;  // "conv11", "pool1", "conv4", "dense", "out"
+  std::string name;  // "conv11", "pool1", "conv4" (student), "attn_in_proj", "attention",
+                     // "attn_out_proj", "layer_norm" (teacher), "dense", "out"
   QOp op = QOp::Conv;
   // Conv: one row (t_in, c_in) -> (t_out, c_out), kernel/dilation/pad along time.
   // AvgPool: kernel = stride = pool, ceil mode. ModalityConv: rows x (t, c_in) -> (t, c_out).

@@ -13,7 +13,7 @@ typedef void (*pk_kernel_fn)(const struct pk_layer_s* layer, const uint8_t* x, u
 typedef struct pk_layer_s {
   pk_kernel_fn run;             // the instantiation export-mcu chose for this layer
   int16_t op;                   // PK_* (informational)
-  int16_t in_bits, out_bits;    // 8 / 16 (out 32: raw accumulator)
+  int16_t in_bits, out_bits;    // 8 / 16 (32: the last layer's raw accumulator; the teacher's q/k/v)
   int16_t c_in, c_out, kernel, dilation, pad, pool, rows, t_in;  // <= 4096 (validate_quant_model)
   int16_t in_zp, out_zp;        // int8 zero points, 0 for int16
   int16_t heads;                // attention heads (fills the padding before act_min)
