@@ -564,12 +564,11 @@ QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib
     throw std::runtime_error("--calib must be 'minmax' or 'percentile', got '" + opt.calib + "'");
   if (n < 1) throw std::runtime_error("quantize: no calibration windows");
   const PulseGeom g = pulse_geom(m);
-  for (const char* fixed : {"attn_in_proj", "attention"}) {
-    auto it = opt.bits.find(fixed);
-    if (g.teacher && it != opt.bits.end() && it->second != 16)
-      throw std::runtime_error(std::string("quantize: '") + fixed + "' is always int16 (the integer attention needs it), got bits " +
-                               std::to_string(it->second));
-  }
+  for (const char* fixed : {"attn_in_proj", "attention"})
+    if (g.teacher && opt.bits.count(fixed))
+      throw std::runtime_error(std::string("quantize: '") + fixed +
+                               "' has fixed bits (q/k/v int32 with a 24-bit clamp, the attention output int16: docs/MCU.md); "
+                               "remove it from --bits");
   std::map<std::string, Stat> stats;
   std::map<std::string, Hess> hess;
   std::map<std::string, const PulseGeom::Conv*> conv_of;
