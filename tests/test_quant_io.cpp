@@ -371,27 +371,30 @@ TEST_CASE("quantised model: load_quant_model names the path; truncated and missi
 }
 
 TEST_CASE("quantised model: random byte mutations are rejected or give a model that validates and runs") {
-  const std::vector<uint8_t> good = tiny_bytes();
-  std::mt19937 rng(3);
-  std::vector<int16_t> x(1024);
-  for (auto& v : x) v = int16_t(int(rng() % 65536) - 32768);
-  int accepted = 0;
-  for (int it = 0; it < 400; ++it) {
-    std::vector<uint8_t> b = good;
-    const int edits = 1 + int(rng() % 4);
-    for (int e = 0; e < edits; ++e) {
-      const size_t at = rng() % b.size();
-      b[at] = rng() % 3 == 0 ? uint8_t(b[at] ^ (1u << (rng() % 8))) : uint8_t(rng());
+  for (const bool teacher : {false, true}) {
+    CAPTURE(teacher);
+    const std::vector<uint8_t> good = tiny_bytes(teacher ? tiny_teacher() : tiny_model());
+    std::mt19937 rng(3);
+    std::vector<int16_t> x(1024);
+    for (auto& v : x) v = int16_t(int(rng() % 65536) - 32768);
+    int accepted = 0;
+    for (int it = 0; it < 400; ++it) {
+      std::vector<uint8_t> b = good;
+      const int edits = 1 + int(rng() % 4);
+      for (int e = 0; e < edits; ++e) {
+        const size_t at = rng() % b.size();
+        b[at] = rng() % 3 == 0 ? uint8_t(b[at] ^ (1u << (rng() % 8))) : uint8_t(rng());
+      }
+      if (rng() % 8 == 0) b.resize(rng() % b.size());
+      try {
+        const models::QuantModel q = models::parse_quant_model(b.data(), b.size(), "mutant");
+        models::simulate(q, x.data(), 1);
+        ++accepted;
+      } catch (const std::runtime_error&) {
+      }
     }
-    if (rng() % 8 == 0) b.resize(rng() % b.size());
-    try {
-      const models::QuantModel q = models::parse_quant_model(b.data(), b.size(), "mutant");
-      models::simulate(q, x.data(), 1);
-      ++accepted;
-    } catch (const std::runtime_error&) {
-    }
+    MESSAGE((teacher ? "teacher-like: " : "student-like: ") << accepted << " of 400 mutants parsed (weight/bias byte changes) and ran");
   }
-  MESSAGE(accepted << " of 400 mutants parsed (weight/bias byte changes) and ran");
 }
 
 // PULSEKD_WRITE_QUANT_SEEDS=DIR writes the fuzz seeds (fuzz/corpus/quant_model/) and passes.
