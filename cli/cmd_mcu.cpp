@@ -41,7 +41,7 @@ std::map<std::string, int> parse_bits(const std::string& s) {
 }
 
 CommandRegistrar reg_quantize([](CLI::App& app) {
-  auto* cmd = app.add_subcommand("quantize", "Post-training quantisation of a student checkpoint; float vs integer MAE per subject");
+  auto* cmd = app.add_subcommand("quantize", "Post-training quantisation of a student or teacher checkpoint; float vs integer MAE per subject");
   struct Opts {
     std::string ckpt, data, out, calib = "percentile", calib_data, bits, report;
     double percentile = 99.99;
@@ -49,7 +49,7 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     bool nearest = false;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--checkpoint", o->ckpt, "pulsekd .safetensors student checkpoint")->required();
+  cmd->add_option("--checkpoint", o->ckpt, "pulsekd .safetensors student or teacher checkpoint")->required();
   cmd->add_option("--data", o->data, "dataset SPEC to evaluate on (and calibrate on unless --calib-data)")->required();
   cmd->add_option("--out", o->out, "output quantised model (.safetensors)")->required();
   cmd->add_option("--calib", o->calib, "calibration: minmax or percentile")->check(CLI::IsMember({"minmax", "percentile"}));
@@ -73,7 +73,7 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     qo.percentile = o->percentile;
     qo.default_bits = o->default_bits;
     qo.gptq = !o->nearest;
-    qo.bits = o->bits.empty() ? models::default_layer_bits() : parse_bits(o->bits);
+    qo.bits = o->bits.empty() ? models::default_layer_bits(lm.model->config().arch) : parse_bits(o->bits);
     std::cout << "normalisation: "
               << (lm.norm.present ? "the checkpoint's per-row statistics"
                                   : "none in the checkpoint: each recording z-scored with its own per-row statistics")
@@ -214,20 +214,20 @@ CommandRegistrar reg_report([](CLI::App& app) {
     char line[256];
     for (auto& r : rs) {
       std::cout << "== " << r.core << " (" << o->opt << ")\n";
-      std::snprintf(line, sizeof line, "%-8s %-14s %-36s %4s %11s %12s %9s\n", "layer", "op", "kernel", "runs", "MACs",
+      std::snprintf(line, sizeof line, "%-13s %-14s %-40s %4s %11s %12s %9s\n", "layer", "op", "kernel", "runs", "MACs",
                     "instructions", "instr/MAC");
       std::cout << line;
       int64_t macs = 0;
       for (auto& L : r.layers) {
         macs += L.macs;
-        std::snprintf(line, sizeof line, "%-8s %-14s %-36s %4d %11lld %12lld %9.2f\n", L.name.c_str(), L.op.c_str(),
+        std::snprintf(line, sizeof line, "%-13s %-14s %-40s %4d %11lld %12lld %9.2f\n", L.name.c_str(), L.op.c_str(),
                       L.kernel_fn.c_str(), L.runs, (long long)L.macs, (long long)L.instructions,
                       L.macs ? double(L.instructions) / double(L.macs) : 0.0);
         std::cout << line;
       }
-      std::snprintf(line, sizeof line, "%-8s %-14s %-36s %4s %11s %12lld\n", "input", "copy", "", "", "", (long long)r.input_copy_instructions);
+      std::snprintf(line, sizeof line, "%-13s %-14s %-40s %4s %11s %12lld\n", "input", "copy", "", "", "", (long long)r.input_copy_instructions);
       std::cout << line;
-      std::snprintf(line, sizeof line, "%-8s %-14s %-36s %4s %11lld %12lld %9.2f\n", "total", "", "", "", (long long)macs,
+      std::snprintf(line, sizeof line, "%-13s %-14s %-40s %4s %11lld %12lld %9.2f\n", "total", "", "", "", (long long)macs,
                     (long long)r.instructions, macs ? double(r.instructions) / double(macs) : 0.0);
       std::cout << line;
       std::cout << "flash " << r.flash_bytes() << " B (text " << r.text << ", data " << r.data << "); RAM " << r.ram_bytes()

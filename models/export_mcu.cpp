@@ -135,6 +135,11 @@ static void copy_glob(const fs::path& from, const fs::path& to, const std::vecto
 std::string kernel_name(const QLayer& L, bool dsp) {
   auto ty = [](int bits) { return bits == 8 ? std::string("int8_t") : bits == 16 ? std::string("int16_t") : std::string("int32_t"); };
   if (L.op == QOp::AvgPool) return "pk::avgpool<" + ty(L.in.bits) + ">";
+  // the teacher's attention part: reference loops (engine/kernels/attention.h)
+  if (L.op == QOp::AttnInProj) return "pk::attn_in_proj_ref<" + ty(L.in.bits) + ">";
+  if (L.op == QOp::Attention) return "pk::attention_ref";
+  if (L.op == QOp::LayerNorm) return "pk::layer_norm_ref<" + ty(L.in.bits) + ", " + ty(L.out.bits) + ">";
+  if (L.op == QOp::Linear && L.t_in > 1) return "pk::token_linear_ref<" + ty(L.in.bits) + ", " + ty(L.out.bits) + ">";
   const char* base = L.op == QOp::Conv ? "pk::conv" : L.op == QOp::ModalityConv ? "pk::modality" : "pk::linear";
   // (int8 linear layers keep the unpacked 2-channel kernel: they are small, and a packed int8
   // instantiation next to the int16 ones makes -Os inline less in the int16 convs, +2.6 %.)
@@ -169,7 +174,13 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
      << "// Arena " << e.arena_bytes << " bytes (liveness-planned); const data " << e.weight_bytes << " bytes.\n"
      << "#include \"model_data.h\"\n#include \"pk_kernels.h\"\n\n";
   for (auto& L : q.layers) {
-    if (L.op == QOp::AvgPool) continue;
+    if (L.weights_per_channel() < 0) {  // avgpool; attention has only its two multipliers
+      if (!L.mult.empty()) {
+        write_array(os, "int32_t", "m_" + L.name, L.mult);
+        write_array(os, "int32_t", "s_" + L.name, L.shift);
+      }
+      continue;
+    }
     const std::string kn = kernel_name(L, dsp);
     if (kn.find("_dsp8p<") != std::string::npos) {
       // packed for the int8 DSP kernels (int_dsp.h: dsp_pack_weights_s8)
@@ -188,7 +199,12 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
     } else {
       write_array(os, "int8_t", "w_" + L.name, L.w);
     }
-    write_array(os, "int32_t", "b_" + L.name, L.bias);
+    std::vector<int32_t> bias = L.bias;
+    if (L.op == QOp::LayerNorm) {  // the 64-bit eps term after the biases (pk_model.h)
+      bias.push_back(int32_t(uint32_t(uint64_t(L.norm_eps) & 0xffffffffu)));
+      bias.push_back(int32_t(uint32_t(uint64_t(L.norm_eps) >> 32)));
+    }
+    write_array(os, "int32_t", "b_" + L.name, bias);
     if (!L.mult.empty()) {
       write_array(os, "int32_t", "m_" + L.name, L.mult);
       write_array(os, "int32_t", "s_" + L.name, L.shift);
@@ -205,11 +221,13 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
     const int64_t in_off = i == 0 ? slot("input").offset : (int(i) == rl ? slot("rows").offset : slot(q.layers[i - 1].name).offset);
     const int64_t out_off = int(i) == rl - 1 ? slot("rows").offset : slot(L.name).offset;
     os << "  {" << (inplace_layer(q, int(i), dsp) ? "pk::conv_dsp16_inplace<int16_t>" : kernel_name(L, dsp)) << ", ";
-    const char* op = L.op == QOp::Conv ? "PK_CONV" : L.op == QOp::AvgPool ? "PK_AVGPOOL" : L.op == QOp::ModalityConv ? "PK_MODALITY" : "PK_LINEAR";
-    const bool hasw = L.op != QOp::AvgPool;
+    static const char* const op_enum[] = {"PK_CONV",         "PK_AVGPOOL",   "PK_MODALITY",  "PK_LINEAR",
+                                          "PK_ATTN_IN_PROJ", "PK_ATTENTION", "PK_LAYER_NORM"};
+    const char* op = op_enum[int(L.op)];
+    const bool hasw = L.weights_per_channel() >= 0;
     os << op << ", " << L.in.bits << ", " << L.out.bits << ", " << L.c_in << ", " << L.c_out << ", " << L.kernel
        << ", " << L.dilation << ", " << L.pad << ", " << L.pool << ", " << L.rows << ", " << L.t_in << ", " << L.in.zp << ", "
-       << L.out.zp << ", " << (L.act_min == INT32_MIN ? std::string("INT32_MIN") : std::to_string(L.act_min)) << ", "
+       << L.out.zp << ", " << L.heads << ", " << (L.act_min == INT32_MIN ? std::string("INT32_MIN") : std::to_string(L.act_min)) << ", "
        << (L.act_max == INT32_MAX ? std::string("INT32_MAX") : std::to_string(L.act_max)) << ", "
        << (hasw ? "w_" + L.name : "0") << ", " << (hasw ? "b_" + L.name : "0") << ", "
        << (L.mult.empty() ? "0" : "m_" + L.name) << ", " << (L.mult.empty() ? "0" : "s_" + L.name) << ", " << in_off << "u, "

@@ -1,4 +1,4 @@
-// Post-training quantisation of a PULSE student and its bit-exact host simulation.
+// Post-training quantisation of a PULSE student or teacher and its bit-exact host simulation.
 //
 // The integer model runs the SAME reference loops as float training (engine/kernels/conv1d.h,
 // modality_conv.h, linear.h) instantiated with the integer policies of
@@ -19,7 +19,8 @@
 namespace pulsekd::models {
 
 // Quantisation of one activation tensor: real = scale * (q - zp). bits 8 (asymmetric),
-// 16 (symmetric, zp 0) or 32 (a raw accumulator: the model's output).
+// 16 (symmetric, zp 0) or 32 (a raw accumulator: the model's output; and the teacher's q/k/v,
+// requantised int32 clamped to 24 bits).
 struct QTensor {
   int bits = 8;
   float scale = 1.f;
@@ -28,19 +29,29 @@ struct QTensor {
   int32_t qmax() const;
 };
 
-enum class QOp { Conv, AvgPool, ModalityConv, Linear };
+// AttnInProj, Attention, LayerNorm: the teacher's cross-attention and LayerNorm
+// (engine/kernels/attention.h).
+enum class QOp { Conv, AvgPool, ModalityConv, Linear, AttnInProj, Attention, LayerNorm };
 const char* qop_name(QOp op);
 
 struct QLayer {
-  std::string name;  // "conv11", "pool1", "conv4", "dense", "out"
+  std::string name;  // "conv11", "pool1", "conv4" (student), "attn_in_proj", "attention",
+                     // "attn_out_proj", "layer_norm" (teacher), "dense", "out"
   QOp op = QOp::Conv;
   // Conv: one row (t_in, c_in) -> (t_out, c_out), kernel/dilation/pad along time.
   // AvgPool: kernel = stride = pool, ceil mode. ModalityConv: rows x (t, c_in) -> (t, c_out).
-  // Linear: c_in -> c_out. t_in: time steps of the input (1 for Linear).
+  // Linear: c_in -> c_out on each of t_in tokens (t_in 1: the flattened previous tensor).
+  // AttnInProj: rows x (t_in, c_in) -> q (c_in, t_in) and kv ((rows-1) c_in, 2 t_in); c_out = 3 t_in.
+  // Attention: q/kv of the previous AttnInProj -> ctx (t_in tokens, c_in = c_out embed), `heads` heads,
+  //   mult/shift = {score difference -> Q16 exponent, P.V -> ctx}.
+  // LayerNorm: (t_in tokens, c_in = c_out), gamma as int8 weights, beta as bias, eps as norm_eps.
   int c_in = 0, c_out = 0, kernel = 1, dilation = 1, pad = 0, pool = 1, rows = 1, t_in = 1;
+  int heads = 1;                // Attention only
+  int64_t norm_eps = 0;         // LayerNorm only: E = d^3 eps / s_in^2 in integer units (attention.h)
   bool relu = false;
   QTensor in, out;
-  std::vector<int8_t> w;        // conv (c_out, K, c_in); modality (c_out, rows, c_in); linear (c_out, c_in)
+  std::vector<int8_t> w;        // conv (c_out, K, c_in); modality (c_out, rows, c_in); linear (c_out, c_in);
+                                // attn_in_proj (3 t_in, t_in); layer_norm (c_out)
   std::vector<int32_t> bias;    // (c_out) at scale s_in * s_w[co], input zero point folded in
   std::vector<int32_t> mult;    // (c_out) Q31 multipliers (empty for a raw int32 output)
   std::vector<int32_t> shift;   // (c_out)
@@ -51,11 +62,14 @@ struct QLayer {
   int64_t macs_per_row() const;  // multiply-accumulates for one execution of the layer
   int64_t out_elems() const;     // t_out * c_out (Linear: c_out)
   int64_t in_elems() const;
+  int64_t weights_per_channel() const;  // -1: the op has no weights (avgpool, attention)
+  size_t requant_channels() const;      // entries of mult/shift: c_out, 2 (attention), 0 (raw int32 output)
+  bool raw_output() const;              // the int32 accumulator itself (the last layer), not requantised
   kernels::requant_params requant() const;
 };
 
 struct QuantModel {
-  std::string arch = "student";
+  std::string arch = "student";    // "student" or "teacher"
   std::string calib;               // "minmax" or "percentile"
   std::string source;              // checkpoint the model came from
   RowNorm norm;                    // present: apply it; absent: z-score each recording itself
@@ -77,9 +91,11 @@ struct QuantOptions {
   bool gptq = true;
 };
 // The documented default choice (docs/MCU.md): which tensors are int16.
-std::map<std::string, int> default_layer_bits();
+// arch "teacher": every tensor int16 (docs/MCU.md, "Teacher").
+std::map<std::string, int> default_layer_bits(const std::string& arch = "student");
 
-// Calibrates on `calib_windows` (n, 4, 256), already normalised, and quantises. Student only.
+// Calibrates on `calib_windows` (n, 4, 256), already normalised, and quantises. Student or
+// teacher (regression head).
 QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib_windows, int64_t n,
                           const QuantOptions& opt, const std::string& source = "");
 
@@ -89,7 +105,7 @@ std::vector<int16_t> quantize_input(const QuantModel& q, const float* x, int64_t
 std::vector<int32_t> simulate(const QuantModel& q, const int16_t* qin, int64_t n);
 // Convenience: normalised float windows -> heart rates (BPM) through the integer model.
 std::vector<float> predict_quantized(const QuantModel& q, const float* x, int64_t n);
-// Float forward through the SAME reference loops with ArithFloat<float> (student):
+// Float forward through the SAME reference loops with ArithFloat<float> (student or teacher):
 // heart rate per window; should equal PulseModel::predict to float rounding.
 std::vector<float> predict_float_ref(PulseModel& m, const float* x, int64_t n);
 

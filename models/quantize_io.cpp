@@ -19,6 +19,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "engine/kernels/attention.h"
 #include "engine/kernels/conv1d.h"
 #include "engine/kernels/linear.h"
 #include "engine/kernels/modality_conv.h"
@@ -43,6 +44,9 @@ const char* qop_name(QOp op) {
     case QOp::AvgPool: return "avgpool";
     case QOp::ModalityConv: return "modality_conv";
     case QOp::Linear: return "linear";
+    case QOp::AttnInProj: return "attn_in_proj";
+    case QOp::Attention: return "attention";
+    case QOp::LayerNorm: return "layer_norm";
   }
   return "?";
 }
@@ -52,18 +56,50 @@ int QLayer::t_out() const {
     case QOp::Conv: return k::conv1d_out_len(t_in, k::conv1d_params{c_in, c_out, kernel, 1, pad, dilation, 1});
     case QOp::AvgPool: return k::pool1d_out_len(t_in, k::pool1d_params{pool, pool, 1});
     case QOp::ModalityConv: return t_in;
-    case QOp::Linear: return 1;
+    case QOp::Linear: return t_in;  // tokens (1: one flattened vector)
+    case QOp::AttnInProj: return c_in;  // the query tokens (one per channel of the PPG row)
+    case QOp::Attention: return t_in;
+    case QOp::LayerNorm: return t_in;
   }
   return 0;
 }
-int64_t QLayer::out_elems() const { return int64_t(t_out()) * c_out; }
-int64_t QLayer::in_elems() const { return int64_t(t_in) * c_in * (op == QOp::ModalityConv ? rows : 1); }
+int64_t QLayer::out_elems() const {
+  // q (c_in, t_in) then kv ((rows - 1) c_in, 2 t_in)
+  if (op == QOp::AttnInProj) return int64_t(c_in) * t_in * (2 * int64_t(rows) - 1);
+  return int64_t(t_out()) * c_out;
+}
+int64_t QLayer::in_elems() const {
+  if (op == QOp::ModalityConv || op == QOp::AttnInProj) return int64_t(t_in) * c_in * rows;
+  if (op == QOp::Attention) return int64_t(t_in) * c_in * (2 * int64_t(rows) - 1);  // q + kv
+  return int64_t(t_in) * c_in;
+}
+int64_t QLayer::weights_per_channel() const {
+  switch (op) {
+    case QOp::Conv: return int64_t(c_in) * kernel;
+    case QOp::ModalityConv: return int64_t(c_in) * rows;
+    case QOp::Linear: return c_in;
+    case QOp::AttnInProj: return t_in;  // in_proj_weight (3E, E), E = t_in
+    case QOp::LayerNorm: return 1;      // gamma, one per channel
+    case QOp::AvgPool:
+    case QOp::Attention: return -1;
+  }
+  return -1;
+}
+// int32 outputs are raw accumulators except the attention's q/k/v (requantised, 24-bit clamp)
+bool QLayer::raw_output() const { return out.bits == 32 && op != QOp::AttnInProj; }
+size_t QLayer::requant_channels() const {
+  if (op == QOp::AvgPool || raw_output()) return 0;
+  return op == QOp::Attention ? 2 : size_t(c_out);
+}
 int64_t QLayer::macs_per_row() const {
   switch (op) {
     case QOp::Conv: return int64_t(t_out()) * c_out * kernel * c_in;
     case QOp::AvgPool: return 0;
     case QOp::ModalityConv: return int64_t(t_in) * c_out * rows * c_in;
-    case QOp::Linear: return int64_t(c_out) * c_in;
+    case QOp::Linear: return int64_t(t_in) * c_out * c_in;
+    case QOp::AttnInProj: return int64_t(c_in) * t_in * t_in * (2 * int64_t(rows) - 1);
+    case QOp::Attention: return 2 * int64_t(t_in) * (int64_t(rows) - 1) * t_in * c_in;  // QK^T and P.V
+    case QOp::LayerNorm: return int64_t(t_in) * c_in;  // the gamma products
   }
   return 0;
 }
@@ -114,11 +150,28 @@ void run_layer_t(const QLayer& L, const In* x, Out* y) {
       k::modality_conv_fwd_ref<A>(y, x, L.w.data(), L.bias.data(), k::modality_conv_params{L.rows, L.t_in, L.c_in, L.c_out}, rq);
       break;
     case QOp::Linear:
-      k::linear_fwd_ref<A>(y, x, L.w.data(), L.bias.data(), 1, L.c_in, L.c_out, rq);
+      k::linear_fwd_ref<A>(y, x, L.w.data(), L.bias.data(), L.t_in, L.c_in, L.c_out, rq);
+      break;
+    case QOp::AttnInProj:
+      k::attn_in_proj_fwd_ref<A>(y, x, L.w.data(), L.bias.data(), L.rows, L.t_in, L.c_in, rq);
+      break;
+    case QOp::LayerNorm:
+      k::layernorm_fwd_int<In, Out>(y, x, L.w.data(), L.bias.data(), L.t_in, L.c_in, L.norm_eps, rq);
       break;
     case QOp::AvgPool:
+    case QOp::Attention:
       break;
   }
+}
+
+// Attention: int32 q/kv in, int16 ctx out (validate_quant_model).
+void run_attention(const QLayer& L, const int32_t* x, int16_t* y) {
+  const size_t lk = size_t(L.rows - 1) * size_t(L.t_in);
+  std::vector<int64_t> scores(lk);
+  std::vector<int32_t> scratch(2 * lk);  // reduced scores, exponentials
+  std::vector<int16_t> probs(lk);
+  k::attention_fwd_int<int16_t>(y, x, x + size_t(L.t_in) * L.c_in, scores.data(), scratch.data(), probs.data(), L.t_in,
+                                int32_t(lk), L.c_in, L.heads, L.mult[0], L.shift[0], L.mult[1], L.shift[1], L.act_min, L.act_max);
 }
 
 template <class In>
@@ -133,6 +186,10 @@ void run_layer(const QLayer& L, const Act& x, size_t x_off, Act& y) {
     const k::pool1d_params pp{L.pool, L.pool, 1};
     if (x.bits == 8) k::avgpool1d_fwd_int<int8_t>(y.b8.data(), x.b8.data() + x_off, L.t_in, L.c_in, pp);
     else k::avgpool1d_fwd_int<int16_t>(y.b16.data(), x.b16.data() + x_off, L.t_in, L.c_in, pp);
+    return;
+  }
+  if (L.op == QOp::Attention) {
+    run_attention(L, x.b32.data() + x_off, y.b16.data());
     return;
   }
   if (x.bits == 8) run_layer_in<int8_t>(L, x.b8.data() + x_off, y);
@@ -195,7 +252,8 @@ std::vector<float> predict_quantized(const QuantModel& q, const float* x, int64_
 
 int64_t quant_param_bytes(const QuantModel& q) {
   int64_t b = 0;
-  for (auto& L : q.layers) b += int64_t(L.w.size()) + 4 * int64_t(L.bias.size() + L.mult.size() + L.shift.size());
+  for (auto& L : q.layers)
+    b += int64_t(L.w.size()) + 4 * int64_t(L.bias.size() + L.mult.size() + L.shift.size()) + (L.op == QOp::LayerNorm ? 8 : 0);
   return b;
 }
 
@@ -230,10 +288,33 @@ void check_qtensor(const QTensor& t, const std::string& what, const std::string&
   if (t.bits != 8 && t.zp != 0) bad(what, where + ": int" + s(t.bits) + " zero point must be 0, is " + s(t.zp));
 }
 
+// The attention layer i against its attn_in_proj (layer i - 1): shapes, int32 q/kv, int16 ctx,
+// and the bounds of the integer attention (attention.h): with |q|, |k|, |v| <= A, score
+// differences 2 dh A^2 < 2^(31 + kScoreShift) and P.V sums A (2^15 + keys) < 2^(31 + kPvShift)
+// fit int32 after their shifts.
+void check_attention(const QuantModel& q, int i, const std::string& what, const std::string& where) {
+  const QLayer& L = q.layers[size_t(i)];
+  const QLayer& P = q.layers[size_t(i) - 1];
+  if (L.t_in != P.c_in || L.c_in != P.t_in || L.rows != P.rows || L.c_out != L.c_in)
+    bad(what, where + ": attention must have t_in " + s(P.c_in) + " (query tokens), c_in = c_out " + s(P.t_in) + " (embedding), rows " +
+                  s(P.rows) + " as its attn_in_proj");
+  if (L.heads < 1 || L.heads > L.c_in || L.c_in % L.heads != 0)
+    bad(what, where + ": heads " + s(L.heads) + " must divide the embedding " + s(L.c_in));
+  const int64_t keys = int64_t(L.rows - 1) * L.t_in;
+  if (keys > k::kSoftmaxMaxKeys) bad(what, where + ": " + s(keys) + " keys, at most " + s(k::kSoftmaxMaxKeys));
+  if (L.in.bits != 32 || L.out.bits != 16) bad(what, where + ": attention input must be int32 and its output int16");
+  const int64_t a = std::max(std::llabs(int64_t(P.act_min)), std::llabs(int64_t(P.act_max)));
+  const int64_t dh = L.c_in / L.heads;
+  // a <= 2^31 and dh <= 4096: 2 dh a^2 as a double is exact enough for the comparison
+  if (2.0 * double(dh) * double(a) * double(a) >= std::ldexp(1.0, 31 + k::kScoreShift) ||
+      a * ((int64_t(1) << k::kProbBits) + keys) >= (int64_t(1) << (31 + k::kPvShift)))
+    bad(what, where + ": q/k/v clamp +-" + s(a) + " of the attn_in_proj lets scores or P.V sums overflow int32 (head dim " + s(dh) + ")");
+}
+
 }  // namespace
 
 void validate_quant_model(const QuantModel& q, const std::string& what) {
-  if (q.arch != "student") bad(what, "arch is '" + q.arch + "', only 'student' is supported");
+  if (q.arch != "student" && q.arch != "teacher") bad(what, "arch is '" + q.arch + "', expected 'student' or 'teacher'");
   if (q.rows != 4) bad(what, "rows is " + s(q.rows) + ", expected 4 (windows are 4 x 256)");
   check_qtensor(q.input, what, "input", false);
   if (!std::isfinite(q.out_scale) || !(q.out_scale > 0)) bad(what, "out_scale must be finite and > 0");
@@ -267,22 +348,35 @@ void validate_quant_model(const QuantModel& q, const std::string& what) {
     in_range("pool", L.pool, 1, kMaxDim);
     in_range("rows", L.rows, 1, 16);
     const bool last = i == nl - 1;
-    check_qtensor(L.in, what, where + " input", false);
-    check_qtensor(L.out, what, where + " output", last);
+    // Structure first. The first layer after the per-row layers fuses the rows: a
+    // modality_conv (student) or the attention's in-projection (teacher).
+    const QOp fuse_op = q.arch == "teacher" ? QOp::AttnInProj : QOp::ModalityConv;
+    if (i == q.row_layers) {
+      if (L.op != fuse_op)
+        bad(what, where + ": the first layer after the per-row layers must be a " + qop_name(fuse_op) + " (arch " + q.arch + ")");
+      if (L.rows != q.rows) bad(what, where + ": rows is " + s(L.rows) + ", expected " + s(q.rows));
+    } else if (L.op == QOp::ModalityConv || L.op == QOp::AttnInProj) {
+      bad(what, where + ": a " + qop_name(L.op) + " may only be the first layer after the per-row layers");
+    }
+    if (L.op == QOp::AttnInProj && (last || q.layers[size_t(i) + 1].op != QOp::Attention))
+      bad(what, where + ": attn_in_proj must be followed by an attention layer");
+    if (L.op == QOp::Attention && (i == 0 || q.layers[size_t(i) - 1].op != QOp::AttnInProj))
+      bad(what, where + ": attention must follow an attn_in_proj layer");
+    // int32 tensors: the raw output of the last layer, and the attention's q/k/v
+    check_qtensor(L.in, what, where + " input", L.op == QOp::Attention);
+    check_qtensor(L.out, what, where + " output", last || L.op == QOp::AttnInProj);
     if (last && L.out.bits != 32) bad(what, where + ": the last layer must output the raw int32 accumulator (bits 32)");
     if (L.in.bits != flow.bits || L.in.zp != flow.zp)
       bad(what, where + ": input is int" + s(L.in.bits) + " zp " + s(L.in.zp) + ", expected int" + s(flow.bits) + " zp " +
                     s(flow.zp) + " (the previous tensor)");
     // Shapes against the previous tensor.
-    if (i == q.row_layers) {
-      if (L.op != QOp::ModalityConv) bad(what, where + ": the first layer after the per-row layers must be a modality_conv");
-      if (L.rows != q.rows) bad(what, where + ": rows is " + s(L.rows) + ", expected " + s(q.rows));
-    } else if (L.op == QOp::ModalityConv) {
-      bad(what, where + ": a modality_conv may only be the first layer after the per-row layers");
-    }
     if (L.op == QOp::Linear) {
-      if (L.t_in != 1 || L.c_in != t * c)
-        bad(what, where + ": linear expects t_in 1 and c_in " + s(t * c) + ", has t_in " + s(L.t_in) + ", c_in " + s(L.c_in));
+      // t_in 1: over the flattened previous tensor; t_in > 1: per token of a (t, c) tensor
+      if (L.t_in == 1 ? L.c_in != t * c : (L.t_in != t || L.c_in != c))
+        bad(what, where + ": linear expects t_in 1 and c_in " + s(t * c) + " (flattened) or t_in " + s(t) + " and c_in " + s(c) +
+                      " (per token), has t_in " + s(L.t_in) + ", c_in " + s(L.c_in));
+    } else if (L.op == QOp::Attention) {
+      check_attention(q, i, what, where);
     } else if (L.t_in != t || L.c_in != c) {
       bad(what, where + ": input is (t " + s(L.t_in) + ", c " + s(L.c_in) + "), the previous tensor is (t " + s(t) + ", c " + s(c) + ")");
     }
@@ -295,29 +389,49 @@ void validate_quant_model(const QuantModel& q, const std::string& what) {
       if (L.c_out != L.c_in) bad(what, where + ": avgpool c_out " + s(L.c_out) + " must equal c_in " + s(L.c_in));
       if (L.out.bits != L.in.bits || L.out.zp != L.in.zp) bad(what, where + ": avgpool output must keep its input's bits and zero point");
       if (last) bad(what, where + ": the last layer cannot be avgpool");
-    } else if (L.op == QOp::ModalityConv) {
+    } else if (L.op == QOp::ModalityConv || L.op == QOp::Linear || L.op == QOp::Attention) {
       t_out = L.t_in;
+    } else if (L.op == QOp::AttnInProj) {
+      t_out = L.c_in;
+      if (L.rows < 2) bad(what, where + ": attn_in_proj needs a query row and at least one key/value row (rows >= 2)");
+      if (int64_t(L.c_out) != 3 * int64_t(L.t_in))
+        bad(what, where + ": attn_in_proj c_out " + s(L.c_out) + " must be 3 x the embedding t_in = " + s(3 * int64_t(L.t_in)));
+      if (L.out.bits != 32) bad(what, where + ": attn_in_proj output must be int32 (q, k, v)");
+    } else if (L.op == QOp::LayerNorm) {
+      t_out = L.t_in;
+      if (L.c_out != L.c_in) bad(what, where + ": layer_norm c_out " + s(L.c_out) + " must equal c_in " + s(L.c_in));
+      if (L.c_in < 2 || L.c_in > k::kLayerNormMaxDim) bad(what, where + ": layer_norm width must be 2.." + s(k::kLayerNormMaxDim));
+      if (L.norm_eps < 1 || L.norm_eps > (int64_t(1) << 62))
+        bad(what, where + ": layer_norm eps_q is " + s(L.norm_eps) + ", expected 1..2^62");
     }
     if (t_out != L.t_out()) bad(what, where + ": internal shape mismatch");
-    if (t_out * L.c_out > kMaxElems || L.in_elems() > kMaxElems) bad(what, where + ": tensor too large (over " + s(kMaxElems) + " values)");
-    if (last && t_out * L.c_out != 1) bad(what, where + ": the last layer must have one output value, has " + s(t_out * L.c_out));
+    if (L.out_elems() > kMaxElems || L.in_elems() > kMaxElems) bad(what, where + ": tensor too large (over " + s(kMaxElems) + " values)");
+    if (last && L.out_elems() != 1) bad(what, where + ": the last layer must have one output value, has " + s(L.out_elems()));
     // Activation clamp.
     if (L.act_min > L.act_max || L.act_min < L.out.qmin() || L.act_max > L.out.qmax())
       bad(what, where + ": act_min/act_max [" + s(L.act_min) + ", " + s(L.act_max) + "] must be an interval inside [" + s(L.out.qmin()) +
                     ", " + s(L.out.qmax()) + "]");
     // Parameters.
-    if (L.op == QOp::AvgPool) {
-      if (!L.w.empty() || !L.bias.empty() || !L.mult.empty() || !L.shift.empty()) bad(what, where + ": avgpool has no parameters");
+    const int64_t per_co = L.weights_per_channel();
+    const size_t nm = L.requant_channels();
+    if (L.mult.size() != nm || L.shift.size() != nm)
+      bad(what, where + ": expected " + s(int64_t(nm)) + " multipliers and shifts, has " + s(int64_t(L.mult.size())) + " and " +
+                    s(int64_t(L.shift.size())));
+    for (size_t j = 0; j < nm; ++j) {
+      const int32_t m = L.mult[j], sh = L.shift[j];
+      const std::string which = (L.op == QOp::Attention ? " " : " of channel ") + s(int64_t(j));
+      if (!(m == 0 || m >= (int32_t(1) << 30)))
+        bad(what, where + ": multiplier" + which + " is " + s(m) + ", expected 0 or [2^30, 2^31)");
+      if (sh < -31 || sh > 30) bad(what, where + ": shift" + which + " is " + s(sh) + ", expected -31..30");
+    }
+    if (per_co < 0) {
+      if (!L.w.empty() || !L.bias.empty() || !L.w_scale.empty()) bad(what, where + ": " + qop_name(L.op) + (L.op == QOp::AvgPool ? " has no parameters" : " has no weights or biases"));
     } else {
-      const int64_t per_co = int64_t(L.c_in) * (L.op == QOp::Conv ? L.kernel : L.op == QOp::ModalityConv ? L.rows : 1);
       if (int64_t(L.c_out) * per_co > kMaxElems) bad(what, where + ": weight tensor too large");
       if (int64_t(L.w.size()) != int64_t(L.c_out) * per_co || L.bias.size() != size_t(L.c_out) || L.w_scale.size() != size_t(L.c_out))
         bad(what, where + ": weight/bias/weight_scale sizes do not match c_out " + s(L.c_out) + " x " + s(per_co));
-      const size_t nm = L.out.bits == 32 ? 0 : size_t(L.c_out);
-      if (L.mult.size() != nm || L.shift.size() != nm)
-        bad(what, where + ": expected " + s(int64_t(nm)) + " multipliers and shifts, has " + s(int64_t(L.mult.size())) + " and " +
-                      s(int64_t(L.shift.size())));
-      const int64_t xmax = L.in.bits == 8 ? 128 : 32768;
+      // layer_norm: the weights multiply the normalised values, |z| < 2^15 (attention.h)
+      const int64_t xmax = L.op == QOp::LayerNorm || L.in.bits != 8 ? 32768 : 128;
       for (int co = 0; co < L.c_out; ++co) {
         int64_t sw = 0;
         const int8_t* w = L.w.data() + co * per_co;
@@ -330,12 +444,6 @@ void validate_quant_model(const QuantModel& q, const std::string& what) {
         if (bound > INT32_MAX)
           bad(what, where + ": channel " + s(co) + " can overflow the int32 accumulator (|bias| + " + s(xmax) + " * sum|w| = " + s(bound) + ")");
         if (!std::isfinite(L.w_scale[size_t(co)])) bad(what, where + ": weight_scale of channel " + s(co) + " is not finite");
-        if (nm) {
-          const int32_t m = L.mult[size_t(co)], sh = L.shift[size_t(co)];
-          if (!(m == 0 || m >= (int32_t(1) << 30)))
-            bad(what, where + ": multiplier of channel " + s(co) + " is " + s(m) + ", expected 0 or [2^30, 2^31)");
-          if (sh < -31 || sh > 30) bad(what, where + ": shift of channel " + s(co) + " is " + s(sh) + ", expected -31..30");
-        }
       }
     }
     // (After the last per-row layer the next one, a modality_conv, sees rows x (t, c).)
@@ -369,10 +477,14 @@ static SafeTensorsFile quant_file_of(const QuantModel& q, const std::string& wha
                       {"kernel", L.kernel}, {"dilation", L.dilation}, {"pad", L.pad}, {"pool", L.pool},
                       {"rows", L.rows}, {"t_in", L.t_in}, {"relu", L.relu}, {"in", qt_json(L.in)},
                       {"out", qt_json(L.out)}, {"act_min", L.act_min}, {"act_max", L.act_max}});
-    if (L.op == QOp::AvgPool) continue;
-    f.tensors[L.name + ".weight"] = tensor_of("I8", L.w);
-    f.tensors[L.name + ".bias_folded"] = tensor_of("I32", L.bias);
-    f.tensors[L.name + ".weight_scale"] = tensor_of("F32", L.w_scale);
+    // fields only the teacher's ops have (older files stay readable)
+    if (L.op == QOp::Attention) layers.back()["heads"] = L.heads;
+    if (L.op == QOp::LayerNorm) layers.back()["eps_q"] = L.norm_eps;
+    if (L.weights_per_channel() >= 0) {
+      f.tensors[L.name + ".weight"] = tensor_of("I8", L.w);
+      f.tensors[L.name + ".bias_folded"] = tensor_of("I32", L.bias);
+      f.tensors[L.name + ".weight_scale"] = tensor_of("F32", L.w_scale);
+    }
     if (!L.mult.empty()) {
       f.tensors[L.name + ".multiplier"] = tensor_of("I32", L.mult);
       f.tensors[L.name + ".shift"] = tensor_of("I32", L.shift);
@@ -409,7 +521,9 @@ struct Reader {
   int64_t i64(const json& j, const std::string& where, const char* key, int64_t lo, int64_t hi) const {
     const json& v = at(j, where, key);
     if (!v.is_number_integer()) bad(what, where + ": field '" + key + "' must be an integer");
-    if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(hi) : (v.get<int64_t>() < lo || v.get<int64_t>() > hi))
+    // (an unsigned JSON value is <= hi <= INT64_MAX once the first test passes)
+    if (v.is_number_unsigned() ? (v.get<uint64_t>() > uint64_t(hi) || int64_t(v.get<uint64_t>()) < lo)
+                               : (v.get<int64_t>() < lo || v.get<int64_t>() > hi))
       bad(what, where + ": field '" + key + "' is " + v.dump() + ", expected " + s(lo) + ".." + s(hi));
     return v.is_number_unsigned() ? int64_t(v.get<uint64_t>()) : v.get<int64_t>();
   }
@@ -460,7 +574,10 @@ QOp qop_from(const std::string& what, const std::string& where, const std::strin
   if (op == "avgpool") return QOp::AvgPool;
   if (op == "modality_conv") return QOp::ModalityConv;
   if (op == "linear") return QOp::Linear;
-  bad(what, where + ": unknown op '" + op + "' (expected conv, avgpool, modality_conv or linear)");
+  if (op == "attn_in_proj") return QOp::AttnInProj;
+  if (op == "attention") return QOp::Attention;
+  if (op == "layer_norm") return QOp::LayerNorm;
+  bad(what, where + ": unknown op '" + op + "' (expected conv, avgpool, modality_conv, linear, attn_in_proj, attention or layer_norm)");
 }
 
 QuantModel quant_model_from(const SafeTensorsFile& f, const std::string& what) {
@@ -518,19 +635,22 @@ QuantModel quant_model_from(const SafeTensorsFile& f, const std::string& what) {
     L.out = rd.qt(rd.at(j, wl, "out"), wl + " output");
     L.act_min = rd.i32(j, wl, "act_min");
     L.act_max = rd.i32(j, wl, "act_max");
-    if (L.op != QOp::AvgPool) {
-      const int64_t per_co = int64_t(L.c_in) * (L.op == QOp::Conv ? L.kernel : L.op == QOp::ModalityConv ? L.rows : 1);
+    if (L.op == QOp::Attention) L.heads = int(rd.i64(j, wl, "heads", 1, kMaxDim));
+    if (L.op == QOp::LayerNorm) L.norm_eps = rd.i64(j, wl, "eps_q", 1, int64_t(1) << 62);
+    const int64_t per_co = L.weights_per_channel();
+    if (per_co >= 0) {
       const int64_t nw = int64_t(L.c_out) * per_co;
       if (nw > kMaxElems) bad(what, wl + ": weight tensor of " + s(nw) + " values is too large");
       L.w = rd.tensor<int8_t>(f, L.name + ".weight", "I8", nw);
       L.bias = rd.tensor<int32_t>(f, L.name + ".bias_folded", "I32", L.c_out);
       L.w_scale = rd.tensor<float>(f, L.name + ".weight_scale", "F32", L.c_out);
       used.insert({L.name + ".weight", L.name + ".bias_folded", L.name + ".weight_scale"});
-      if (L.out.bits != 32) {
-        L.mult = rd.tensor<int32_t>(f, L.name + ".multiplier", "I32", L.c_out);
-        L.shift = rd.tensor<int32_t>(f, L.name + ".shift", "I32", L.c_out);
-        used.insert({L.name + ".multiplier", L.name + ".shift"});
-      }
+    }
+    const int64_t nm = int64_t(L.requant_channels());
+    if (nm > 0) {
+      L.mult = rd.tensor<int32_t>(f, L.name + ".multiplier", "I32", nm);
+      L.shift = rd.tensor<int32_t>(f, L.name + ".shift", "I32", nm);
+      used.insert({L.name + ".multiplier", L.name + ".shift"});
     }
     q.layers.push_back(std::move(L));
   }

@@ -124,3 +124,62 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
     }
   }
 }
+
+TEST_CASE("teacher firmware on QEMU Cortex-M7: every output equals the host integer simulation; mcu-report per layer") {
+  if (!ready()) return;
+  if (!fs::exists(kShared + "/reference/pulse_teacher_fold1.pt")) {
+    MESSAGE("SKIPPED: " << kShared << "/reference/pulse_teacher_fold1.pt (released teacher) is absent");
+    return;
+  }
+  auto model = models::import_torch(kShared + "/reference/pulse_teacher_fold1.pt", "teacher");
+  const data::WindowSet ws = data::load_dataset("spc2015:" + kShared + "/data/ieee-spc2015?extra=0");
+  const std::vector<float> x = models::normalised_windows(ws, models::RowNorm{});
+  // calibrate on every 16th window (the teacher's float forward is 26 M MACs); run the middle
+  // window of every recording on the MCU
+  std::vector<float> cal, sel;
+  for (int64_t i = 0; i < ws.size(); i += 16) cal.insert(cal.end(), x.begin() + i * 1024, x.begin() + (i + 1) * 1024);
+  for (const auto& s : ws.subjects) {
+    const int64_t i = s.first_window + s.num_windows / 2;
+    sel.insert(sel.end(), x.begin() + i * 1024, x.begin() + (i + 1) * 1024);
+  }
+  const int64_t n = int64_t(sel.size() / 1024);
+  models::QuantOptions qo;
+  qo.bits = models::default_layer_bits("teacher");
+  qo.gptq = false;  // rounding does not matter for host-vs-firmware equality; keeps the test fast
+  const models::QuantModel q = models::quantize_model(*model, models::RowNorm{}, cal.data(), int64_t(cal.size() / 1024), qo);
+  REQUIRE(q.arch == "teacher");
+  const std::vector<int16_t> qin = models::quantize_input(q, sel.data(), n);
+  const std::vector<int32_t> host = models::simulate(q, qin.data(), n);
+  const fs::path dir = fs::path(PULSEKD_BINARY_DIR) / "test_mcu_teacher_m7";
+  fs::remove_all(dir);
+  const models::McuExport e = models::export_mcu(q, "m7", dir.string(), PULSEKD_SOURCE_DIR);
+  const std::vector<int32_t> mcu = models::mcu_run(dir.string(), "m7", qin.data(), n);
+  int mismatches = 0;
+  for (int64_t i = 0; i < n; ++i) mismatches += mcu[size_t(i)] != host[size_t(i)];
+  CHECK(mismatches == 0);
+  MESSAGE("teacher m7: " << n << " windows, " << n - mismatches << " bit-exact; arena " << e.arena_bytes << " B, const data "
+                         << e.weight_bytes << " B");
+  // mcu-report on the first of those windows: every layer counted, the counts add up
+  {
+    std::ofstream f(dir / "input.bin", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(qin.data()), std::streamsize(qin.size() * 2));
+  }
+  models::McuReportOptions ro;
+  ro.cores = {"m7"};
+  const std::vector<models::McuCoreReport> rs = models::mcu_report(dir.string(), ro);
+  REQUIRE(rs.size() == 1);
+  REQUIRE(rs[0].layers.size() == q.layers.size());
+  int64_t sum = rs[0].input_copy_instructions;
+  for (auto& L : rs[0].layers) {
+    CHECK(L.instructions > 0);
+    sum += L.instructions;
+    MESSAGE(L.name << " (" << L.kernel_fn << "): " << L.instructions << " instructions, " << L.macs << " MACs");
+  }
+  CHECK(sum <= rs[0].instructions);
+  CHECK(sum >= rs[0].instructions - 200);
+  CHECK(rs[0].flash_bytes() > e.weight_bytes);
+  CHECK(rs[0].flash_bytes() < 4 * 1024 * 1024);  // mps2-an500 flash
+  CHECK(rs[0].stack_peak > 0);
+  MESSAGE("mcu-report m7: " << rs[0].instructions << " instructions per window, flash " << rs[0].flash_bytes() << " B, RAM "
+                            << rs[0].ram_bytes() << " B (stack peak " << rs[0].stack_peak << ")");
+}

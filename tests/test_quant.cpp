@@ -10,11 +10,13 @@
 
 #include "datasets/folds.h"
 #include "datasets/registry.h"
+#include "engine/kernels/attention.h"
 #include "engine/kernels/conv1d.h"
 #include "engine/kernels/fixed_point.h"
 #include "engine/kernels/int_dsp.h"
 #include "engine/kernels/linear.h"
 #include "engine/kernels/modality_conv.h"
+#include "engine/kernels/norm.h"
 #include "engine/kernels/pool1d_int.h"
 #include "kd/evaluate.h"
 #include "models/checkpoint.h"
@@ -154,11 +156,42 @@ TEST_CASE("DSP (SXTB16/SMLAD) variants are bit-exact with the reference loops") 
 }
 
 static const std::string kShared = PULSEKD_SHARED_DIR;
-static bool have_shared() {
-  if (fs::exists(kShared + "/reference/pulse_student_fold1.pt") && fs::exists(kShared + "/data/ieee-spc2015")) return true;
-  MESSAGE("SKIPPED: " << kShared << " (released student, SPC 2015) is absent");
+static bool have_shared(const std::string& arch = "student") {
+  if (fs::exists(kShared + "/reference/pulse_" + arch + "_fold1.pt") && fs::exists(kShared + "/data/ieee-spc2015")) return true;
+  MESSAGE("SKIPPED: " << kShared << " (released " << arch << ", SPC 2015) is absent");
   return false;
 }
+
+namespace {
+// The float model (the engine's forward) against the quantised one on every window of ws.
+struct FloatVsInt {
+  std::vector<float> hr_float, hr_int;
+  double mae_float = 0, mae_int = 0;  // mean over recordings
+  double mean_abs_diff = 0;           // mean |HR_int - HR_float| per window
+};
+FloatVsInt float_vs_int(models::PulseModel& model, const models::QuantModel& q, const data::WindowSet& ws,
+                        const std::vector<float>& x) {
+  FloatVsInt r;
+  const int64_t n = ws.size();
+  std::vector<float> tmp;
+  for (int64_t s = 0; s < n; s += 256) {
+    model.predict(x.data() + s * 1024, std::min<int64_t>(256, n - s), tmp);
+    r.hr_float.insert(r.hr_float.end(), tmp.begin(), tmp.end());
+  }
+  r.hr_int = models::predict_quantized(q, x.data(), n);
+  for (const auto& sub : ws.subjects) {
+    const auto b = long(sub.first_window), e = long(sub.first_window + sub.num_windows);
+    const std::vector<float> t(ws.hr.begin() + b, ws.hr.begin() + e);
+    r.mae_float += kd::compute_metrics(std::vector<float>(r.hr_float.begin() + b, r.hr_float.begin() + e), t).mae;
+    r.mae_int += kd::compute_metrics(std::vector<float>(r.hr_int.begin() + b, r.hr_int.begin() + e), t).mae;
+  }
+  r.mae_float /= double(ws.subjects.size());
+  r.mae_int /= double(ws.subjects.size());
+  for (int64_t i = 0; i < n; ++i) r.mean_abs_diff += std::fabs(double(r.hr_int[size_t(i)]) - double(r.hr_float[size_t(i)]));
+  r.mean_abs_diff /= double(n);
+  return r;
+}
+}  // namespace
 
 TEST_CASE("released student quantised: MAE within 0.15 BPM of float, mean per-window difference <= 0.3 BPM") {
   if (!have_shared()) return;
@@ -166,33 +199,16 @@ TEST_CASE("released student quantised: MAE within 0.15 BPM of float, mean per-wi
   const data::WindowSet ws = data::load_dataset("spc2015:" + kShared + "/data/ieee-spc2015");
   const std::vector<float> x = models::normalised_windows(ws, models::RowNorm{});
   const int64_t n = ws.size();
-  // the float forward through the shared reference loops equals the engine's
-  std::vector<float> hf, tmp;
-  for (int64_t s = 0; s < n; s += 256) {
-    model->predict(x.data() + s * 1024, std::min<int64_t>(256, n - s), tmp);
-    hf.insert(hf.end(), tmp.begin(), tmp.end());
-  }
-  const std::vector<float> hr_ref = models::predict_float_ref(*model, x.data(), 16);
-  for (int i = 0; i < 16; ++i) CHECK(std::fabs(hr_ref[size_t(i)] - hf[size_t(i)]) < 1e-3);
-
   models::QuantOptions qo;
   qo.bits = models::default_layer_bits();
   const models::QuantModel q = models::quantize_model(*model, models::RowNorm{}, x.data(), n, qo);
-  const std::vector<float> hq = models::predict_quantized(q, x.data(), n);
-  double mf = 0, mq = 0, d = 0;
-  for (const auto& sub : ws.subjects) {
-    const auto b = long(sub.first_window), e = long(sub.first_window + sub.num_windows);
-    const std::vector<float> t(ws.hr.begin() + b, ws.hr.begin() + e);
-    mf += kd::compute_metrics(std::vector<float>(hf.begin() + b, hf.begin() + e), t).mae;
-    mq += kd::compute_metrics(std::vector<float>(hq.begin() + b, hq.begin() + e), t).mae;
-  }
-  mf /= double(ws.subjects.size());
-  mq /= double(ws.subjects.size());
-  for (int64_t i = 0; i < n; ++i) d += std::fabs(double(hq[size_t(i)]) - double(hf[size_t(i)]));
-  d /= double(n);
-  MESSAGE("float MAE " << mf << ", integer MAE " << mq << ", mean |HR_int - HR_float| " << d);
-  CHECK(std::fabs(mq - mf) <= 0.15);
-  CHECK(d <= 0.3);
+  const FloatVsInt r = float_vs_int(*model, q, ws, x);
+  // the float forward through the shared reference loops equals the engine's
+  const std::vector<float> hr_ref = models::predict_float_ref(*model, x.data(), 16);
+  for (int i = 0; i < 16; ++i) CHECK(std::fabs(hr_ref[size_t(i)] - r.hr_float[size_t(i)]) < 1e-3);
+  MESSAGE("float MAE " << r.mae_float << ", integer MAE " << r.mae_int << ", mean |HR_int - HR_float| " << r.mean_abs_diff);
+  CHECK(std::fabs(r.mae_int - r.mae_float) <= 0.15);
+  CHECK(r.mean_abs_diff <= 0.3);
 
   // file round trip: identical integers
   const std::string path = std::string(PULSEKD_BINARY_DIR) + "/test_quant_student.safetensors";
@@ -332,4 +348,214 @@ TEST_CASE("requant_output_fast and dsp_requant_row equal requant_output (shift <
       }
   CHECK(bad == 0);
   MESSAGE(n << " (acc, multiplier, shift, clamp) cases compared");
+}
+
+// ---------------------------------------------------------------------------------------
+// Teacher: integer softmax, attention and LayerNorm (engine/kernels/attention.h)
+
+namespace {
+// real multiplier m > 0 -> (M in [2^30, 2^31), shift), m = M 2^(shift - 31) (as models/quantize.cpp)
+void to_q31(double m, int32_t& mult, int32_t& shift) {
+  int e = 0;
+  int64_t q = std::llround(std::frexp(m, &e) * double(int64_t(1) << 31));
+  if (q == (int64_t(1) << 31)) q /= 2, ++e;
+  mult = int32_t(q);
+  shift = e;
+}
+std::vector<double> softmax_f(const std::vector<double>& x) {
+  double mx = x[0], s = 0;
+  for (double v : x) mx = std::max(mx, v);
+  std::vector<double> p(x.size());
+  for (size_t i = 0; i < x.size(); ++i) s += (p[i] = std::exp(x[i] - mx));
+  for (double& v : p) v /= s;
+  return p;
+}
+}  // namespace
+
+TEST_CASE("exp2 table and fixed-point 2^-x: every entry and 4,002 points against exp2") {
+  for (int i = 0; i <= 64; ++i) CHECK(exp2_neg_table(i) == std::llround(std::ldexp(std::exp2(-i / 64.0), 30)));
+  double worst = 0;
+  for (int32_t x = 0; x < (8 << 16); x += 131) {
+    const double ref = std::ldexp(std::exp2(-x / 65536.0), 30);
+    worst = std::max(worst, std::fabs(exp2_neg_q16(x) - ref) / ref);
+  }
+  MESSAGE("worst relative error of exp2_neg_q16 on [0, 8): " << worst);
+  CHECK(worst < 2e-5);
+  CHECK(exp2_neg_q16(0) == (1 << 30));
+  CHECK(exp2_neg_q16(1 << 16) == (1 << 29));
+  CHECK(exp2_neg_q16(31 << 16) == 0);
+  CHECK(exp2_neg_q16(INT32_MAX) == 0);  // saturated exponent: weight 0, no UB
+}
+
+TEST_CASE("integer softmax against float: random rows, all-equal scores, one dominant score, saturation") {
+  std::mt19937 rng(21);
+  const double S = 1e-3;  // score units
+  int32_t em, es;
+  to_q31(S / std::log(2.0) * 65536.0, em, es);
+  std::vector<int32_t> s(192), e(192);
+  std::vector<int16_t> p(192);
+  double worst = 0;
+  for (int it = 0; it < 50; ++it) {
+    std::uniform_real_distribution<double> u(-8.0 - it * 0.2, 8.0 + it * 0.2);
+    std::vector<double> xf(192);
+    for (size_t i = 0; i < s.size(); ++i) s[i] = int32_t(std::lround((xf[i] = u(rng)) / S)), xf[i] = s[i] * S;
+    softmax_int(p.data(), s.data(), e.data(), 192, em, es);
+    const std::vector<double> pf = softmax_f(xf);
+    int64_t sum = 0;
+    for (size_t i = 0; i < s.size(); ++i) {
+      worst = std::max(worst, std::fabs(p[i] / 32768.0 - pf[i]));
+      sum += p[i];
+    }
+    CHECK(std::llabs(sum - 32768) <= 96 + 1);  // one rounding (<= 1/2) per probability, the clamp
+  }
+  MESSAGE("worst |p_int - p_float| over 50 random rows of 192: " << worst);
+  CHECK(worst < 4e-5);  // Q15 step 3.1e-5 (half of it from rounding), table interpolation 1.5e-5 relative
+
+  // all equal: exactly 1/192 each, rounded (32768 / 192 = 170.67)
+  std::fill(s.begin(), s.end(), 12345);
+  softmax_int(p.data(), s.data(), e.data(), 192, em, es);
+  for (int16_t v : p) CHECK(v == 171);
+  // one dominant score (30 units above the rest): probability 1 (clamped to 32767), the rest 0
+  std::fill(s.begin(), s.end(), -5000);
+  s[17] = 25000;
+  softmax_int(p.data(), s.data(), e.data(), 192, em, es);
+  CHECK(p[17] == 32767);
+  CHECK(p[0] == 0);
+  // saturation: differences near 2^31 with a large multiplier saturate the exponent to weight 0
+  int32_t big_m, big_s;
+  to_q31(1000.0, big_m, big_s);
+  std::fill(s.begin(), s.end(), -1073741823);
+  s[3] = 1073741823;
+  s[4] = 1073741822;  // one unit below: weight 2^(-1000 / 65536), nearly equal
+  softmax_int(p.data(), s.data(), e.data(), 192, big_m, big_s);
+  CHECK(std::abs(p[3] - 16384) <= 100);
+  CHECK(std::abs(p[4] - 16384) <= 100);
+  CHECK(p[0] == 0);
+  // a single key: probability 1
+  softmax_int(p.data(), s.data(), e.data(), 1, em, es);
+  CHECK(p[0] == 32767);
+}
+
+TEST_CASE("integer attention (4 heads, 192 keys, 24-bit q/k/v) against the float attention on dequantised inputs") {
+  const int lq = 64, lk = 192, e = 16, heads = 4, A = (1 << 23) - 1;
+  std::vector<int32_t> q(size_t(lq) * e), kv(size_t(lk) * 2 * e), scratch(size_t(2 * lk));
+  std::vector<int64_t> scores(static_cast<size_t>(lk));
+  std::vector<int16_t> ctx(size_t(lq) * e), probs(static_cast<size_t>(lk));
+  std::vector<float> qf(q.size()), kvf(kv.size()), ctxf(ctx.size()), sf(static_cast<size_t>(lk));
+  // two score ranges: soft (|score| <= 4.5) and sharp (|score| <= 450, nearly one-hot rows),
+  // and the extreme +-A everywhere (the validator's bound: no overflow)
+  for (const double range : {3.0, 30.0}) {
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<int> qk(-A, A);
+    const double s_q = range / A, s_k = range / A, s_v = 1.0 / A, s_ctx = 1.0 / 32767;
+    for (size_t i = 0; i < q.size(); ++i) qf[i] = float(s_q * (q[i] = qk(rng)));
+    for (size_t i = 0; i < kv.size(); ++i) kvf[i] = float(((i / e) % 2 ? s_v : s_k) * (kv[i] = qk(rng)));
+    int32_t em, es, pm, ps;
+    to_q31(std::ldexp(s_q * s_k, kScoreShift) / 2.0 / std::log(2.0) * 65536.0, em, es);
+    to_q31(std::ldexp(s_v, kPvShift - 15) / s_ctx, pm, ps);
+    attention_fwd_int<int16_t>(ctx.data(), q.data(), kv.data(), scores.data(), scratch.data(), probs.data(), lq, lk, e, heads, em,
+                               es, pm, ps, -32768, 32767);
+    attention_fwd_ref<float>(ctxf.data(), qf.data(), kvf.data(), sf.data(), lq, lk, e, heads);
+    double worst = 0;
+    for (size_t i = 0; i < ctx.size(); ++i) worst = std::max(worst, std::fabs(ctx[i] * s_ctx - ctxf[i]));
+    MESSAGE("q/k range " << range << ": worst |ctx_int - ctx_float| (|v| <= 1): " << worst);
+    CHECK(worst < 5e-4);  // output step 3e-5, probabilities Q15 (soft rows: 192 of them summed)
+    std::fill(q.begin(), q.end(), A);
+    std::fill(kv.begin(), kv.end(), -A);
+    attention_fwd_int<int16_t>(ctx.data(), q.data(), kv.data(), scores.data(), scratch.data(), probs.data(), lq, lk, e, heads, em,
+                               es, pm, ps, -32768, 32767);
+    CHECK(std::abs(ctx[0] * s_ctx + 1.0) < 1e-3);  // all-equal scores: the mean of v = -1
+  }
+}
+
+TEST_CASE("integer LayerNorm against float: random tokens, constant token, eps-dominated, zero-point shift, saturation") {
+  std::mt19937 rng(9);
+  const int d = 16, n = 200;
+  const double s_a = 2e-4, eps = 1e-5, s_out = 8.0 / 32767;
+  std::uniform_real_distribution<double> gd(0.3, 2.0), bd(-1.0, 1.0);
+  std::vector<float> gam(d), bet(d);
+  std::vector<int8_t> w(d);
+  std::vector<int32_t> b(d), mult(d), shift(d);
+  for (int i = 0; i < d; ++i) {
+    gam[size_t(i)] = float(gd(rng) * (i % 3 ? 1 : -1));
+    bet[size_t(i)] = float(bd(rng));
+    // as models/quantize.cpp: gamma exactly +-127 at scale |gamma| / 127, input scale sqrt(d) 2^-15
+    const double sw = std::fabs(gam[size_t(i)]) / 127.0, s_in = std::sqrt(double(d)) / 32768.0;
+    w[size_t(i)] = int8_t(gam[size_t(i)] > 0 ? 127 : -127);
+    b[size_t(i)] = int32_t(std::lround(bet[size_t(i)] / (s_in * sw)));
+    to_q31(s_in * sw / s_out, mult[size_t(i)], shift[size_t(i)]);
+  }
+  const requant_params rq{0, 0, mult.data(), shift.data(), -32768, 32767};
+  const int64_t eps_q = std::llround(double(d) * d * d * eps / (s_a * s_a));
+  auto check_tokens = [&](const std::vector<int16_t>& x, double tol) {
+    std::vector<int16_t> y(x.size());
+    std::vector<float> xf(x.size()), yf(x.size());
+    for (size_t i = 0; i < x.size(); ++i) xf[i] = float(s_a * x[i]);
+    const int rows = int(x.size()) / d;
+    layernorm_fwd_int<int16_t, int16_t>(y.data(), x.data(), w.data(), b.data(), rows, d, eps_q, rq);
+    layernorm_fwd_ref<float>(yf.data(), nullptr, nullptr, xf.data(), gam.data(), bet.data(), size_t(rows), d, float(eps));
+    double worst = 0;
+    for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::fabs(y[i] * s_out - yf[i]));
+    CHECK(worst < tol);
+    return y;
+  };
+  std::uniform_int_distribution<int> xd(-32768, 32767);
+  std::vector<int16_t> x(size_t(n) * d);
+  for (auto& v : x) v = int16_t(xd(rng));
+  check_tokens(x, 1.5e-3);  // z step 2^-15 sqrt(16), output step 2.4e-4
+  // constant token: the output is beta exactly up to its rounding
+  const std::vector<int16_t> y = check_tokens(std::vector<int16_t>(d, 1000), 5e-4);
+  for (int i = 0; i < d; ++i) CHECK(std::fabs(y[size_t(i)] * s_out - bet[size_t(i)]) < 3e-4);
+  // deviations comparable to eps (x = 1000 + {0, 1, 2}): eps dominates the variance
+  std::vector<int16_t> small(d);
+  for (int i = 0; i < d; ++i) small[size_t(i)] = int16_t(1000 + i % 3);
+  check_tokens(small, 1.5e-3);
+  // a constant shift of the input (what an int8 zero point is) changes nothing
+  std::vector<int16_t> shifted(x.begin(), x.begin() + 16 * d), y1(shifted.size()), y2(shifted.size());
+  for (auto& v : shifted) v = int16_t(v / 2);
+  std::vector<int16_t> plus(shifted);
+  for (auto& v : plus) v = int16_t(v + 7000);
+  layernorm_fwd_int<int16_t, int16_t>(y1.data(), shifted.data(), w.data(), b.data(), 16, d, eps_q, rq);
+  layernorm_fwd_int<int16_t, int16_t>(y2.data(), plus.data(), w.data(), b.data(), 16, d, eps_q, rq);
+  CHECK(y1 == y2);
+  // saturation: an int8 output whose scale is far too small clamps to the type's range
+  std::vector<int32_t> m8(d), s8(d);
+  for (int i = 0; i < d; ++i) to_q31(std::sqrt(double(d)) / 32768.0 * std::fabs(gam[size_t(i)]) / 127.0 / 1e-3, m8[size_t(i)], s8[size_t(i)]);
+  const requant_params rq8{0, -3, m8.data(), s8.data(), -128, 127};
+  std::vector<int8_t> y8(static_cast<size_t>(d));
+  std::vector<int16_t> spike(d, 0);
+  spike[0] = 30000;  // normalised value sqrt(15): far beyond 127 * 1e-3
+  layernorm_fwd_int<int16_t, int8_t>(y8.data(), spike.data(), w.data(), b.data(), 1, d, eps_q, rq8);
+  CHECK(int(y8[0]) == (gam[0] > 0 ? 127 : -128));
+  CHECK(isqrt_u64(0) == 0);
+  CHECK(isqrt_u64(15) == 3);
+  CHECK(isqrt_u64(16) == 4);
+  CHECK(isqrt_u64((uint64_t(1) << 62) - 1) == (int64_t(1) << 31) - 1);
+}
+
+TEST_CASE("released teacher quantised: host simulation vs float on the SPC 2015 windows (extra=0)") {
+  if (!have_shared("teacher")) return;
+  auto model = models::import_torch(kShared + "/reference/pulse_teacher_fold1.pt", "teacher");
+  const data::WindowSet ws = data::load_dataset("spc2015:" + kShared + "/data/ieee-spc2015?extra=0");
+  const std::vector<float> x = models::normalised_windows(ws, models::RowNorm{});
+  const int64_t n = ws.size();
+  models::QuantOptions qo;  // as `pulsekd quantize` does for a teacher
+  qo.bits = models::default_layer_bits("teacher");
+  const models::QuantModel q = models::quantize_model(*model, models::RowNorm{}, x.data(), n, qo);
+  CHECK(q.arch == "teacher");
+  const FloatVsInt r = float_vs_int(*model, q, ws, x);
+  // the float forward through the shared reference loops (attention.h included) equals the engine's
+  const std::vector<float> hr_ref = models::predict_float_ref(*model, x.data(), 8);
+  for (int i = 0; i < 8; ++i) CHECK(std::fabs(hr_ref[size_t(i)] - r.hr_float[size_t(i)]) < 1e-3);
+  MESSAGE("teacher: float MAE " << r.mae_float << ", integer MAE " << r.mae_int << ", mean |HR_int - HR_float| " << r.mean_abs_diff);
+  // the issue's targets (measured: MAE +0.032, per-window 0.184 BPM; docs/MCU.md)
+  CHECK(std::fabs(r.mae_int - r.mae_float) <= 0.15);
+  CHECK(r.mean_abs_diff <= 0.3);
+  CHECK(r.mean_abs_diff > 0.1);  // a real integer model, not the float one
+
+  const std::string path = std::string(PULSEKD_BINARY_DIR) + "/test_quant_teacher.safetensors";
+  models::save_quant_model(path, q);
+  const models::QuantModel q2 = models::load_quant_model(path);
+  const std::vector<int16_t> qi = models::quantize_input(q, x.data(), 4);
+  CHECK(models::simulate(q, qi.data(), 4) == models::simulate(q2, qi.data(), 4));
 }

@@ -77,9 +77,46 @@ models::QuantModel tiny_model() {
   return q;
 }
 
-std::vector<uint8_t> tiny_bytes() {
+// A tiny teacher-like model: conv -> pool per row (16 steps, 4 channels), then the attention
+// part (attn_in_proj, attention with 4 heads over 12 keys, per-token out-projection, layer_norm)
+// and the output layer over the flattened 4 x 16 tokens.
+models::QuantModel tiny_teacher() {
+  models::QuantModel q = tiny_model();
+  q.arch = "teacher";
+  q.layers.resize(2);
+  q.layers[1].pool = q.layers[1].kernel = 16;
+  std::mt19937 rng(8);
+  std::uniform_int_distribution<int> wd(-127, 127), bd(-2000, 2000);
+  auto layer = [&](const char* name, models::QOp op, int t_in, int c_in, int c_out, models::QTensor in, models::QTensor out) {
+    models::QLayer L;
+    L.name = name;
+    L.op = op;
+    L.rows = 4;
+    L.t_in = t_in, L.c_in = c_in, L.c_out = c_out;
+    L.in = in, L.out = out;
+    L.act_min = out.qmin(), L.act_max = out.qmax();
+    const int64_t per = L.weights_per_channel();
+    for (int64_t i = 0; per >= 0 && i < int64_t(c_out) * per; ++i) L.w.push_back(int8_t(wd(rng)));
+    for (int co = 0; per >= 0 && co < c_out; ++co) L.bias.push_back(bd(rng)), L.w_scale.push_back(0.01f);
+    for (size_t co = 0; co < L.requant_channels(); ++co) L.mult.push_back((1 << 30) + int(co) * 4321), L.shift.push_back(-8 - int(co % 3));
+    return L;
+  };
+  const models::QTensor i16{16, 1e-3f, 0}, i32{32, 1e-4f, 0};
+  models::QLayer p = layer("attn_in_proj", models::QOp::AttnInProj, 16, 4, 48, q.layers[1].out, i32);
+  p.act_min = -8388607, p.act_max = 8388607;
+  models::QLayer a = layer("attention", models::QOp::Attention, 4, 16, 16, i32, i16);
+  a.heads = 4;
+  models::QLayer o = layer("attn_out_proj", models::QOp::Linear, 4, 16, 16, i16, i16);
+  models::QLayer n = layer("layer_norm", models::QOp::LayerNorm, 4, 16, 16, i16, {8, 0.02f, -5});
+  n.norm_eps = 123456;
+  models::QLayer d = layer("out", models::QOp::Linear, 1, 64, 1, n.out, {32, 1.f, 0});
+  q.layers.insert(q.layers.end(), {p, a, o, n, d});
+  return q;
+}
+
+std::vector<uint8_t> tiny_bytes(const models::QuantModel& model = tiny_model()) {
   const fs::path path = fs::temp_directory_path() / ("pulsekd_tiny_q_" + std::to_string(::getpid()) + ".safetensors");
-  models::save_quant_model(path.string(), tiny_model());
+  models::save_quant_model(path.string(), model);
   const SafeTensorsFile f = load_safetensors(path.string());
   fs::remove(path);
   return serialize_safetensors(f);
@@ -88,8 +125,8 @@ std::vector<uint8_t> tiny_bytes() {
 // Applies `edit` to the metadata JSON and/or tensors of the tiny model, then parses it; returns
 // the error message ("" if it parsed).
 template <class Edit>
-std::string parse_edited(Edit edit) {
-  const std::vector<uint8_t> good = tiny_bytes();
+std::string parse_edited(Edit edit, const models::QuantModel& model = tiny_model()) {
+  const std::vector<uint8_t> good = tiny_bytes(model);
   SafeTensorsFile f = parse_safetensors(good.data(), good.size(), "tiny");
   json m = json::parse(f.metadata.at("pulsekd.quant"));
   edit(m, f);
@@ -105,11 +142,23 @@ std::string parse_edited(Edit edit) {
 
 #define CHECK_REJECTS(expected, ...)                                           \
   do {                                                                         \
-    const std::string msg = parse_edited(__VA_ARGS__);                          \
+    const std::string msg = parse_edited(__VA_ARGS__);                         \
     INFO("message: " << msg);                                                  \
     CHECK(msg.find("bad.safetensors") != std::string::npos);                   \
     CHECK(msg.find(expected) != std::string::npos);                            \
   } while (0)
+
+// validate_quant_model's message for `model` after `edit` ("" if it validates).
+template <class Edit>
+std::string validation_error(models::QuantModel model, Edit edit) {
+  edit(model);
+  try {
+    models::validate_quant_model(model, "mem");
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 template <class T>
 void set_value(SafeTensorsFile& f, const std::string& name, size_t i, T v) {
@@ -207,16 +256,7 @@ TEST_CASE("quantised model: crafted bad files raise clear errors naming the file
 }
 
 TEST_CASE("quantised model: validate_quant_model checks models built in memory") {
-  auto msg = [](auto edit) {
-    models::QuantModel q = tiny_model();
-    edit(q);
-    try {
-      models::validate_quant_model(q, "mem");
-    } catch (const std::runtime_error& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
+  auto msg = [](auto edit) { return validation_error(tiny_model(), edit); };
   using Q = models::QuantModel;
   CHECK(msg([](Q& q) { q.layers[3].out = {8, 1.f, 0}; }).find("last layer must output the raw int32") != std::string::npos);
   CHECK(msg([](Q& q) { q.layers[2].out = {32, 1.f, 0}; }).find("output: bits is 32, expected 8 or 16") != std::string::npos);
@@ -225,8 +265,90 @@ TEST_CASE("quantised model: validate_quant_model checks models built in memory")
   CHECK(msg([](Q& q) { q.layers[2].mult.pop_back(); }).find("expected 2 multipliers and shifts") != std::string::npos);
   CHECK(msg([](Q& q) { q.layers[3].c_out = 2; }).find("must have one output value, has 2") != std::string::npos);
   CHECK(msg([](Q& q) { q.layers[2].w.pop_back(); }).find("sizes do not match") != std::string::npos);
-  CHECK(msg([](Q& q) { q.arch = "teacher"; }).find("only 'student'") != std::string::npos);
+  CHECK(msg([](Q& q) { q.arch = "teacher"; }).find("must be a attn_in_proj (arch teacher)") != std::string::npos);
+  CHECK(msg([](Q& q) { q.arch = "resnet"; }).find("expected 'student' or 'teacher'") != std::string::npos);
   CHECK(msg([](Q&) {}).empty());
+}
+
+TEST_CASE("quantised model: the tiny teacher round-trips, simulates identically, and its crafted bad files are rejected") {
+  const models::QuantModel q = tiny_teacher();
+  CHECK_NOTHROW(models::validate_quant_model(q, "tiny teacher"));
+  const std::vector<uint8_t> b = tiny_bytes(q);
+  const models::QuantModel r = models::parse_quant_model(b.data(), b.size(), "tiny teacher");
+  REQUIRE(r.layers.size() == q.layers.size());
+  CHECK(r.layers[3].heads == 4);
+  CHECK(r.layers[5].norm_eps == 123456);
+  std::vector<int16_t> x(2 * 1024);
+  std::mt19937 rng(2);
+  for (auto& v : x) v = int16_t(int(rng() % 65536) - 32768);
+  const std::vector<int32_t> y = models::simulate(q, x.data(), 2);
+  CHECK(y == models::simulate(r, x.data(), 2));
+  CHECK(y[0] != y[1]);
+
+  using F = SafeTensorsFile;
+  // layers: 0 conv1, 1 pool1, 2 attn_in_proj, 3 attention, 4 attn_out_proj, 5 layer_norm, 6 out
+  CHECK_REJECTS("must be a modality_conv (arch student)", [](json& m, F&) { m["arch"] = "student"; }, q);
+  CHECK_REJECTS("unknown op 'mha'", [](json& m, F&) { m["layers"][3]["op"] = "mha"; }, q);
+  CHECK_REJECTS("missing field 'heads'", [](json& m, F&) { m["layers"][3].erase("heads"); }, q);
+  CHECK_REJECTS("heads 3 must divide the embedding 16", [](json& m, F&) { m["layers"][3]["heads"] = 3; }, q);
+  CHECK_REJECTS("field 'heads' is 0", [](json& m, F&) { m["layers"][3]["heads"] = 0; }, q);
+  CHECK_REJECTS("missing field 'eps_q'", [](json& m, F&) { m["layers"][5].erase("eps_q"); }, q);
+  CHECK_REJECTS("field 'eps_q' is 0", [](json& m, F&) { m["layers"][5]["eps_q"] = 0; }, q);
+  CHECK_REJECTS("'eps_q' must be an integer", [](json& m, F&) { m["layers"][5]["eps_q"] = 0.5; }, q);
+  CHECK_REJECTS("attention must have t_in 4", [](json& m, F&) { m["layers"][3]["t_in"] = 5; }, q);
+  CHECK_REJECTS("attention must have t_in 4", [](json& m, F&) { m["layers"][3]["rows"] = 3; }, q);
+  CHECK_REJECTS("lets scores or P.V sums overflow int32", [](json& m, F&) {
+    m["layers"][2]["act_min"] = -16777216, m["layers"][2]["act_max"] = 16777216;
+  }, q);
+  CHECK_REJECTS("attention input must be int32 and its output int16", [](json& m, F&) {
+    m["layers"][3]["out"] = {{"bits", 8}, {"scale", 1.0}, {"zp", 0}};
+    m["layers"][4]["in"] = m["layers"][3]["out"];
+    m["layers"][3]["act_min"] = -128, m["layers"][3]["act_max"] = 127;
+  }, q);
+  CHECK_REJECTS("attn_in_proj output must be int32", [](json& m, F&) {
+    m["layers"][2]["out"] = {{"bits", 16}, {"scale", 1.0}, {"zp", 0}};
+    m["layers"][3]["in"] = m["layers"][2]["out"];
+    m["layers"][2]["act_min"] = -100, m["layers"][2]["act_max"] = 100;
+  }, q);
+  CHECK_REJECTS("input: bits is 32, expected 8 or 16", [](json& m, F&) {  // int32 only into the attention
+    m["layers"][4]["in"] = {{"bits", 32}, {"scale", 1.0}, {"zp", 0}};
+  }, q);
+  CHECK_REJECTS("c_out 47 must be 3 x the embedding", [](json& m, F& f) {
+    m["layers"][2]["c_out"] = 47;
+    for (const char* t : {"weight", "bias_folded", "weight_scale", "multiplier", "shift"}) {
+      SafeTensor& s = f.tensors[std::string("attn_in_proj.") + t];
+      const int64_t per = s.shape[0] / 48;
+      s.shape = {per * 47};
+      s.bytes.resize(s.bytes.size() / 48 * 47);
+    }
+  }, q);
+  // structure, in memory (a changed op in a file first fails on its tensors' shapes)
+  auto validate_msg = [&q](auto change) { return validation_error(q, change); };
+  using Q = models::QuantModel;
+  CHECK(validate_msg([](Q& b) { b.layers[3].op = models::QOp::LayerNorm; }).find("attn_in_proj must be followed by an attention layer") != std::string::npos);
+  CHECK(validate_msg([](Q& b) { b.layers[4].op = models::QOp::AttnInProj; }).find("attn_in_proj may only be the first layer after") != std::string::npos);
+  CHECK(validate_msg([](Q& b) { std::swap(b.layers[2], b.layers[3]); }).find("must be a attn_in_proj (arch teacher)") != std::string::npos);
+  CHECK(validate_msg([](Q& b) { b.layers[3].w = {1}; }).find("attention has no weights or biases") != std::string::npos);
+  CHECK(validate_msg([](Q& b) { b.layers[5].norm_eps = INT64_MAX; }).find("eps_q") != std::string::npos);
+  CHECK(validate_msg([](Q&) {}).empty());
+  CHECK_REJECTS("missing tensor 'attention.multiplier'", [](json&, F& f) { f.tensors.erase("attention.multiplier"); }, q);
+  CHECK_REJECTS("tensor 'attention.shift' must have shape (2)", [](json&, F& f) {
+    f.tensors["attention.shift"].shape = {16};
+    f.tensors["attention.shift"].bytes.resize(64);
+  }, q);
+  CHECK_REJECTS("unexpected tensor 'attention.weight'", [](json&, F& f) { f.tensors["attention.weight"] = f.tensors["layer_norm.weight"]; }, q);
+  CHECK_REJECTS("multiplier 1 is 7", [](json&, F& f) { set_value<int32_t>(f, "attention.multiplier", 1, 7); }, q);
+  CHECK_REJECTS("shift 0 is 31", [](json&, F& f) { set_value<int32_t>(f, "attention.shift", 0, 31); }, q);
+  CHECK_REJECTS("layer_norm c_out 8 must equal c_in 16", [](json& m, F& f) {
+    m["layers"][5]["c_out"] = 8;
+    for (const char* t : {"weight", "bias_folded", "weight_scale", "multiplier", "shift"}) {
+      SafeTensor& s = f.tensors[std::string("layer_norm.") + t];
+      s.shape = {8};
+      s.bytes.resize(s.bytes.size() / 2);
+    }
+  }, q);
+  CHECK_REJECTS("can overflow the int32 accumulator", [](json&, F& f) { set_value<int32_t>(f, "layer_norm.bias_folded", 2, INT32_MAX - 100); }, q);
+  CHECK_REJECTS("linear expects t_in 1 and c_in 64 (flattened) or t_in 4 and c_in 16", [](json& m, F&) { m["layers"][4]["t_in"] = 2; }, q);
 }
 
 TEST_CASE("quantised model: load_quant_model names the path; truncated and missing files fail cleanly") {
@@ -249,27 +371,30 @@ TEST_CASE("quantised model: load_quant_model names the path; truncated and missi
 }
 
 TEST_CASE("quantised model: random byte mutations are rejected or give a model that validates and runs") {
-  const std::vector<uint8_t> good = tiny_bytes();
-  std::mt19937 rng(3);
-  std::vector<int16_t> x(1024);
-  for (auto& v : x) v = int16_t(int(rng() % 65536) - 32768);
-  int accepted = 0;
-  for (int it = 0; it < 400; ++it) {
-    std::vector<uint8_t> b = good;
-    const int edits = 1 + int(rng() % 4);
-    for (int e = 0; e < edits; ++e) {
-      const size_t at = rng() % b.size();
-      b[at] = rng() % 3 == 0 ? uint8_t(b[at] ^ (1u << (rng() % 8))) : uint8_t(rng());
+  for (const bool teacher : {false, true}) {
+    CAPTURE(teacher);
+    const std::vector<uint8_t> good = tiny_bytes(teacher ? tiny_teacher() : tiny_model());
+    std::mt19937 rng(3);
+    std::vector<int16_t> x(1024);
+    for (auto& v : x) v = int16_t(int(rng() % 65536) - 32768);
+    int accepted = 0;
+    for (int it = 0; it < 400; ++it) {
+      std::vector<uint8_t> b = good;
+      const int edits = 1 + int(rng() % 4);
+      for (int e = 0; e < edits; ++e) {
+        const size_t at = rng() % b.size();
+        b[at] = rng() % 3 == 0 ? uint8_t(b[at] ^ (1u << (rng() % 8))) : uint8_t(rng());
+      }
+      if (rng() % 8 == 0) b.resize(rng() % b.size());
+      try {
+        const models::QuantModel q = models::parse_quant_model(b.data(), b.size(), "mutant");
+        models::simulate(q, x.data(), 1);
+        ++accepted;
+      } catch (const std::runtime_error&) {
+      }
     }
-    if (rng() % 8 == 0) b.resize(rng() % b.size());
-    try {
-      const models::QuantModel q = models::parse_quant_model(b.data(), b.size(), "mutant");
-      models::simulate(q, x.data(), 1);
-      ++accepted;
-    } catch (const std::runtime_error&) {
-    }
+    MESSAGE((teacher ? "teacher-like: " : "student-like: ") << accepted << " of 400 mutants parsed (weight/bias byte changes) and ran");
   }
-  MESSAGE(accepted << " of 400 mutants parsed (weight/bias byte changes) and ran");
 }
 
 // PULSEKD_WRITE_QUANT_SEEDS=DIR writes the fuzz seeds (fuzz/corpus/quant_model/) and passes.
@@ -288,6 +413,7 @@ TEST_CASE("quantised model: fuzz seed writer (only with PULSEKD_WRITE_QUANT_SEED
   q.layers[2].in = q.layers[0].out;
   q.norm.present = true;
   models::save_quant_model(std::string(dir) + "/tiny_int8_norm.safetensors", q);
+  models::save_quant_model(std::string(dir) + "/tiny_teacher.safetensors", tiny_teacher());
 }
 
 // PULSEKD_WRITE_ANCHOR_DIR=DIR writes anchor_s8.safetensors / anchor_s16.safetensors: a model whose

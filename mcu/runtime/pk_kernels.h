@@ -6,6 +6,7 @@
 #pragma once
 #include "pk_model.h"
 
+#include "engine/kernels/attention.h"
 #include "engine/kernels/conv1d.h"
 #include "engine/kernels/fixed_point.h"
 #include "engine/kernels/int_dsp.h"
@@ -91,6 +92,29 @@ void modality_dsp16(const pk_layer* L, const uint8_t* x, uint8_t* y) {
 template <class Out>
 void linear_dsp16(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::linear_s16_dsp<Out>(as<Out>(y), as<int16_t>(x), L->w, L->bias, 1, L->c_in, L->c_out, rq(L));
+}
+// Teacher (engine/kernels/attention.h): reference loops only.
+template <class In, class Out>
+void token_linear_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {  // linear on each of t_in tokens
+  k::linear_fwd_ref<k::ArithInt<In, Out>>(as<Out>(y), as<In>(x), L->w, L->bias, L->t_in, L->c_in, L->c_out, rq(L));
+}
+template <class In>
+void attn_in_proj_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  k::attn_in_proj_fwd_ref<k::ArithInt<In, int32_t>>(as<int32_t>(y), as<In>(x), L->w, L->bias, L->rows, L->t_in, L->c_in, rq(L));
+}
+inline void attention_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  static int64_t scores[k::kSoftmaxMaxKeys];       // (.bss)
+  static int32_t scratch[2 * k::kSoftmaxMaxKeys];  // reduced scores, exponentials
+  static int16_t probs[k::kSoftmaxMaxKeys];
+  const int32_t lk = (L->rows - 1) * L->t_in;
+  k::attention_fwd_int<int16_t>(as<int16_t>(y), as<int32_t>(x), as<int32_t>(x) + (size_t)L->t_in * L->c_in, scores, scratch, probs,
+                                L->t_in, lk, L->c_in, L->heads, L->mult[0], L->shift[0], L->mult[1], L->shift[1],
+                                L->act_min, L->act_max);
+}
+template <class In, class Out>
+void layer_norm_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
+  const uint64_t lo = (uint32_t)L->bias[L->c_out], hi = (uint32_t)L->bias[L->c_out + 1];
+  k::layernorm_fwd_int<In, Out>(as<Out>(y), as<In>(x), L->w, L->bias, L->t_in, L->c_in, (int64_t)(lo | (hi << 32)), rq(L));
 }
 template <class In>
 void avgpool(const pk_layer* L, const uint8_t* x, uint8_t* y) {
