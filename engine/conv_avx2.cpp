@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "engine/conv_simd_impl.h"
+#include "engine/softmax_simd_impl.h"
 
 namespace pulsekd::simd {
 namespace {
@@ -32,6 +33,10 @@ void direct_fwd_avx2(const DirectFwd& a) { impl::direct_fwd<TrAvx2>(a); }
 void direct_wgrad_avx2(const DirectWgrad& a) { impl::direct_wgrad<TrAvx2>(a); }
 void depthwise_fwd_avx2(const DepthwiseFwd& a) { impl::depthwise_fwd<TrAvx2>(a); }
 void depthwise_wgrad_avx2(const DepthwiseWgrad& a) { impl::depthwise_wgrad<TrAvx2>(a); }
+void softmax_fwd_avx2(float* y, const float* x, int64_t rows, int32_t d) { impl::softmax_rows<TrAvx2>(y, x, rows, d); }
+void softmax_bwd_avx2(float* gx, const float* gy, const float* y, int64_t rows, int32_t d) {
+  impl::softmax_bwd_rows<TrAvx2>(gx, gy, y, rows, d);
+}
 
 }  // namespace pulsekd::simd
 #else
@@ -41,5 +46,7 @@ void direct_fwd_avx2(const DirectFwd&) {}
 void direct_wgrad_avx2(const DirectWgrad&) {}
 void depthwise_fwd_avx2(const DepthwiseFwd&) {}
 void depthwise_wgrad_avx2(const DepthwiseWgrad&) {}
+void softmax_fwd_avx2(float*, const float*, int64_t, int32_t) {}
+void softmax_bwd_avx2(float*, const float*, const float*, int64_t, int32_t) {}
 }  // namespace pulsekd::simd
 #endif

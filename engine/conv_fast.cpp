@@ -9,6 +9,7 @@
 #include "engine/blas.h"
 #include "engine/conv_simd.h"
 #include "engine/kernels/activation.h"
+#include "engine/kernels/softmax.h"
 #include "engine/parallel.h"
 
 #if !defined(PULSEKD_REAL_DOUBLE) && (defined(__x86_64__) || defined(_M_X64))
@@ -430,6 +431,22 @@ void conv1d_backward_weight(real* grad_w, real* grad_b, const real* grad_out, co
 #endif
   // gemm_backward_weight runs the reference loops itself for groups != 1 or ConvPath::reference
   gemm_backward_weight(grad_w, grad_b, grad_out, x, n, t_in, p);
+}
+
+void softmax_rows_forward(real* y, const real* x, int64_t rows, int32_t d) {
+#ifdef PULSEKD_SIMD_CONV
+  if (conv_isa() == ConvIsa::avx512) return simd::softmax_fwd_avx512(y, x, rows, d);
+  if (conv_isa() == ConvIsa::avx2) return simd::softmax_fwd_avx2(y, x, rows, d);
+#endif
+  k::softmax_fwd_ref<real>(y, x, size_t(rows), d);
+}
+
+void softmax_rows_backward(real* grad_x, const real* grad_y, const real* y, int64_t rows, int32_t d) {
+#ifdef PULSEKD_SIMD_CONV
+  if (conv_isa() == ConvIsa::avx512) return simd::softmax_bwd_avx512(grad_x, grad_y, y, rows, d);
+  if (conv_isa() == ConvIsa::avx2) return simd::softmax_bwd_avx2(grad_x, grad_y, y, rows, d);
+#endif
+  k::softmax_bwd_ref<real>(grad_x, grad_y, y, size_t(rows), d);
 }
 
 }  // namespace pulsekd

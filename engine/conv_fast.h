@@ -17,4 +17,10 @@ void conv1d_backward_data(real* grad_x, const real* grad_out, const real* w, int
 void conv1d_backward_weight(real* grad_w, real* grad_b, const real* grad_out, const real* x,
                             int64_t n, int32_t t_in, const kernels::conv1d_params& p);
 
+// Softmax along the last axis of (rows, d): the AVX-512 / AVX2 kernels when the CPU has them
+// (conv_isa(), float builds), else kernels::softmax_fwd_ref / softmax_bwd_ref.
+void softmax_rows_forward(real* y, const real* x, int64_t rows, int32_t d);
+// grad_x += y * (grad_y - sum(grad_y * y)) for y = softmax(x).
+void softmax_rows_backward(real* grad_x, const real* grad_y, const real* y, int64_t rows, int32_t d);
+
 }  // namespace pulsekd

@@ -109,5 +109,12 @@ void direct_wgrad_avx2(const DirectWgrad& a);
 void depthwise_fwd_avx2(const DepthwiseFwd& a);
 void depthwise_wgrad_avx2(const DepthwiseWgrad& a);
 
+// Softmax along the last axis of (rows, d) (engine/softmax_simd_impl.h): y = softmax(x), and
+// grad_x += y * (grad_y - sum(grad_y * y)). Callers check the ISA (conv_isa()) first.
+void softmax_fwd_avx512(float* y, const float* x, int64_t rows, int32_t d);
+void softmax_bwd_avx512(float* grad_x, const float* grad_y, const float* y, int64_t rows, int32_t d);
+void softmax_fwd_avx2(float* y, const float* x, int64_t rows, int32_t d);
+void softmax_bwd_avx2(float* grad_x, const float* grad_y, const float* y, int64_t rows, int32_t d);
+
 }  // namespace simd
 }  // namespace pulsekd

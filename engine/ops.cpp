@@ -318,11 +318,11 @@ static Var softmax_impl(Var x, int axis, bool log) {
   const int64_t d = x.shape()[a], rows = x.value().numel() / std::max<int64_t>(d, 1);
   Tensor out = g.new_tensor(x.shape());
   if (log) k::log_softmax_fwd_ref<real>(out.data, x.data(), size_t(rows), int32_t(d));
-  else k::softmax_fwd_ref<real>(out.data, x.data(), size_t(rows), int32_t(d));
+  else softmax_rows_forward(out.data, x.data(), rows, int32_t(d));
   const int xid = x.id;
   return g.record(out, x.requires_grad(), [=, &g](const Tensor& go) {
     if (log) k::log_softmax_bwd_ref<real>(g.grad(xid).data, go.data, out.data, size_t(rows), int32_t(d));
-    else k::softmax_bwd_ref<real>(g.grad(xid).data, go.data, out.data, size_t(rows), int32_t(d));
+    else softmax_rows_backward(g.grad(xid).data, go.data, out.data, rows, int32_t(d));
   }, op);
 }
 

@@ -13,6 +13,7 @@
 #include "engine/graph.h"
 #include "engine/kernels/conv1d.h"
 #include "engine/kernels/linear.h"
+#include "engine/kernels/softmax.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
 #include "engine/tensor.h"
@@ -269,4 +270,34 @@ TEST_CASE("pooling and modality-conv fast paths equal the reference loops bit fo
     fast::modality_conv_fwd(got.data(), x.data(), wt.data(), bias, p);
     CHECK(ref == got);
   }
+}
+
+TEST_CASE("softmax fast path equals the reference loops on every ISA") {
+  Rng rng(21);
+  const ConvIsa detected = conv_isa_detected();
+  for (ConvIsa isa : {ConvIsa::scalar, ConvIsa::avx2, ConvIsa::avx512}) {
+    if (int(isa) > int(detected)) continue;
+    set_conv_isa(isa);
+    // the teacher's attention rows (192 keys), tails, d < one vector, d = 1, large offsets
+    for (int32_t d : {192, 1, 3, 8, 15, 16, 17, 33, 64, 100}) {
+      const int64_t rows = 7;
+      std::vector<real> x(size_t(rows * d)), gy(x.size()), y_ref(x.size()), y_fast(x.size());
+      for (size_t i = 0; i < x.size(); ++i) x[i] = real(rng.uniform(-8, 8) + (i / size_t(d) == 3 ? 80.0 : 0.0));
+      for (auto& v : gy) v = real(rng.uniform(-1, 1));
+      k::softmax_fwd_ref<real>(y_ref.data(), x.data(), size_t(rows), d);
+      softmax_rows_forward(y_fast.data(), x.data(), rows, d);
+      INFO("isa ", conv_isa_name(isa), " d ", d);
+      CHECK(max_norm_err(y_fast, y_ref) < 1e-6);
+      for (int64_t r = 0; r < rows; ++r) {
+        double s = 0;
+        for (int32_t i = 0; i < d; ++i) s += y_fast[size_t(r * d + i)];
+        CHECK(s == doctest::Approx(1.0).epsilon(1e-5));
+      }
+      std::vector<real> gx_ref = rand_vec(x.size(), rng), gx_fast = gx_ref;  // accumulates
+      k::softmax_bwd_ref<real>(gx_ref.data(), gy.data(), y_ref.data(), size_t(rows), d);
+      softmax_rows_backward(gx_fast.data(), gy.data(), y_ref.data(), rows, d);
+      CHECK(max_norm_err(gx_fast, gx_ref) < 1e-6);
+    }
+  }
+  set_conv_isa(detected);
 }
