@@ -71,7 +71,7 @@ inline void add_run_options(CLI::App* cmd, RunArgs& a, bool distill) {
   cmd->add_option("--clip", a.clip, "clip the gradient norm to this (0: off)")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--init", a.init, "start from this checkpoint (.safetensors or a released .pt; a head change starts the output layer fresh)");
   cmd->add_option("--freeze", a.freeze, "comma-separated parameter-name prefixes to keep fixed (e.g. conv1,conv2)");
-  cmd->add_flag("--init-output-mean", a.init_mean, "start the output at the training heart rates (regression: bias = mean HR; binned: weights 0, biases = log of the training HR distribution)");
+  cmd->add_flag("--init-output-mean", a.init_mean, "start the output at the training heart rates (regression: bias = mean HR; binned: biases = log of the training HR distribution)");
   cmd->add_flag("--augment", a.augment, "augment: amplitude scaling, time shift, noise, accelerometer rotation");
 }
 

@@ -1,5 +1,6 @@
 #include "kd/runs.h"
 
+#include <algorithm>
 #include <unistd.h>
 
 #include <chrono>
@@ -82,6 +83,10 @@ InitReport init_from_checkpoint(models::PulseModel& model, const std::string& pa
     Parameter* src = init.model->find(name);
     const bool same = src && src->shape == p->shape;
     if (!same && head_differs && name.rfind("out.", 0) == 0) {
+      // A fresh output layer over transferred features starts at zero weights: with its fan-in
+      // init, the released models' large dense32 features gave logits of tens (softmax one-hot,
+      // cross-entropy ~50 on SPC 2015) that barely moved at fine-tuning learning rates.
+      if (name == "out.weight") std::fill(p->value.begin(), p->value.end(), real(0));
       r.fresh.push_back(name);
       continue;
     }

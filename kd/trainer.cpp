@@ -120,10 +120,10 @@ void init_output_at_prior(models::PulseModel& m, const data::WindowSet& ws, cons
     ob->value[0] = real(mean_hr);
     return;
   }
-  // Binned: zero weights and bias = log of the training windows' mean target distribution, so
-  // the first prediction is the prior's mean (~ the mean HR) and no logit starts saturated. A
-  // fresh layer on top of transferred features otherwise starts with logits of tens (softmax
-  // one-hot, cross-entropy ~50) and barely moves at fine-tuning learning rates.
+  // Binned: biases = log of the training windows' mean target distribution (the HR prior). The
+  // weights stay as they are: zero on a fresh layer over transferred features (--init), the
+  // fan-in init from scratch (zero there would cut the trunk's gradient, W^T (p - y), and a
+  // from-scratch run was seen to stay at the prior for 10 epochs).
   std::vector<float> hr;
   hr.reserve(train_idx.size());
   for (int64_t i : train_idx) hr.push_back(ws.hr[size_t(i)]);
@@ -131,8 +131,6 @@ void init_output_at_prior(models::PulseModel& m, const data::WindowSet& ws, cons
   std::vector<double> prior(size_t(c.bins), 0.0);  // (bins)
   for (size_t i = 0; i < hr.size(); ++i)
     for (int k = 0; k < c.bins; ++k) prior[size_t(k)] += double(tgt[i * size_t(c.bins) + size_t(k)]) / double(hr.size());
-  Parameter* ow = m.find("out.weight");
-  std::fill(ow->value.begin(), ow->value.end(), real(0));
   for (int k = 0; k < c.bins; ++k) ob->value[k] = real(std::log(std::max(prior[size_t(k)], 1e-6)));
 }
 

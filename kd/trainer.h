@@ -35,7 +35,7 @@ struct TrainOptions {
   uint64_t seed = 0;
   int threads = 1;
   // Start the output at the training heart rates: regression bias = their mean; binned head:
-  // weights 0, biases = log of their mean target distribution (init_output_at_prior).
+  // biases = log of their mean target distribution (init_output_at_prior).
   bool init_output_at_mean = false;
   std::vector<std::string> freeze;   // parameter-name prefixes kept fixed
   Augment augment;

@@ -274,13 +274,16 @@ TEST_CASE("--init carries a regression checkpoint into a binned model; other mis
   binned.head = "binned";
   binned.bins = 16;
   models::PulseModel target(binned, 8);
-  const auto out_before = target.find("out.weight")->value;
+  const auto bias_before = target.find("out.bias")->value;
   const kd::InitReport r = kd::init_from_checkpoint(target, ckpt);
   CHECK(r.fresh == std::vector<std::string>{"out.weight", "out.bias"});
   CHECK(r.copied == int(target.named_parameters(true).size()) - 2);
   CHECK(target.find("conv11.weight")->value == source.find("conv11.weight")->value);
   CHECK(target.find("dense.weight")->value == source.find("dense.weight")->value);
-  CHECK(target.find("out.weight")->value == out_before);  // kept its own initialisation
+  // the fresh layer: zero weights (no saturated logits over transferred features), own bias
+  const auto& ow = target.find("out.weight")->value;
+  CHECK(std::all_of(ow.begin(), ow.end(), [](real v) { return v == 0; }));
+  CHECK(target.find("out.bias")->value == bias_before);
 
   // Same head: everything is copied.
   models::PulseModel same(reg, 9);
@@ -309,19 +312,28 @@ TEST_CASE("init_output_mean starts either head at the training heart rates") {
   kd::init_output_at_prior(reg, sf.ws, train);
   CHECK(reg.find("out.bias")->value[0] == doctest::Approx(mean_hr).epsilon(1e-6));
 
+  // Binned: the biases become the log of the training HR prior, the weights are left alone.
   models::ModelConfig bc = sf.student;
   bc.head = "binned";
   bc.bins = 64;
   models::PulseModel binned(bc, 1);
-  binned.eval();
-  binned.predict(x.data(), 1, hr);
-  const float before = hr[0];
+  const auto w_before = binned.find("out.weight")->value;
   kd::init_output_at_prior(binned, sf.ws, train);
-  const Parameter* w = binned.find("out.weight");
-  CHECK(std::all_of(w->value.begin(), w->value.end(), [](real v) { return v == 0; }));
-  binned.predict(x.data(), 1, hr);
-  // Whatever the features, the prediction is the prior's mean: the mean training HR up to the
-  // Gaussian smoothing and the clipping to the bin range (a bin is 2.8 BPM wide).
-  CHECK(std::fabs(hr[0] - mean_hr) < 1.5);
-  CHECK(std::fabs(before - mean_hr) > 1.5);  // the fresh layer was elsewhere: the init did something
+  CHECK(binned.find("out.weight")->value == w_before);
+  const auto& bias = binned.find("out.bias")->value;
+  const std::vector<float> centres = binned.bin_centres();
+  double z = 0, prior_mean = 0;  // the HR the biases alone predict: sum softmax(bias) * centres
+  for (int k = 0; k < bc.bins; ++k) z += std::exp(double(bias[size_t(k)]));
+  for (int k = 0; k < bc.bins; ++k) prior_mean += std::exp(double(bias[size_t(k)])) / z * centres[size_t(k)];
+  // the mean training HR up to the Gaussian smoothing and the clipping to the bin range (bins 2.8 BPM wide)
+  CHECK(std::fabs(prior_mean - mean_hr) < 1.5);
+
+  // With zero weights (a fresh layer after --init) the model predicts that prior mean.
+  models::PulseModel fresh(bc, 2);
+  auto& fw = fresh.find("out.weight")->value;
+  std::fill(fw.begin(), fw.end(), real(0));
+  kd::init_output_at_prior(fresh, sf.ws, train);
+  fresh.eval();
+  fresh.predict(x.data(), 1, hr);
+  CHECK(hr[0] == doctest::Approx(prior_mean).epsilon(1e-4));
 }
