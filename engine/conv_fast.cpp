@@ -63,6 +63,20 @@ void col2im_add(real* grad_x, const real* col, int64_t seqs, int32_t t_in, int32
 thread_local std::vector<real> t_col;  // (chunk * t_out, K * c_in) scratch
 ConvPath g_path = ConvPath::automatic;  // set_conv_path
 
+// Sequences per thread below which a conv runs on the calling thread alone: waking a worker
+// costs tens of microseconds, more than a thread's share of a small layer (with 2 threads,
+// batch-1 student inference was 4x slower than with 1 before this). Depends on the shape only,
+// so results stay deterministic for a thread count.
+int64_t min_seqs_per_thread(int32_t t_out, const k::conv1d_params& p) {
+  constexpr int64_t kMinMacsPerThread = int64_t(1) << 22;
+  const int64_t macs = std::max<int64_t>(1, int64_t(t_out) * p.c_out * p.kernel * (p.c_in / p.groups));
+  return (kMinMacsPerThread + macs - 1) / macs;
+}
+// Weight-gradient parts (one buffer each, reduced in order): one per thread, fewer when small.
+int wgrad_parts(int64_t n, int32_t t_out, const k::conv1d_params& p) {
+  return int(std::clamp<int64_t>(n / min_seqs_per_thread(t_out, p), 1, num_threads()));
+}
+
 void gemm_forward(real* out, const real* x, const real* w, const real* bias, int64_t n,
                   int32_t t_in, const k::conv1d_params& p) {
   const int32_t t_out = k::conv1d_out_len(t_in, p);
@@ -85,7 +99,7 @@ void gemm_forward(real* out, const real* x, const real* w, const real* bias, int
       im2col(t_col.data(), x + s0 * t_in * p.c_in, seqs, t_in, t_out, p);
       gemm(false, true, int(m), p.c_out, int(row), 1, t_col.data(), int(row), w, int(row), bias ? 1 : 0, o, p.c_out);
     }
-  });
+  }, min_seqs_per_thread(t_out, p));
 }
 
 void gemm_backward_data(real* grad_x, const real* grad_out, const real* w, int64_t n,
@@ -106,7 +120,7 @@ void gemm_backward_data(real* grad_x, const real* grad_out, const real* w, int64
       gemm(false, false, int(m), int(row), p.c_out, 1, grad_out + s0 * t_out * p.c_out, p.c_out, w, int(row), 0, t_col.data(), int(row));
       col2im_add(grad_x + s0 * t_in * p.c_in, t_col.data(), seqs, t_in, t_out, p);
     }
-  });
+  }, min_seqs_per_thread(t_out, p));
 }
 
 void gemm_backward_weight(real* grad_w, real* grad_b, const real* grad_out, const real* x,
@@ -115,7 +129,7 @@ void gemm_backward_weight(real* grad_w, real* grad_b, const real* grad_out, cons
   const int64_t wsize = int64_t(p.c_out) * p.kernel * (p.c_in / p.groups);
   // Each part accumulates into its own buffer; the parts are then added in a fixed order, so
   // the result depends on the thread count only, not on scheduling.
-  const int parts = int(std::min<int64_t>(num_threads(), std::max<int64_t>(n, 1)));
+  const int parts = wgrad_parts(n, t_out, p);
   std::vector<std::vector<real>> partial(static_cast<size_t>(parts));  // (parts) × (wsize + c_out)
   auto part_fn = [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q) {
@@ -161,7 +175,7 @@ void ref_forward(real* out, const real* x, const real* w, const real* bias, int6
     const k::ArithFloat<real>::quant q{};
     for (int64_t s = b0; s < b1; ++s)
       k::conv1d_fwd_ref<k::ArithFloat<real>>(out + s * t_out * p.c_out, x + s * t_in * p.c_in, w, bias, t_in, p, q);
-  });
+  }, min_seqs_per_thread(t_out, p));
 }
 
 void ref_backward_data(real* grad_x, const real* grad_out, const real* w, int64_t n, int32_t t_in,
@@ -170,7 +184,7 @@ void ref_backward_data(real* grad_x, const real* grad_out, const real* w, int64_
   parallel_for(n, [&](int64_t b0, int64_t b1) {
     for (int64_t s = b0; s < b1; ++s)
       k::conv1d_bwd_data_ref<real>(grad_x + s * t_in * p.c_in, grad_out + s * t_out * p.c_out, w, t_in, p);
-  });
+  }, min_seqs_per_thread(t_out, p));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -307,7 +321,7 @@ void simd_forward(float* out, const float* x, const float* w, const float* bias,
       const simd::DirectFwd a{out + b0 * t_out * p.c_out, x + b0 * t_in * p.c_in, wt, bp, b1 - b0, t_in, t_out,
                               p.c_in, p.c_out, int32_t(cop), p.kernel, p.stride, p.pad, p.dilation, false, relu, nullptr};
       run_fwd(a, isa);
-    });
+    }, min_seqs_per_thread(t_out, p));
     return;
   }
   const int64_t cp = round_up(p.c_in, vw);  // depthwise: wt (K, cp)
@@ -320,7 +334,7 @@ void simd_forward(float* out, const float* x, const float* w, const float* bias,
     const simd::DepthwiseFwd a{out + b0 * t_out * p.c_in, x + b0 * t_in * p.c_in, wt, bp, b1 - b0, t_in, t_out,
                                p.c_in, int32_t(cp), p.kernel, p.stride, p.pad, p.dilation, false};
     run_dw_fwd(a);
-  });
+  }, min_seqs_per_thread(t_out, p));
   if (relu) k::relu_fwd_ref<float>(out, out, size_t(n * t_out * p.c_in));
 }
 
@@ -344,7 +358,7 @@ void simd_backward_data(float* grad_x, const float* grad_out, const float* w, in
       const simd::DirectFwd a{grad_x + b0 * t_in * p.c_in, grad_out + b0 * t_out * p.c_out, wt, nullptr, b1 - b0, t_out, t_in,
                               p.c_out, p.c_in, int32_t(cip), p.kernel, 1, pad2, p.dilation, true, false, nullptr};
       run_fwd(a, isa);
-    });
+    }, min_seqs_per_thread(t_out, p));
     return;
   }
   const int64_t cp = round_up(p.c_in, vw);
@@ -356,7 +370,7 @@ void simd_backward_data(float* grad_x, const float* grad_out, const float* w, in
     const simd::DepthwiseFwd a{grad_x + b0 * t_in * p.c_in, grad_out + b0 * t_out * p.c_in, wt, nullptr, b1 - b0, t_out, t_in,
                                p.c_in, int32_t(cp), p.kernel, 1, pad2, p.dilation, true};
     run_dw_fwd(a);
-  });
+  }, min_seqs_per_thread(t_out, p));
 }
 
 // Each part accumulates into its own (K, c_in, cop) buffer; the parts are added in part order,
@@ -368,7 +382,7 @@ void simd_backward_weight(float* grad_w, float* grad_b, const float* grad_out, c
   const ConvIsa isa = dw ? conv_isa() : dense_kernel_isa(p.c_out);
   const int64_t cop = round_up(p.c_out, simd::vector_width(isa));
   const int64_t wsize = dw ? int64_t(p.kernel) * cop : int64_t(p.kernel) * p.c_in * cop;
-  const int parts = int(std::min<int64_t>(num_threads(), std::max<int64_t>(n, 1)));
+  const int parts = wgrad_parts(n, t_out, p);
   std::vector<std::vector<float>> partial(static_cast<size_t>(parts));
   parallel_for(parts, [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q) {
