@@ -149,9 +149,9 @@ void direct_fwd(const DirectFwd& a) {
 // every step of every sequence of the range, held in registers throughout.
 // FULL: the last vector is whole (last == W), a template parameter so each instantiation has
 // one inner loop. The edge steps (where some row of the tile reads padding) run afterwards in
-// wgrad_tile_edges, on memory: with them inside this loop GCC kept the accumulators of the
-// partial-vector tiles on the stack (c_out = 24 ran at a third of the speed of c_out = 32).
-template <class Tr, int NV, int CB, bool KT>
+// wgrad_tile_edges, on memory, so the register loop holds only interior steps. (Partial-vector
+// AVX-512 tiles stay slow on Zen 4 either way: conv_fast.cpp sends 16k + 8 channels to AVX2.)
+template <int CB, bool KT>
 static inline void wgrad_tile_range(const DirectWgrad& a, int32_t k0, int32_t& lo, int32_t& hi) {
   const int32_t kspan = KT ? (CB - 1) * a.dilation : 0;  // taps covered beyond k0
   const int32_t off = k0 * a.dilation - a.pad;           // t*stride + off in [0, t_in - kspan)
@@ -169,7 +169,7 @@ __attribute__((noinline)) void wgrad_tile_edges(const DirectWgrad& a, int32_t k0
   const int64_t cop = a.c_out_pad;
   float* gw = a.gw + (int64_t(k0) * a.c_in + ci0) * cop + cob;  // row c at gw + c * cop
   int32_t lo, hi;
-  wgrad_tile_range<Tr, NV, CB, KT>(a, k0, lo, hi);
+  wgrad_tile_range<CB, KT>(a, k0, lo, hi);
   if (lo == 0 && hi == a.t_out) return;
   for (int64_t s = 0; s < a.n; ++s) {
     const float* go = a.go + s * int64_t(a.t_out) * a.c_out + cob;
@@ -199,7 +199,7 @@ inline void wgrad_tile(const DirectWgrad& a, int32_t k0, int32_t ci0, int32_t co
   const int64_t cop = a.c_out_pad;
   float* gw = a.gw + (int64_t(k0) * a.c_in + ci0) * cop + cob;  // row c at gw + c * cop
   int32_t lo, hi;  // steps where every row of the tile is inside [0, t_in)
-  wgrad_tile_range<Tr, NV, CB, KT>(a, k0, lo, hi);
+  wgrad_tile_range<CB, KT>(a, k0, lo, hi);
   if (lo < hi) {
     B acc[CB][NV];
     for (int c = 0; c < CB; ++c)
