@@ -39,6 +39,80 @@ std::vector<Parameter*> DistillLoss::extra_parameters() const {
   return adapter ? adapter->trainable_parameters() : std::vector<Parameter*>{};
 }
 
+bool TeacherCache::covers(const std::vector<int64_t>& windows) const {
+  return std::all_of(windows.begin(), windows.end(),
+                     [&](int64_t w) { return w >= 0 && w < int64_t(row_of.size()) && row_of[size_t(w)] >= 0; });
+}
+
+void DistillLoss::cache_teacher(const data::WindowSet& ws, const std::vector<int64_t>& windows, const data::Normalizer& norm,
+                                int batch) {
+  if (!teacher || !cache) throw std::logic_error("cache_teacher: the loss was not made by make_distill_loss");
+  if (batch < 1) throw std::invalid_argument("cache_teacher: batch must be >= 1");
+  TeacherCache c;
+  c.row_of.assign(ws.hr.size(), -1);
+  NoGradGuard ng;
+  Rng unused(0);  // eval mode: no dropout
+  Graph g;
+  std::vector<float> x, y;  // (B, 4, 256), (B)
+  auto append = [](std::vector<real>& dst, const Var& v) { dst.insert(dst.end(), v.data(), v.data() + v.shape().numel()); };
+  for (size_t s = 0; s < windows.size(); s += size_t(batch)) {
+    const std::vector<int64_t> b(windows.begin() + long(s), windows.begin() + long(std::min(windows.size(), s + size_t(batch))));
+    const int64_t bs = int64_t(b.size());
+    x.resize(size_t(bs) * data::kRows * data::kWindow);
+    y.resize(size_t(bs));
+    data::gather_batch(ws, b, norm, x.data(), y.data());
+    const std::vector<real> xr(x.begin(), x.end());
+    g.reset();
+    const models::ModelOutput t = teacher->forward(g, g.input({bs, 4, 256, 1}, xr.data()), unused);
+    append(c.hr, t.hr);
+    c.dense = t.dense32.shape()[1];
+    append(c.dense32, t.dense32);
+    if (t.logits.defined()) {
+      c.bins = t.logits.shape()[1];
+      append(c.logits, t.logits);
+    }
+    if (needs_features) {
+      const Shape& fs = t.features[2].shape();  // (B*4, T, C)
+      c.feat_t = fs[1];
+      c.feat_c = fs[2];
+      append(c.feature, t.features[2]);
+    }
+  }
+  for (size_t i = 0; i < windows.size(); ++i) {
+    if (windows[i] < 0 || windows[i] >= int64_t(c.row_of.size())) throw std::out_of_range("cache_teacher: window index out of range");
+    c.row_of[size_t(windows[i])] = int64_t(i);
+  }
+  *cache = std::move(c);
+}
+
+namespace {
+
+// The cached teacher outputs of a batch's windows as graph inputs (no gradient), shaped as
+// the teacher's forward would give them.
+models::ModelOutput cached_teacher_outputs(Graph& g, const TeacherCache& c, const std::vector<int64_t>& windows) {
+  const int64_t bs = int64_t(windows.size());
+  std::vector<real> rows;
+  auto gather = [&](const std::vector<real>& src, int64_t row) -> const real* {
+    rows.resize(size_t(bs * row));
+    for (int64_t i = 0; i < bs; ++i) {
+      const int64_t r = c.row_of[size_t(windows[size_t(i)])];
+      std::copy_n(src.begin() + long(r * row), row, rows.begin() + long(i * row));
+    }
+    return rows.data();
+  };
+  models::ModelOutput t;
+  t.hr = g.input({bs}, gather(c.hr, 1));
+  t.dense32 = g.input({bs, c.dense}, gather(c.dense32, c.dense));
+  if (c.bins > 0) t.logits = g.input({bs, c.bins}, gather(c.logits, c.bins));
+  if (!c.feature.empty()) {
+    t.features.resize(3);
+    t.features[2] = g.input({bs * 4, c.feat_t, c.feat_c}, gather(c.feature, 4 * c.feat_t * c.feat_c));
+  }
+  return t;
+}
+
+}  // namespace
+
 DistillLoss make_distill_loss(models::PulseModel& teacher, models::PulseModel& student, const DistillOptions& o,
                               uint64_t seed) {
   o.validate(student.config(), teacher.config());
@@ -48,10 +122,16 @@ DistillLoss make_distill_loss(models::PulseModel& teacher, models::PulseModel& s
     dl.adapter = std::make_unique<FitNetAdapter>(student.block_channels()[2], teacher.block_channels()[2], seed + 17);
   FitNetAdapter* adapter = dl.adapter.get();
   teacher.eval();
+  dl.teacher = &teacher;
+  dl.needs_features = use_fitnet;
+  dl.cache = std::make_shared<TeacherCache>();
+  std::shared_ptr<const TeacherCache> cache = dl.cache;
   const models::ModelConfig sc = student.config();
-  dl.fn = [&teacher, &student, o, adapter, sc](Graph& g, const models::ModelOutput& s, const BatchView& b) {
+  dl.fn = [&teacher, &student, o, adapter, sc, cache](Graph& g, const models::ModelOutput& s, const BatchView& b) {
     models::ModelOutput t;
-    {
+    if (!b.augmented && b.windows && cache->covers(*b.windows)) {
+      t = cached_teacher_outputs(g, *cache, *b.windows);
+    } else {
       NoGradGuard ng;  // the teacher is frozen: no tape for it
       Rng unused(0);
       t = teacher.forward(g, b.x, unused);

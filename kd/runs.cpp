@@ -124,6 +124,7 @@ RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plan
     if (spec.kd) {
       models::LoadedModel teacher = load_any_checkpoint(checkpoint_for_fold(spec.teacher, fp.number), "teacher");
       DistillLoss dl = make_distill_loss(*teacher.model, model, *spec.kd, spec.train.seed);
+      if (!spec.train.augment.enabled) dl.cache_teacher(ws, data::windows_of(ws, fp.fold.train), norm);
       to.extra_parameters = dl.extra_parameters();
       tr = train_model(model, ws, fp.fold, norm, to, dl.fn);
     } else {

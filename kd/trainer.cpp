@@ -219,7 +219,7 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
       if (opt.augment.enabled) augment_batch(xb.data(), bs, opt.augment, rng);
       g.reset();
       std::vector<real> xr(xb.begin(), xb.end()), yr(yb.begin(), yb.end());
-      BatchView bv{g.input({bs, 4, 256, 1}, xr.data()), g.input({bs}, yr.data()), &yb, &xb, epoch};
+      BatchView bv{g.input({bs, 4, 256, 1}, xr.data()), g.input({bs}, yr.data()), &yb, &xb, epoch, &bidx, opt.augment.enabled};
       models::ModelOutput out = m.forward(g, bv.x, rng);
       Var loss = loss_fn ? loss_fn(g, out, bv) : task_loss(g, m, out, bv, opt.task_loss);
       const double lv = loss.data()[0];

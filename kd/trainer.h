@@ -76,6 +76,8 @@ struct BatchView {
   const std::vector<float>* y_host;
   const std::vector<float>* x_host;  // (B, 4, 256) the same values as x
   int epoch;
+  const std::vector<int64_t>* windows = nullptr;  // (B) the batch's window indices in the WindowSet
+  bool augmented = false;                         // x differs from the stored window (augmentation)
 };
 // Builds the training loss from the student's output; empty → the task loss alone.
 using LossFn = std::function<Var(Graph& g, const models::ModelOutput& out, const BatchView& b)>;

@@ -44,6 +44,32 @@ struct SmallFold {
   }
 };
 
+// Every distillation strategy (and two combinations) on a quarter-width teacher and a
+// half-width student of the head the strategy needs.
+struct KdCase {
+  std::string name;
+  models::ModelConfig teacher, student;
+  std::vector<std::string> strategies;
+};
+static std::vector<KdCase> every_kd_case() {
+  std::vector<KdCase> out;
+  for (std::string head : {"regression", "binned"}) {
+    std::vector<std::vector<std::string>> combos = {{"pulse"}, {"rkd"}, {"hard"}, {"fitnet"}, {"pulse", "rkd"}};
+    if (head == "binned") combos = {{"soft"}, {"dkd"}, {"hard"}, {"soft", "fitnet"}};
+    for (auto& combo : combos) {
+      KdCase c;
+      c.name = head + " head, strategies " + combo[0] + (combo.size() > 1 ? "+" + combo[1] : "");
+      c.teacher.width = 0.25;
+      c.teacher.head = c.student.head = head;
+      c.student.arch = "student";
+      c.student.width = 0.5;
+      c.strategies = combo;
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 static kd::TrainOptions quick_options(const std::string& dir) {
   kd::TrainOptions t;
   t.epochs = 3;
@@ -126,31 +152,21 @@ TEST_CASE("every distillation strategy trains a student end to end") {
   const data::WindowSet& ws = sf.ws;
   const data::Fold& fold = sf.fold;
   const data::Normalizer& norm = sf.norm;
-  for (std::string head : {"regression", "binned"}) {
-    models::ModelConfig tc, sc;
-    tc.width = 0.25;
-    tc.head = sc.head = head;
-    sc.arch = "student";
-    sc.width = 0.5;
-    models::PulseModel teacher(tc, 2);
-    std::vector<std::vector<std::string>> combos = {{"pulse"}, {"rkd"}, {"hard"}, {"fitnet"}, {"pulse", "rkd"}};
-    if (head == "binned") combos = {{"soft"}, {"dkd"}, {"hard"}, {"soft", "fitnet"}};
-    for (auto& combo : combos) {
-      INFO(head << " head, strategies " << combo[0] << (combo.size() > 1 ? "+" + combo[1] : ""));
-      models::PulseModel student(sc, 4);
-      kd::DistillOptions o;
-      o.strategies = combo;
-      o.fitnet_stage1_epochs = 1;  // two-stage FitNets: hint only in epoch 0
-      kd::DistillLoss dl = kd::make_distill_loss(teacher, student, o, 1);
-      kd::TrainOptions t = quick_options("");
-      t.epochs = 2;
-      t.extra_parameters = dl.extra_parameters();
-      const auto before = student.named_parameters()[0].second->value;
-      kd::TrainResult r = kd::train_model(student, ws, fold, norm, t, dl.fn);
-      CHECK(r.history.size() == 2);
-      CHECK(std::isfinite(r.history.back().train_loss));
-      CHECK(student.named_parameters()[0].second->value != before);
-    }
+  for (const KdCase& c : every_kd_case()) {
+    INFO(c.name);
+    models::PulseModel teacher(c.teacher, 2), student(c.student, 4);
+    kd::DistillOptions o;
+    o.strategies = c.strategies;
+    o.fitnet_stage1_epochs = 1;  // two-stage FitNets: hint only in epoch 0
+    kd::DistillLoss dl = kd::make_distill_loss(teacher, student, o, 1);
+    kd::TrainOptions t = quick_options("");
+    t.epochs = 2;
+    t.extra_parameters = dl.extra_parameters();
+    const auto before = student.named_parameters()[0].second->value;
+    kd::TrainResult r = kd::train_model(student, ws, fold, norm, t, dl.fn);
+    CHECK(r.history.size() == 2);
+    CHECK(std::isfinite(r.history.back().train_loss));
+    CHECK(student.named_parameters()[0].second->value != before);
   }
   // A binned-only strategy on regression heads is refused with a message naming the fix.
   models::ModelConfig tc, sc;
@@ -161,6 +177,48 @@ TEST_CASE("every distillation strategy trains a student end to end") {
   CHECK_THROWS_WITH(kd::make_distill_loss(t, s, o, 0), doctest::Contains("--head binned"));
   o.strategies = {"magic"};
   CHECK_THROWS_WITH(kd::make_distill_loss(t, s, o, 0), doctest::Contains("unknown strategy 'magic'"));
+}
+
+// The distillation loss of one batch of windows, with the teacher live or from its cache.
+static double batch_kd_loss(kd::DistillLoss& dl, models::PulseModel& student, const data::WindowSet& ws,
+                            const std::vector<int64_t>& windows, const data::Normalizer& norm, bool live) {
+  std::vector<float> x(windows.size() * data::kRows * data::kWindow), y(windows.size());  // (B, 4, 256), (B)
+  data::gather_batch(ws, windows, norm, x.data(), y.data());
+  const std::vector<real> xr(x.begin(), x.end()), yr(y.begin(), y.end());
+  Graph g;
+  const int64_t bs = int64_t(windows.size());
+  kd::BatchView bv{g.input({bs, 4, 256, 1}, xr.data()), g.input({bs}, yr.data()), &y, &x, 1, &windows, live};
+  Rng rng(9);  // the same dropout draws on both paths
+  const models::ModelOutput out = student.forward(g, bv.x, rng);
+  return dl.fn(g, out, bv).data()[0];
+}
+
+TEST_CASE("the teacher cache gives the losses of the live teacher, and is used when it covers the batch") {
+  const SmallFold sf;
+  const std::vector<int64_t> train = data::windows_of(sf.ws, sf.fold.train);
+  std::vector<int64_t> batch;  // (12) windows out of order, as a shuffled batch has them
+  for (size_t i = 0; i < 12; ++i) batch.push_back(train[(i * 7) % train.size()]);
+  for (const KdCase& c : every_kd_case()) {
+    INFO(c.name);
+    models::PulseModel teacher(c.teacher, 2), student(c.student, 4);
+    kd::DistillOptions o;
+    o.strategies = c.strategies;
+    kd::DistillLoss dl = kd::make_distill_loss(teacher, student, o, 1);
+    CHECK_FALSE(dl.cache->covers(batch));
+    dl.cache_teacher(sf.ws, train, sf.norm, 16);  // chunks of 16: other batches than the one below
+    CHECK(dl.cache->covers(batch));
+    CHECK_FALSE(dl.cache->covers({data::windows_of(sf.ws, sf.fold.test).front()}));
+    const double live = batch_kd_loss(dl, student, sf.ws, batch, sf.norm, true);
+    const double cached = batch_kd_loss(dl, student, sf.ws, batch, sf.norm, false);
+    CHECK(cached == doctest::Approx(live).epsilon(1e-5));
+    // Changing the teacher now changes the live loss but not the cached one: the cache is used.
+    int k = 0;
+    for (auto& [name, p] : teacher.named_parameters())
+      for (real& v : p->value) v = real(1.5 * v + 0.1 * std::sin(double(++k)));
+    CHECK(batch_kd_loss(dl, student, sf.ws, batch, sf.norm, false) == cached);
+    // (float noise at these loss values is ~1e-5; FitNets' hint is small beside the task loss)
+    CHECK(std::abs(batch_kd_loss(dl, student, sf.ws, batch, sf.norm, true) - live) > 1e-4);
+  }
 }
 
 TEST_CASE("a distilled student beats the same student trained alone (mean over 3 seeds)") {
