@@ -64,7 +64,6 @@ class Arena {
     size_t size = 0, used = 0;
   };
   std::vector<Block> blocks_;
-  size_t peak_ = 0;
   void add_block(size_t n);
 };
 

@@ -14,7 +14,9 @@
 #           classifier head learns more slowly than the regression output.
 # authors:  the authors' hyper-parameters from scratch (PULSE.md section 4: Adam, teacher lr 5e-4,
 #           student lr 1e-3 + weight decay 1e-6, batch 256, patience 150 / 100), up to
-#           AUTHORS_EPOCHS epochs (500 in the paper); teacher, student alone, PULSE KD.
+#           AUTHORS_EPOCHS epochs (500 in the paper); teacher, student alone, and the students
+#           distilled with pulse, hard, rkd, fitnet (soft and dkd need a binned teacher: not in
+#           this stage).
 # Environment: EPOCHS (transfer, default 15), BINNED_EPOCHS (default 25), THREADS (default 1), B (binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +55,9 @@ for stage in "${stages[@]}"; do
     authors)
       run teacher-authors train --model teacher "${AUTHORS[@]}"
       run student-alone-authors train --model student "${AUTHORS[@]}"
-      run student-pulse-authors distill --teacher "$RUNS/teacher-authors" --kd pulse "${AUTHORS[@]}" ;;
+      for kd in pulse hard rkd fitnet; do
+        run "student-$kd-authors" distill --teacher "$RUNS/teacher-authors" --kd "$kd" "${AUTHORS[@]}"
+      done ;;
     *) echo "spc2015-results.sh: unknown stage '$stage' (expected transfer, binned or authors)" >&2; exit 2 ;;
   esac
 done
