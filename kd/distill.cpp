@@ -47,16 +47,17 @@ bool TeacherCache::covers(const std::vector<int64_t>& windows) const {
 void DistillLoss::cache_teacher(const data::WindowSet& ws, const std::vector<int64_t>& windows, const data::Normalizer& norm,
                                 int batch) {
   if (!teacher || !cache) throw std::logic_error("cache_teacher: the loss was not made by make_distill_loss");
-  if (batch < 1) throw std::invalid_argument("cache_teacher: batch must be >= 1");
+  data::BatchIterator chunks(ws, windows, batch, 0, false, false);  // in order; checks batch and indices
   TeacherCache c;
   c.row_of.assign(ws.hr.size(), -1);
+  for (size_t i = 0; i < windows.size(); ++i) c.row_of[size_t(windows[i])] = int64_t(i);
   NoGradGuard ng;
   Rng unused(0);  // eval mode: no dropout
   Graph g;
+  std::vector<int64_t> b;   // (B) this chunk's windows
   std::vector<float> x, y;  // (B, 4, 256), (B)
   auto append = [](std::vector<real>& dst, const Var& v) { dst.insert(dst.end(), v.data(), v.data() + v.shape().numel()); };
-  for (size_t s = 0; s < windows.size(); s += size_t(batch)) {
-    const std::vector<int64_t> b(windows.begin() + long(s), windows.begin() + long(std::min(windows.size(), s + size_t(batch))));
+  while (chunks.next(b)) {
     const int64_t bs = int64_t(b.size());
     x.resize(size_t(bs) * data::kRows * data::kWindow);
     y.resize(size_t(bs));
@@ -71,16 +72,12 @@ void DistillLoss::cache_teacher(const data::WindowSet& ws, const std::vector<int
       c.bins = t.logits.shape()[1];
       append(c.logits, t.logits);
     }
-    if (needs_features) {
+    if (adapter) {  // FitNets compares the last block's map
       const Shape& fs = t.features[2].shape();  // (B*4, T, C)
       c.feat_t = fs[1];
       c.feat_c = fs[2];
       append(c.feature, t.features[2]);
     }
-  }
-  for (size_t i = 0; i < windows.size(); ++i) {
-    if (windows[i] < 0 || windows[i] >= int64_t(c.row_of.size())) throw std::out_of_range("cache_teacher: window index out of range");
-    c.row_of[size_t(windows[i])] = int64_t(i);
   }
   *cache = std::move(c);
 }
@@ -123,7 +120,6 @@ DistillLoss make_distill_loss(models::PulseModel& teacher, models::PulseModel& s
   FitNetAdapter* adapter = dl.adapter.get();
   teacher.eval();
   dl.teacher = &teacher;
-  dl.needs_features = use_fitnet;
   dl.cache = std::make_shared<TeacherCache>();
   std::shared_ptr<const TeacherCache> cache = dl.cache;
   const models::ModelConfig sc = student.config();

@@ -46,7 +46,6 @@ struct DistillLoss {
   std::unique_ptr<FitNetAdapter> adapter;  // present with "fitnet"
   std::shared_ptr<TeacherCache> cache;     // filled by cache_teacher; used for batches it covers
   models::PulseModel* teacher = nullptr;
-  bool needs_features = false;             // FitNets: cache the last block map too
   std::vector<Parameter*> extra_parameters() const;
   // Runs the teacher once over `windows` (normalised with norm, in chunks of `batch`). Batches
   // that are not augmented and whose windows are all cached then use the cached outputs.
