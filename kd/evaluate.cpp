@@ -41,9 +41,10 @@ std::vector<float> predict_windows(models::PulseModel& m, const data::WindowSet&
                                    const data::Normalizer& norm, int batch) {
   std::vector<float> out;
   out.reserve(idx.size());
-  std::vector<float> x, y, hr;
-  for (size_t s = 0; s < idx.size(); s += size_t(batch)) {
-    std::vector<int64_t> b(idx.begin() + long(s), idx.begin() + long(std::min(idx.size(), s + size_t(batch))));
+  std::vector<float> x, y, hr;  // x (B,4,256), y (B), hr (B)
+  std::vector<int64_t> b;       // (B) this chunk's window indices
+  data::BatchIterator chunks(ws, idx, batch, 0, false, false);  // in order; checks batch and indices
+  while (chunks.next(b)) {
     x.resize(b.size() * data::kRows * data::kWindow);
     y.resize(b.size());
     data::gather_batch(ws, b, norm, x.data(), y.data());

@@ -15,8 +15,9 @@
 # authors:  the authors' hyper-parameters from scratch (PULSE.md section 4: Adam, teacher lr 5e-4,
 #           student lr 1e-3 + weight decay 1e-6, batch 256, patience 150 / 100), up to
 #           AUTHORS_EPOCHS epochs (500 in the paper); teacher, student alone, and the students
-#           distilled with pulse, hard, rkd, fitnet (soft and dkd need a binned teacher: not in
-#           this stage).
+#           distilled with pulse, hard, rkd, fitnet; then the same with the binned head (64 bins,
+#           from scratch, no prior start: the authors' recipe has none): binned teacher, binned
+#           student alone, and the students distilled with soft and dkd.
 # Environment: EPOCHS (transfer, default 15), BINNED_EPOCHS (default 25), THREADS (default 1), B (binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +58,12 @@ for stage in "${stages[@]}"; do
       run student-alone-authors train --model student "${AUTHORS[@]}"
       for kd in pulse hard rkd fitnet; do
         run "student-$kd-authors" distill --teacher "$RUNS/teacher-authors" --kd "$kd" "${AUTHORS[@]}"
+      done
+      run teacher-binned-authors train --model teacher --head binned --bins 64 "${AUTHORS[@]}"
+      run student-binned-alone-authors train --model student --head binned --bins 64 "${AUTHORS[@]}"
+      for kd in soft dkd; do
+        run "student-binned-$kd-authors" distill --teacher "$RUNS/teacher-binned-authors" --kd "$kd" \
+          --head binned --bins 64 "${AUTHORS[@]}"
       done ;;
     *) echo "spc2015-results.sh: unknown stage '$stage' (expected transfer, binned or authors)" >&2; exit 2 ;;
   esac
