@@ -33,6 +33,7 @@ BINNED_EPOCHS=${BINNED_EPOCHS:-25}
 BINNED=(--head binned --bins 64 --init-output-mean --data "$DATA" --loso --batch 64 --epochs "$BINNED_EPOCHS"
         --patience "$BINNED_EPOCHS" --augment --threads "$THREADS")
 AUTHORS=(--data "$DATA" --loso --batch 256 --epochs "$AUTHORS_EPOCHS" --threads "$THREADS")
+AUTHORS_BINNED=(--head binned --bins 64 "${AUTHORS[@]}")
 mkdir -p "$RUNS"
 run() { local name=$1; shift; echo "== $name ($(date +%T))"; /usr/bin/time -f "wall %e s" "$B" "$@" --out "$RUNS/$name" > "$RUNS/$name.log" 2>&1; tail -4 "$RUNS/$name.log"; }
 
@@ -59,11 +60,10 @@ for stage in "${stages[@]}"; do
       for kd in pulse hard rkd fitnet; do
         run "student-$kd-authors" distill --teacher "$RUNS/teacher-authors" --kd "$kd" "${AUTHORS[@]}"
       done
-      run teacher-binned-authors train --model teacher --head binned --bins 64 "${AUTHORS[@]}"
-      run student-binned-alone-authors train --model student --head binned --bins 64 "${AUTHORS[@]}"
+      run teacher-binned-authors train --model teacher "${AUTHORS_BINNED[@]}"
+      run student-binned-alone-authors train --model student "${AUTHORS_BINNED[@]}"
       for kd in soft dkd; do
-        run "student-binned-$kd-authors" distill --teacher "$RUNS/teacher-binned-authors" --kd "$kd" \
-          --head binned --bins 64 "${AUTHORS[@]}"
+        run "student-binned-$kd-authors" distill --teacher "$RUNS/teacher-binned-authors" --kd "$kd" "${AUTHORS_BINNED[@]}"
       done ;;
     *) echo "spc2015-results.sh: unknown stage '$stage' (expected transfer, binned or authors)" >&2; exit 2 ;;
   esac
