@@ -40,7 +40,8 @@ std::vector<Fold> folds_from_groups(int n_subjects, const std::vector<std::vecto
 std::vector<Fold> loso_folds(const WindowSet& ws, const std::string& kind_in) {
   const int S = static_cast<int>(ws.subjects.size());
   std::string kind = kind_in;
-  if (kind == "auto") kind = ws.source.rfind("dalia:", 0) == 0 ? "dalia" : "groups4";
+  // PULSE's DaLiA groups need all 15 subjects; a filtered DaLiA set uses groups4.
+  if (kind == "auto") kind = ws.source.rfind("dalia:", 0) == 0 && ws.subjects.size() == 15 ? "dalia" : "groups4";
   if (kind == "dalia") {
     std::vector<int> idx_of(16, -1);  // subject number -> index
     for (int i = 0; i < S; ++i) {

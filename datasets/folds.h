@@ -20,7 +20,7 @@ struct Fold {
 //   groups of near-equal size (sizes differ by at most 1, larger groups first); with fewer
 //   than 8 subjects a group can be a single subject: then val = the first subject of the next
 //   group (cyclically), which leaves train. Needs >= 2 subjects.
-// kind "auto": "dalia" when ws.source starts with "dalia:", else "groups4".
+// kind "auto": "dalia" when ws.source starts with "dalia:" and all 15 subjects are there, else "groups4".
 std::vector<Fold> loso_folds(const WindowSet& ws, const std::string& kind);
 
 // The windows of a list of subjects, in set order: (sum of their num_windows).

@@ -5,6 +5,7 @@
 
 #include "datasets/dalia.h"
 #include "datasets/spc2015.h"
+#include "datasets/subsets.h"
 #include "datasets/synth.h"
 #include "datasets/wesad.h"
 
@@ -12,7 +13,8 @@ namespace pulsekd::data {
 
 const char* dataset_spec_help() {
   return "synth[:SEED] | spc2015:DIR | dalia:DIR | wesad:DIR, options after '?': "
-         "synth?subjects=N&minutes=M, spc2015:DIR?extra=0&ppg=mean, dalia:DIR?antialias=1";
+         "synth?subjects=N&minutes=M, spc2015:DIR?extra=0&ppg=mean, dalia:DIR?antialias=1; "
+         "a subject filter on real sets: ?subjects=LIST (e.g. 1-9,12 or DATA_01_TYPE01), on any set: ?select=LIST";
 }
 
 namespace {
@@ -57,13 +59,10 @@ void reject_unknown(const std::string& spec, const std::map<std::string, std::st
   }
 }
 
-}  // namespace
-
-WindowSet load_dataset(const std::string& full_spec) {
+WindowSet load_unfiltered(const std::string& full_spec, std::map<std::string, std::string> opts) {
   const std::string& spec = full_spec;
   const size_t q = full_spec.find('?');
   const std::string base = full_spec.substr(0, q);
-  const auto opts = q == std::string::npos ? std::map<std::string, std::string>{} : parse_options(spec, full_spec.substr(q + 1));
   const size_t colon = base.find(':');
   const std::string kind = base.substr(0, colon);
   const std::string arg = colon == std::string::npos ? "" : base.substr(colon + 1);
@@ -112,7 +111,7 @@ WindowSet load_dataset(const std::string& full_spec) {
     DaliaOptions o;
     if (opts.count("antialias")) o.antialias_bvp = number_option(spec, "antialias", opts.at("antialias"), 0, 1) != 0;
     WindowSet ws = load_dalia(arg, o);
-    ws.source = "dalia:" + arg;  // loso_folds(..., "auto") keys on this prefix
+    ws.source = "dalia:" + arg;  // loso_folds(..., "auto") keys on this prefix (and the 15 subjects)
     return ws;
   }
   if (kind == "wesad") {
@@ -123,6 +122,31 @@ WindowSet load_dataset(const std::string& full_spec) {
     return ws;
   }
   throw std::runtime_error("unknown dataset spec '" + spec + "': expected one of " + dataset_spec_help());
+}
+
+}  // namespace
+
+WindowSet load_dataset(const std::string& full_spec) {
+  const size_t q = full_spec.find('?');
+  auto opts = q == std::string::npos ? std::map<std::string, std::string>{} : parse_options(full_spec, full_spec.substr(q + 1));
+  // The subject filter applies after loading, whatever the kind: `select` anywhere, and
+  // `subjects` on real sets (synth?subjects=N is the synthetic set's subject count).
+  const bool synth = full_spec.rfind("synth", 0) == 0;
+  std::string filter_key;
+  for (const char* key : {"select", "subjects"})
+    if (opts.count(key) && !(synth && std::string(key) == "subjects")) {
+      if (!filter_key.empty())
+        throw std::runtime_error("dataset spec '" + full_spec + "': give either subjects= or select=, not both");
+      filter_key = key;
+    }
+  const std::string list = filter_key.empty() ? "" : opts.at(filter_key);
+  if (!filter_key.empty()) opts.erase(filter_key);
+  WindowSet ws = load_unfiltered(full_spec, opts);
+  if (filter_key.empty()) return ws;
+  const auto chosen = parse_subject_list(ws, list, "dataset spec '" + full_spec + "', " + filter_key + "=");
+  WindowSet sub = select_subjects(ws, chosen);
+  sub.source = full_spec;
+  return sub;
 }
 
 }  // namespace pulsekd::data
