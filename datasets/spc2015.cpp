@@ -1,5 +1,7 @@
 #include "datasets/spc2015.h"
 
+#include "datasets/recording.h"
+
 #include <matio.h>
 #include <zlib.h>
 
@@ -190,6 +192,7 @@ Spc2015Recording read_spc2015_recording(const std::string& signal_path,
   rec.ppg2 = row(off + 1);
   for (int a = 0; a < 3; ++a) rec.acc[a] = row(off + 2 + a);
 
+  if (label_path.empty()) return rec;  // unlabelled (pulsekd predict --recording)
   const MatMatrix lab = read_mat_double(label_path, "");
   if (lab.rows != 1 && lab.cols != 1)
     fail(label_path, "labels are " + std::to_string(lab.rows) + " x " + std::to_string(lab.cols) +
@@ -272,44 +275,26 @@ std::vector<Spc2015Recording> load_spc2015_raw(const std::string& dir, const Spc
   return recs;
 }
 
+RawSignals spc_signals(const Spc2015Recording& r, const Spc2015Options& opt) {
+  RawSignals s;
+  s.name = r.name;
+  s.rate_hz = static_cast<int>(kSpcRateHz);
+  s.ppg = r.ppg1;
+  if (opt.ppg == Spc2015Options::Mean12)
+    for (size_t i = 0; i < s.ppg.size(); ++i) s.ppg[i] = 0.5f * (r.ppg1[i] + r.ppg2[i]);
+  for (int a = 0; a < 3; ++a) s.acc[a] = r.acc[a];
+  s.bpm = r.bpm;
+  return s;
+}
+
 WindowSet spc2015_windows(const std::vector<Spc2015Recording>& recs, const Spc2015Options& opt,
                           const std::string& source) {
   WindowSet ws;
   ws.source = source;
-  int64_t total = 0;
-  for (const auto& r : recs) total += static_cast<int64_t>(r.bpm.size());
-  ws.x.resize(static_cast<size_t>(total) * kRows * kWindow);
-  ws.hr.reserve(total);
-  ws.subject.reserve(total);
-  int64_t w0 = 0;
   for (const auto& r : recs) {
-    std::vector<float> ppg = r.ppg1;  // (N)
-    if (opt.ppg == Spc2015Options::Mean12)
-      for (size_t i = 0; i < ppg.size(); ++i) ppg[i] = 0.5f * (r.ppg1[i] + r.ppg2[i]);
-    std::vector<float> rows32[kRows] = {  // (4, ceil(N*32/125))
-        resample_poly(ppg, 32, 125), resample_poly(r.acc[0], 32, 125),
-        resample_poly(r.acc[1], 32, 125), resample_poly(r.acc[2], 32, 125)};
-    const int64_t W = static_cast<int64_t>(r.bpm.size());
-    if (kShift * (W - 1) + kWindow > static_cast<int64_t>(rows32[0].size()))
-      fail(r.signal_path, "too few samples for " + std::to_string(W) + " windows");
-    SubjectInfo info;
-    info.name = r.name;
-    info.first_window = w0;
-    info.num_windows = W;
-    info.duration_s = r.duration_s();
-    info.rates = r.ecg.empty() ? "PPG, ACC 125 Hz" : "ECG, PPG, ACC 125 Hz";
-    info.label_min = *std::min_element(r.bpm.begin(), r.bpm.end());
-    info.label_max = *std::max_element(r.bpm.begin(), r.bpm.end());
-    const int32_t sidx = static_cast<int32_t>(ws.subjects.size());
-    for (int64_t k = 0; k < W; ++k) {
-      float* dst = ws.x.data() + (w0 + k) * kRows * kWindow;  // (4, 256)
-      for (int c = 0; c < kRows; ++c)
-        std::copy_n(rows32[c].begin() + k * kShift, kWindow, dst + c * kWindow);
-      ws.hr.push_back(r.bpm[k]);
-      ws.subject.push_back(sidx);
-    }
-    ws.subjects.push_back(info);
-    w0 += W;
+    if (!r.bpm.empty() && static_cast<int64_t>(r.bpm.size()) != spc_expected_windows(r.n()))
+      fail(r.label_path, "labels do not match the recording's " + std::to_string(spc_expected_windows(r.n())) + " windows");
+    append_windows(ws, spc_signals(r, opt), r.ecg.empty() ? "PPG, ACC 125 Hz" : "ECG, PPG, ACC 125 Hz");
   }
   return ws;
 }

@@ -53,7 +53,8 @@ struct MatMatrix {
 MatMatrix read_mat_double(const std::string& path, const std::string& var);
 
 // Reads one recording: `sig` 6xN (ECG, PPG1, PPG2, ACCx, ACCy, ACCz) or 5xN without ECG
-// (official test files), labels W x 1 (or 1 x W) with W = spc_expected_windows(N).
+// (official test files), labels W x 1 (or 1 x W) with W = spc_expected_windows(N); with an
+// empty label_path the recording is read without labels (bpm empty).
 Spc2015Recording read_spc2015_recording(const std::string& signal_path,
                                         const std::string& label_path);
 
