@@ -4,8 +4,13 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "cli/commands.h"
+#include "cli/post_options.h"
+#include "datasets/recording.h"
+#include "kd/fileutil.h"
+#include "kd/runs.h"
 #include "models/checkpoint.h"
 
 namespace pulsekd::cli {
@@ -56,18 +61,66 @@ CommandRegistrar reg_import([](CLI::App& app) {
   });
 });
 
+// Heart rate per 2 s step of one raw recording, written as CSV (time = centre of each 8 s window).
+void predict_recording(const std::string& ckpt, const data::RecordingOptions& rec, const kd::PostProcess& pp,
+                       const std::string& out) {
+  const data::WindowSet ws = data::load_recording(rec);
+  models::LoadedModel lm = kd::load_any_checkpoint(ckpt);
+  data::Normalizer norm;
+  const std::vector<int64_t> all = data::windows_of(ws, {0});
+  if (lm.norm.present) {
+    for (int r = 0; r < 4; ++r) {
+      norm.mean[r] = lm.norm.mean[r];
+      norm.std[r] = lm.norm.std[r];
+    }
+  } else {
+    norm = data::Normalizer::fit(ws, all);
+    std::cerr << "note: " << ckpt << " carries no normalisation; using the recording's own statistics\n";
+  }
+  const bool binned = lm.model->config().head == "binned";
+  std::vector<float> logits;  // (windows, bins), binned head only
+  const std::vector<float> hr = kd::predict_windows(*lm.model, ws, all, norm, 256, binned ? &logits : nullptr);
+  const std::vector<float> post =
+      kd::post_process(pp, hr, logits, binned ? lm.model->bin_centres() : std::vector<float>{}, ws, 0);
+  const bool labelled = !rec.labels.empty();
+  std::ostringstream os;
+  os << "time_s,hr,hr_post" << (labelled ? ",truth" : "") << "\n";
+  for (size_t k = 0; k < hr.size(); ++k) {
+    os << 2.0 * double(k) + 4.0 << "," << hr[k] << "," << post[k];
+    if (labelled) os << "," << ws.hr[k];
+    os << "\n";
+  }
+  kd::write_file_atomic(out, os.str());
+  std::cout << "wrote " << hr.size() << " heart rates (every 2 s, post-processing: " << pp.describe() << ") to " << out << "\n";
+  if (labelled) {
+    const std::vector<float> truth(ws.hr.begin(), ws.hr.end());
+    std::cout << "MAE " << kd::compute_metrics(hr, truth).mae << " BPM raw, " << kd::compute_metrics(post, truth).mae
+              << " BPM post-processed\n";
+  }
+}
+
 CommandRegistrar reg_predict([](CLI::App& app) {
-  auto* cmd = app.add_subcommand("predict", "Heart rate and dense32 features for windows given in JSON");
+  auto* cmd = app.add_subcommand("predict", "Heart rate for windows given in JSON (with dense32 features) or for a raw recording");
   auto ckpt = std::make_shared<std::string>();
   auto windows = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto prenorm = std::make_shared<bool>(false);
+  auto rec = std::make_shared<data::RecordingOptions>();
+  auto post_args = std::make_shared<PostArgs>();
   cmd->add_option("--checkpoint", *ckpt, "pulsekd .safetensors checkpoint")->required();
-  cmd->add_option("--windows", *windows, "JSON with input_shape [B,1,4,256] and row-major input")->required();
-  cmd->add_option("--out", *out, "output JSON: hr (B) and dense32 (B×32, row-major)")->required();
+  auto* opt_windows = cmd->add_option("--windows", *windows, "JSON with input_shape [B,1,4,256] and row-major input");
+  auto* opt_rec = cmd->add_option("--recording", rec->path, "a raw recording: IEEE SPC 2015 .mat or a CSV with columns ppg,acc_x,acc_y,acc_z")
+                      ->excludes(opt_windows);
+  cmd->add_option("--labels", rec->labels, "--recording: reference heart rates, one per 2 s window (.mat or one BPM per line)")->needs(opt_rec);
+  cmd->add_option("--rate", rec->rate_hz, "--recording: sampling rate of a CSV recording (Hz)")->needs(opt_rec)->check(CLI::Range(16.0, 2000.0));
+  cmd->add_flag("--ppg-mean", rec->mean_ppg, "--recording: average the two PPG channels when there are two")->needs(opt_rec);
+  cmd->add_option("--out", *out, "output: JSON hr (B) and dense32 (B×32) for --windows; CSV time_s,hr,hr_post[,truth] for --recording")->required();
   cmd->add_flag("--normalized", *prenorm, "the windows are already z-scored: skip the checkpoint's normalisation");
+  add_post_options(cmd, *post_args);
   cmd->callback([=]() {
     require_file(*ckpt, "--checkpoint");
+    if (windows->empty() == rec->path.empty()) throw std::runtime_error("predict: give --windows FILE or --recording FILE");
+    if (!rec->path.empty()) return predict_recording(*ckpt, *rec, make_post(*post_args), *out);
     require_file(*windows, "--windows");
     auto lm = models::load_checkpoint(*ckpt);
     json j;

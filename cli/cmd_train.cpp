@@ -3,9 +3,11 @@
 
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/post_options.h"
 #include "cli/train_options.h"
 #include "datasets/registry.h"
 #include "kd/fileutil.h"
@@ -14,32 +16,31 @@
 namespace pulsekd::cli {
 namespace {
 
+// train and distill: run the selected folds, print the test table (none for --all).
+void run_and_report(RunArgs& a, const std::string& what) {
+  const RunData d = load_run_data(a);
+  kd::RunSpec spec = make_spec(a, d.ws);
+  kd::RunReport r = kd::run_folds(d.ws, d.plans, spec, a.out);
+  if (a.all)
+    std::cout << "trained " << what << spec.model.describe() << " on every subject of " << a.data << " (best weights in " << a.out
+              << "/all/best.safetensors); evaluate it with pulsekd eval --checkpoint " << a.out << " --data SPEC\n";
+  else
+    std::cout << kd::format_eval_table(r.eval, "test subjects (" + what + spec.model.describe() + ")");
+  std::cout << "results: " << a.out << "/results.json, " << a.out << "/results.csv (" << int(r.seconds) << " s)\n";
+}
+
 CommandRegistrar reg_train([](CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a PULSE teacher or student (leave-one-subject-out)");
   auto a = std::make_shared<RunArgs>();
   add_run_options(cmd, *a, /*distill=*/false);
-  cmd->callback([a]() {
-    const data::WindowSet ws = data::load_dataset(a->data);
-    kd::RunSpec spec = make_spec(*a, ws);
-    auto plans = kd::select_folds(ws, a->fold, a->loso);
-    kd::RunReport r = kd::run_folds(ws, plans, spec, a->out);
-    std::cout << kd::format_eval_table(r.eval, "test subjects (" + spec.model.describe() + ")");
-    std::cout << "results: " << a->out << "/results.json, " << a->out << "/results.csv (" << int(r.seconds) << " s)\n";
-  });
+  cmd->callback([a]() { run_and_report(*a, ""); });
 });
 
 CommandRegistrar reg_distill([](CLI::App& app) {
   auto* cmd = app.add_subcommand("distill", "Distil a student from a trained teacher with one or more strategies");
   auto a = std::make_shared<RunArgs>();
   add_run_options(cmd, *a, /*distill=*/true);
-  cmd->callback([a]() {
-    const data::WindowSet ws = data::load_dataset(a->data);
-    kd::RunSpec spec = make_spec(*a, ws);
-    auto plans = kd::select_folds(ws, a->fold, a->loso);
-    kd::RunReport r = kd::run_folds(ws, plans, spec, a->out);
-    std::cout << kd::format_eval_table(r.eval, "test subjects (distilled " + spec.model.describe() + ")");
-    std::cout << "results: " << a->out << "/results.json, " << a->out << "/results.csv (" << int(r.seconds) << " s)\n";
-  });
+  cmd->callback([a]() { run_and_report(*a, "distilled "); });
 });
 
 CommandRegistrar reg_eval([](CLI::App& app) {
@@ -56,7 +57,10 @@ CommandRegistrar reg_eval([](CLI::App& app) {
   cmd->add_option("--out", *out, "prefix of the JSON and CSV files written")->capture_default_str();
   cmd->add_flag("--loso", *loso, "evaluate every fold's test subject (a run directory: each fold's own model)");
   cmd->add_flag("--post", *post, "report post-processed MAE in the headline (both are always in the table)");
+  auto post_args = std::make_shared<PostArgs>();
+  add_post_options(cmd, *post_args);
   cmd->callback([=]() {
+    const kd::PostProcess pp = make_post(*post_args);
     const data::WindowSet ws = data::load_dataset(*spec);
     std::vector<kd::EvalResult> parts;
     std::vector<kd::FoldPlan> plans;
@@ -67,7 +71,7 @@ CommandRegistrar reg_eval([](CLI::App& app) {
       plans.push_back(all);
     }
     for (auto& fp : plans) {
-      const std::string path = fp.number > 0 ? kd::checkpoint_for_fold(*ckpt, fp.number) : *ckpt;
+      const std::string path = kd::checkpoint_for_fold(*ckpt, fp.number);  // number 0: a file, or an --all run
       models::LoadedModel lm = kd::load_any_checkpoint(path);
       data::Normalizer norm;
       if (lm.norm.present) {
@@ -81,15 +85,16 @@ CommandRegistrar reg_eval([](CLI::App& app) {
         norm = data::Normalizer::fit(ws, data::windows_of(ws, fp.fold.test));
         std::cerr << "note: " << path << " carries no normalisation; using the evaluated windows' own statistics\n";
       }
-      parts.push_back(kd::evaluate(*lm.model, ws, fp.fold.test, norm));
+      parts.push_back(kd::evaluate(*lm.model, ws, fp.fold.test, norm, pp));
     }
     kd::EvalResult r = kd::merge_evals(parts);
     std::cout << kd::format_eval_table(r, "evaluation of " + *ckpt + " on " + *spec);
     std::cout << "mean subject MAE: " << (*post ? r.mean_subject_mae_post : r.mean_subject_mae_raw) << " BPM"
-              << (*post ? " (post-processed)" : " (raw)") << "\n";
-    kd::write_eval_json(*out + ".json", r);
+              << (*post ? " (post-processed: " + pp.describe() + ")" : std::string(" (raw)")) << "\n";
+    kd::write_eval_json(*out + ".json", r, nlohmann::json({{"post_process", pp.describe()}}).dump());
     kd::write_eval_csv(*out + ".csv", r);
-    std::cout << "wrote " << *out << ".json and " << *out << ".csv\n";
+    kd::write_eval_windows_csv(*out + "_windows.csv", r);
+    std::cout << "wrote " << *out << ".json, " << *out << ".csv and " << *out << "_windows.csv (post-processing: " << pp.describe() << ")\n";
   });
 });
 

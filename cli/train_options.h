@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "datasets/registry.h"
+#include "datasets/subsets.h"
 #include "kd/runs.h"
 
 namespace pulsekd::cli {
@@ -18,7 +19,8 @@ struct RunArgs {
   int stages = 3, base_channels = 16, kernel = 5;  // resnet family
   std::string student_arch = "student";
   uint64_t seed = 0;
-  bool loso = false, init_mean = false, augment = false;
+  bool loso = false, all = false, init_mean = false, augment = false;
+  std::string val_data;
   kd::DistillOptions kd_opts;
 };
 
@@ -26,6 +28,8 @@ inline void add_run_options(CLI::App* cmd, RunArgs& a, bool distill) {
   cmd->add_option("--data", a.data, data::dataset_spec_help())->capture_default_str();
   cmd->add_option("--fold", a.fold, "train only fold K (test subject K, 1-based)")->check(CLI::PositiveNumber);
   cmd->add_flag("--loso", a.loso, "train every leave-one-subject-out fold");
+  cmd->add_flag("--all", a.all, "train one model on every subject (validation: the last subject group, or --val-data); writes all/");
+  cmd->add_option("--val-data", a.val_data, "with --all: validate on this dataset spec instead of a held-out group");
   cmd->add_option("--out", a.out, "output directory (fold<K>/ checkpoints, logs, results.json/csv)")->required();
   if (distill) {
     cmd->add_option("--teacher", a.teacher, "teacher run directory (fold<K>/best.safetensors) or one checkpoint")->required();
@@ -73,6 +77,29 @@ inline void add_run_options(CLI::App* cmd, RunArgs& a, bool distill) {
   cmd->add_option("--freeze", a.freeze, "comma-separated parameter-name prefixes to keep fixed (e.g. conv1,conv2)");
   cmd->add_flag("--init-output-mean", a.init_mean, "start the output at the training heart rates (regression: bias = mean HR; binned: biases = log of the training HR distribution)");
   cmd->add_flag("--augment", a.augment, "augment: amplitude scaling, time shift, noise, accelerometer rotation");
+}
+
+// The training data and the folds a run covers (--fold K, --loso, or --all [--val-data SPEC]).
+struct RunData {
+  data::WindowSet ws;
+  std::vector<kd::FoldPlan> plans;
+};
+inline RunData load_run_data(const RunArgs& a) {
+  RunData d;
+  d.ws = data::load_dataset(a.data);
+  if (!a.val_data.empty() && !a.all) throw std::invalid_argument("--val-data goes with --all");
+  if (!a.all) {
+    d.plans = kd::select_folds(d.ws, a.fold, a.loso);
+    return d;
+  }
+  if (a.fold > 0 || a.loso) throw std::invalid_argument("--all trains on every subject: drop --fold / --loso");
+  int first_val = -1;
+  if (!a.val_data.empty()) {
+    first_val = static_cast<int>(d.ws.subjects.size());
+    d.ws = data::concat(d.ws, data::load_dataset(a.val_data));
+  }
+  d.plans = {kd::all_subjects_plan(d.ws, first_val)};
+  return d;
 }
 
 inline std::vector<std::string> split_csv(const std::string& s) {

@@ -1,5 +1,6 @@
 #include "kd/evaluate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -37,34 +38,81 @@ Metrics compute_metrics(const std::vector<float>& pred, const std::vector<float>
   return m;
 }
 
+std::string PostProcess::describe() const {
+  if (mode == tracking::TrackMode::None) return "PULSE clamp";
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "HMM %s (prior b = %.2f BPM%s)", tracking::track_mode_name(mode), prior.scale_bpm,
+                fuse_with ? ", fused" : "");
+  return buf;
+}
+
+std::vector<float> post_process(const PostProcess& pp, const std::vector<float>& hr, const std::vector<float>& logits,
+                                const std::vector<float>& centres, const data::WindowSet& ws, int64_t first) {
+  if (pp.mode == tracking::TrackMode::None) return data::postprocess_clamp(hr);
+  const int64_t T = static_cast<int64_t>(hr.size());
+  if (T == 0) return {};
+  tracking::Likelihoods lik;
+  if (!logits.empty()) {
+    const size_t bins = centres.size();
+    if (bins < 2 || logits.size() != static_cast<size_t>(T) * bins)
+      throw std::invalid_argument("post_process: logits must be (windows, bins) with their bin centres");
+    std::vector<double> p(logits.size());  // (T, bins) softmax of each row
+    for (int64_t t = 0; t < T; ++t) {
+      const float* z = logits.data() + t * bins;
+      const float mx = *std::max_element(z, z + bins);
+      double sum = 0;
+      for (size_t k = 0; k < bins; ++k) sum += (p[t * bins + k] = std::exp(double(z[k]) - mx));
+      for (size_t k = 0; k < bins; ++k) p[t * bins + k] /= sum;
+    }
+    lik = tracking::resample_likelihoods(p, std::vector<double>(centres.begin(), centres.end()), pp.grid);
+  } else {
+    lik = tracking::laplace_likelihoods(hr, pp.grid, pp.laplace_bpm);
+  }
+  if (pp.fuse_with) lik = tracking::fuse(lik, pp.fuse_with(ws, first, T, pp.grid));
+  return tracking::track(lik, pp.grid, pp.prior, pp.mode);
+}
+
 std::vector<float> predict_windows(models::PulseModel& m, const data::WindowSet& ws, const std::vector<int64_t>& idx,
-                                   const data::Normalizer& norm, int batch) {
+                                   const data::Normalizer& norm, int batch, std::vector<float>* logits) {
   std::vector<float> out;
   out.reserve(idx.size());
-  std::vector<float> x, y, hr;  // x (B,4,256), y (B), hr (B)
+  if (logits) logits->clear();
+  std::vector<float> x, y, hr, lg;  // x (B,4,256), y (B), hr (B), lg (B, bins)
   std::vector<int64_t> b;       // (B) this chunk's window indices
   data::BatchIterator chunks(ws, idx, batch, 0, false, false);  // in order; checks batch and indices
   while (chunks.next(b)) {
     x.resize(b.size() * data::kRows * data::kWindow);
     y.resize(b.size());
     data::gather_batch(ws, b, norm, x.data(), y.data());
-    m.predict(x.data(), int64_t(b.size()), hr);
+    m.predict(x.data(), int64_t(b.size()), hr, nullptr, logits ? &lg : nullptr);
     out.insert(out.end(), hr.begin(), hr.end());
+    if (logits) logits->insert(logits->end(), lg.begin(), lg.end());
   }
   return out;
 }
 
 EvalResult evaluate(models::PulseModel& m, const data::WindowSet& ws, const std::vector<int>& subjects,
-                    const data::Normalizer& norm) {
-  EvalResult r;
-  std::vector<float> all_p, all_pp, all_t;
+                    const data::Normalizer& norm, const PostProcess& pp) {
+  std::vector<SubjectEval> out;
+  const bool binned = m.config().head == "binned";
+  const std::vector<float> centres = binned ? m.bin_centres() : std::vector<float>{};
   for (int s : subjects) {
     SubjectEval se;
     se.subject = ws.subjects.at(size_t(s)).name;
     const std::vector<int64_t> idx = data::windows_of(ws, {s});
-    se.pred = predict_windows(m, ws, idx, norm);
+    std::vector<float> logits;  // (windows, bins), binned head only
+    se.pred = predict_windows(m, ws, idx, norm, 256, binned ? &logits : nullptr);
     for (int64_t i : idx) se.truth.push_back(ws.hr[size_t(i)]);
-    se.pred_post = data::postprocess_clamp(se.pred);
+    se.pred_post = post_process(pp, se.pred, logits, centres, ws, ws.subjects.at(size_t(s)).first_window);
+    out.push_back(std::move(se));
+  }
+  return summarise(std::move(out));
+}
+
+EvalResult summarise(std::vector<SubjectEval> subjects) {
+  EvalResult r;
+  std::vector<float> all_p, all_pp, all_t;
+  for (auto& se : subjects) {
     se.raw = compute_metrics(se.pred, se.truth);
     se.post = compute_metrics(se.pred_post, se.truth);
     r.mean_subject_mae_raw += se.raw.mae / double(subjects.size());
@@ -72,8 +120,8 @@ EvalResult evaluate(models::PulseModel& m, const data::WindowSet& ws, const std:
     all_p.insert(all_p.end(), se.pred.begin(), se.pred.end());
     all_pp.insert(all_pp.end(), se.pred_post.begin(), se.pred_post.end());
     all_t.insert(all_t.end(), se.truth.begin(), se.truth.end());
-    r.subjects.push_back(std::move(se));
   }
+  r.subjects = std::move(subjects);
   r.pooled_raw = compute_metrics(all_p, all_t);
   r.pooled_post = compute_metrics(all_pp, all_t);
   return r;
@@ -121,6 +169,18 @@ void write_eval_csv(const std::string& path, const EvalResult& r) {
   for (auto& s : r.subjects)
     os << s.subject << "," << s.raw.n << "," << s.raw.mae << "," << s.raw.rmse << "," << s.raw.pearson << "," << s.post.mae
        << "," << s.post.rmse << "," << s.post.pearson << "\n";
+  write_file_atomic(path, os.str());
+}
+
+void write_eval_windows_csv(const std::string& path, const EvalResult& r) {
+  std::ostringstream os;
+  os << "subject,window,time_s,truth,pred,pred_post\n";
+  for (auto& s : r.subjects)
+    for (size_t k = 0; k < s.pred.size(); ++k) {
+      os << s.subject << "," << k << "," << 2.0 * double(k) + 4.0 << ",";
+      if (k < s.truth.size() && std::isfinite(s.truth[k])) os << s.truth[k];
+      os << "," << s.pred[k] << "," << (k < s.pred_post.size() ? s.pred_post[k] : s.pred[k]) << "\n";
+    }
   write_file_atomic(path, os.str());
 }
 

@@ -30,6 +30,25 @@ std::vector<FoldPlan> select_folds(const data::WindowSet& ws, int fold, bool los
   return out;
 }
 
+FoldPlan all_subjects_plan(const data::WindowSet& ws, int first_val_subject) {
+  const int n = static_cast<int>(ws.subjects.size());
+  FoldPlan plan;
+  if (first_val_subject >= 0) {
+    if (first_val_subject < 1 || first_val_subject >= n)
+      throw std::invalid_argument("--all: need training subjects before the validation subjects");
+    for (int s = 0; s < n; ++s) (s < first_val_subject ? plan.fold.train : plan.fold.val).push_back(s);
+    return plan;
+  }
+  if (n < 2) throw std::invalid_argument("--all: the data has " + std::to_string(n) + " subject; need >= 2 (one validates)");
+  // The last subject's LOSO fold: its validation group plus the subject itself validate.
+  const data::Fold last = data::loso_folds(ws, "auto").back();
+  plan.fold.train = last.train;
+  plan.fold.val = last.val;
+  plan.fold.val.insert(plan.fold.val.end(), last.test.begin(), last.test.end());
+  std::sort(plan.fold.val.begin(), plan.fold.val.end());
+  return plan;
+}
+
 models::LoadedModel load_any_checkpoint(const std::string& path, const std::string& arch_hint) {
   if (!fs::is_regular_file(path)) throw std::runtime_error("checkpoint '" + path + "' does not exist or is not a file");
   if (path.size() > 3 && path.compare(path.size() - 3, 3, ".pt") == 0) {
@@ -45,30 +64,20 @@ models::LoadedModel load_any_checkpoint(const std::string& path, const std::stri
 
 std::string checkpoint_for_fold(const std::string& p, int fold) {
   if (fs::is_directory(p)) {
-    const std::string f = p + "/fold" + std::to_string(fold) + "/best.safetensors";
-    if (!fs::is_regular_file(f)) throw std::runtime_error("'" + p + "' has no fold" + std::to_string(fold) + "/best.safetensors (train that fold first)");
+    const std::string sub = FoldPlan{fold, {}}.dir_name();
+    const std::string f = p + "/" + sub + "/best.safetensors";
+    if (!fs::is_regular_file(f))
+      throw std::runtime_error("'" + p + "' has no " + sub + "/best.safetensors (" +
+                               (fold > 0 ? "train that fold first" : "train with --all, or give --fold K / --loso") + ")");
     return f;
   }
   return p;
 }
 
 EvalResult merge_evals(const std::vector<EvalResult>& parts) {
-  EvalResult r;
-  std::vector<float> p, pp, t;
-  for (auto& e : parts)
-    for (auto& s : e.subjects) {
-      r.subjects.push_back(s);
-      p.insert(p.end(), s.pred.begin(), s.pred.end());
-      pp.insert(pp.end(), s.pred_post.begin(), s.pred_post.end());
-      t.insert(t.end(), s.truth.begin(), s.truth.end());
-    }
-  for (auto& s : r.subjects) {
-    r.mean_subject_mae_raw += s.raw.mae / double(r.subjects.size());
-    r.mean_subject_mae_post += s.post.mae / double(r.subjects.size());
-  }
-  r.pooled_raw = compute_metrics(p, t);
-  r.pooled_post = compute_metrics(pp, t);
-  return r;
+  std::vector<SubjectEval> all;
+  for (auto& e : parts) all.insert(all.end(), e.subjects.begin(), e.subjects.end());
+  return summarise(std::move(all));
 }
 
 InitReport init_from_checkpoint(models::PulseModel& model, const std::string& path) {
@@ -106,7 +115,7 @@ RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plan
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<EvalResult> evals;
   for (const FoldPlan& fp : plans) {
-    const std::string fdir = out_dir + "/fold" + std::to_string(fp.number);
+    const std::string fdir = out_dir + "/" + fp.dir_name();
     models::PulseModel model(spec.model, spec.train.seed);
     if (!spec.init_checkpoint.empty()) {
       const InitReport ir = init_from_checkpoint(model, spec.init_checkpoint);
@@ -119,7 +128,7 @@ RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plan
     const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fp.fold.train));
     TrainOptions to = spec.train;
     to.out_dir = fdir;
-    to.label = (spec.kd ? "distil " : "train ") + spec.model.arch + " fold " + std::to_string(fp.number);
+    to.label = (spec.kd ? "distil " : "train ") + spec.model.arch + (fp.number > 0 ? " fold " + std::to_string(fp.number) : " all");
     TrainResult tr;
     if (spec.kd) {
       models::LoadedModel teacher = load_any_checkpoint(checkpoint_for_fold(spec.teacher, fp.number), "teacher");

@@ -14,11 +14,16 @@
 namespace pulsekd::kd {
 
 struct FoldPlan {
-  int number = 0;  // 1-based: fold K tests subject K (in the set's subject order)
+  int number = 0;  // 1-based: fold K tests subject K (in the set's subject order); 0: --all
   data::Fold fold;
+  std::string dir_name() const { return number > 0 ? "fold" + std::to_string(number) : "all"; }
 };
 // fold > 0 selects one fold; loso selects all. Exactly one of them must be given.
 std::vector<FoldPlan> select_folds(const data::WindowSet& ws, int fold, bool loso);
+// --all: train on every subject but a validation set, test on none (evaluate on another set with
+// `pulsekd eval`). first_val_subject >= 0: subjects from there on validate (the appended
+// --val-data set); -1: the last subject group of loso_folds(ws, "auto") validates.
+FoldPlan all_subjects_plan(const data::WindowSet& ws, int first_val_subject = -1);
 
 struct RunSpec {
   models::ModelConfig model;
@@ -48,7 +53,7 @@ struct InitReport {
 };
 InitReport init_from_checkpoint(models::PulseModel& model, const std::string& path);
 models::LoadedModel load_any_checkpoint(const std::string& path, const std::string& arch_hint = "");
-// The checkpoint of fold K in a run directory, or the file itself.
+// The checkpoint of fold K (0: the --all run) in a run directory, or the file itself.
 std::string checkpoint_for_fold(const std::string& dir_or_file, int fold);
 // Merges several evaluations (different test subjects) into one.
 EvalResult merge_evals(const std::vector<EvalResult>& parts);

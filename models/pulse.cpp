@@ -255,7 +255,8 @@ ModelOutput PulseModel::forward(Graph& g, Var x, Rng& rng) {
   return out;
 }
 
-void PulseModel::predict(const float* windows, int64_t b, std::vector<float>& hr, std::vector<float>* dense32) {
+void PulseModel::predict(const float* windows, int64_t b, std::vector<float>& hr, std::vector<float>* dense32,
+                         std::vector<float>* logits) {
   NoGradGuard ng;
   const bool was_training = training();
   eval();
@@ -269,6 +270,10 @@ void PulseModel::predict(const float* windows, int64_t b, std::vector<float>& hr
   ModelOutput o = forward(g, g.input({b, 4, 256, 1}, xin.data()), rng);
   hr.assign(o.hr.data(), o.hr.data() + b);
   if (dense32) dense32->assign(o.dense32.data(), o.dense32.data() + b * cfg_.dense);
+  if (logits) {
+    logits->clear();
+    if (cfg_.head == "binned") logits->assign(o.logits.data(), o.logits.data() + b * cfg_.bins);
+  }
   train(was_training);
 }
 

@@ -53,8 +53,10 @@ class PulseModel : public Module {
   explicit PulseModel(const ModelConfig& cfg, uint64_t seed = 0);
   // x: (B, 4, 256, 1) — rows [PPG, accX, accY, accZ], 256 samples, channels-last.
   ModelOutput forward(Graph& g, Var x, Rng& dropout_rng);
-  // Convenience for inference: windows (B, 4, 256) already normalised → HR (B), dense32 (B, dense).
-  void predict(const float* windows, int64_t b, std::vector<float>& hr, std::vector<float>* dense32 = nullptr);
+  // Convenience for inference: windows (B, 4, 256) already normalised → HR (B), dense32 (B, dense),
+  // and for the binned head the logits (B, bins) (left empty for the regression head).
+  void predict(const float* windows, int64_t b, std::vector<float>& hr, std::vector<float>* dense32 = nullptr,
+               std::vector<float>* logits = nullptr);
   const ModelConfig& config() const { return cfg_; }
   std::vector<LayerInfo> layers() const;  // per-layer parameters and MACs per window
   int64_t macs_per_window() const;
