@@ -62,32 +62,10 @@ CommandRegistrar reg_eval([](CLI::App& app) {
   cmd->callback([=]() {
     const kd::PostProcess pp = make_post(*post_args);
     const data::WindowSet ws = data::load_dataset(*spec);
-    std::vector<kd::EvalResult> parts;
     std::vector<kd::FoldPlan> plans;
     if (*fold > 0 || *loso) plans = kd::select_folds(ws, *fold, *loso);
-    else {  // every subject, with one model
-      kd::FoldPlan all;
-      for (int s = 0; s < int(ws.subjects.size()); ++s) all.fold.test.push_back(s);
-      plans.push_back(all);
-    }
-    for (auto& fp : plans) {
-      const std::string path = kd::checkpoint_for_fold(*ckpt, fp.number);  // number 0: a file, or an --all run
-      models::LoadedModel lm = kd::load_any_checkpoint(path);
-      data::Normalizer norm;
-      if (lm.norm.present) {
-        for (int r = 0; r < 4; ++r) {
-          norm.mean[r] = lm.norm.mean[r];
-          norm.std[r] = lm.norm.std[r];
-        }
-      } else {
-        // A checkpoint without statistics (an imported .pt): z-score with the statistics of
-        // the evaluated windows themselves, as PULSE.md §6 does for the released models.
-        norm = data::Normalizer::fit(ws, data::windows_of(ws, fp.fold.test));
-        std::cerr << "note: " << path << " carries no normalisation; using the evaluated windows' own statistics\n";
-      }
-      parts.push_back(kd::evaluate(*lm.model, ws, fp.fold.test, norm, pp));
-    }
-    kd::EvalResult r = kd::merge_evals(parts);
+    else plans.push_back(kd::FoldPlan{});  // number 0: one checkpoint (or an --all run) on every subject
+    const kd::EvalResult r = kd::evaluate_saved(*ckpt, plans, ws, pp, /*every_subject=*/plans.front().number == 0);
     std::cout << kd::format_eval_table(r, "evaluation of " + *ckpt + " on " + *spec);
     std::cout << "mean subject MAE: " << (*post ? r.mean_subject_mae_post : r.mean_subject_mae_raw) << " BPM"
               << (*post ? " (post-processed: " + pp.describe() + ")" : std::string(" (raw)")) << "\n";

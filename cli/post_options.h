@@ -34,20 +34,12 @@ inline void add_post_options(CLI::App* cmd, PostArgs& a) {
       ->check(CLI::Range(0.1, 100.0));
 }
 
-// Per-subject label traces of a set, for TransitionPrior::fit.
-inline std::vector<std::vector<float>> label_traces(const data::WindowSet& ws) {
-  std::vector<std::vector<float>> traces;
-  for (const auto& s : ws.subjects)
-    traces.emplace_back(ws.hr.begin() + s.first_window, ws.hr.begin() + s.first_window + s.num_windows);
-  return traces;
-}
-
 inline kd::PostProcess make_post(const PostArgs& a) {
   kd::PostProcess pp;
   pp.mode = tracking::parse_track_mode(a.track, "--track");
   pp.laplace_bpm = a.laplace;
   if (!a.prior_data.empty() && a.prior_scale > 0) throw std::invalid_argument("give --prior-data or --prior-scale, not both");
-  if (!a.prior_data.empty()) pp.prior = tracking::TransitionPrior::fit(label_traces(data::load_dataset(a.prior_data)));
+  if (!a.prior_data.empty()) pp.prior = tracking::TransitionPrior::fit(kd::label_traces(data::load_dataset(a.prior_data)));
   else pp.prior.scale_bpm = a.prior_scale > 0 ? a.prior_scale : kDefaultPriorScaleBpm;
   return pp;
 }

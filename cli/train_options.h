@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "datasets/registry.h"
 #include "datasets/subsets.h"
+#include "kd/fileutil.h"
 #include "kd/runs.h"
 
 namespace pulsekd::cli {
@@ -102,15 +103,6 @@ inline RunData load_run_data(const RunArgs& a) {
   return d;
 }
 
-inline std::vector<std::string> split_csv(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 inline kd::RunSpec make_spec(RunArgs& a, const data::WindowSet&) {
   const bool distill = !a.teacher.empty();
   kd::RunSpec spec;
@@ -123,12 +115,12 @@ inline kd::RunSpec make_spec(RunArgs& a, const data::WindowSet&) {
   spec.model.head = a.head;
   spec.model.bins = a.bins;
   spec.model.validate();
-  const bool student = spec.model.arch != "teacher";
+  const kd::Recipe recipe = kd::default_recipe(spec.model.arch);
   auto& t = spec.train;
   t.epochs = a.epochs;
-  t.patience = a.patience > 0 ? a.patience : (student ? 100 : 150);
-  t.lr = a.lr > 0 ? a.lr : (student ? 1e-3 : 5e-4);
-  t.weight_decay = a.weight_decay >= 0 ? a.weight_decay : (student ? 1e-6 : 0);
+  t.patience = a.patience > 0 ? a.patience : recipe.patience;
+  t.lr = a.lr > 0 ? a.lr : recipe.lr;
+  t.weight_decay = a.weight_decay >= 0 ? a.weight_decay : recipe.weight_decay;
   t.optimizer = a.optimizer;
   t.task_loss = a.task_loss;
   t.schedule = a.schedule;
@@ -137,14 +129,14 @@ inline kd::RunSpec make_spec(RunArgs& a, const data::WindowSet&) {
   t.threads = a.threads;
   t.clip_norm = a.clip;
   t.init_output_at_mean = a.init_mean;
-  t.freeze = split_csv(a.freeze);
+  t.freeze = kd::split_list(a.freeze);
   t.augment.enabled = a.augment;
   t.progress = ::isatty(2);
   spec.init_checkpoint = a.init;
   if (distill) {
-    a.kd_opts.strategies = split_csv(a.kd);
+    a.kd_opts.strategies = kd::split_list(a.kd);
     a.kd_opts.task_loss = a.task_loss;
-    for (const std::string& kv : split_csv(a.kd_weights)) {
+    for (const std::string& kv : kd::split_list(a.kd_weights)) {
       const auto eq = kv.find('=');
       if (eq == std::string::npos) throw std::invalid_argument("--kd-weights: expected name=value, got '" + kv + "'");
       try {

@@ -109,6 +109,17 @@ EvalResult evaluate(models::PulseModel& m, const data::WindowSet& ws, const std:
   return summarise(std::move(out));
 }
 
+std::vector<std::vector<float>> label_traces(const data::WindowSet& ws, const std::vector<int>& subjects) {
+  std::vector<std::vector<float>> traces;
+  auto add = [&](const data::SubjectInfo& s) {
+    traces.emplace_back(ws.hr.begin() + s.first_window, ws.hr.begin() + s.first_window + s.num_windows);
+  };
+  if (subjects.empty())
+    for (const auto& s : ws.subjects) add(s);
+  for (int s : subjects) add(ws.subjects.at(size_t(s)));
+  return traces;
+}
+
 EvalResult summarise(std::vector<SubjectEval> subjects) {
   EvalResult r;
   std::vector<float> all_p, all_pp, all_t;

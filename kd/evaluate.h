@@ -61,6 +61,10 @@ EvalResult evaluate(models::PulseModel& m, const data::WindowSet& ws, const std:
 // Metrics of subjects whose pred / pred_post / truth are filled in; the means and pooled figures.
 EvalResult summarise(std::vector<SubjectEval> subjects);
 
+// Per-subject label traces in time order (all subjects when `subjects` is empty), for
+// tracking::TransitionPrior::fit.
+std::vector<std::vector<float>> label_traces(const data::WindowSet& ws, const std::vector<int>& subjects = {});
+
 // Table on a stream; JSON and CSV files.
 std::string format_eval_table(const EvalResult& r, const std::string& title);
 void write_eval_json(const std::string& path, const EvalResult& r, const std::string& extra_json = "{}");

@@ -1,5 +1,7 @@
 #include "kd/fileutil.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -48,6 +50,17 @@ void append_line(const std::string& path, const std::string& line) {
   std::ofstream f(path, std::ios::app);
   if (!f) throw std::runtime_error("cannot append to '" + path + "'");
   f << line << "\n";
+}
+
+std::vector<std::string> split_list(const std::string& csv) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= csv.size()) {
+    const size_t end = std::min(csv.find(',', start), csv.size());
+    if (end > start) out.push_back(csv.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
 }
 
 }  // namespace pulsekd::kd

@@ -1,6 +1,7 @@
-// Small file helpers shared by kd/ and the CLI.
+// Small file and text helpers shared by kd/ and the CLI.
 #pragma once
 #include <string>
+#include <vector>
 
 namespace pulsekd::kd {
 
@@ -11,5 +12,7 @@ void write_file_atomic(const std::string& path, const std::string& content);
 void ensure_dir(const std::string& dir, const std::string& flag);
 // Appends one line to a file (JSON-lines logs).
 void append_line(const std::string& path, const std::string& line);
+// "a,b,,c" -> {"a", "b", "c"}: a comma-separated list, empty items dropped.
+std::vector<std::string> split_list(const std::string& csv);
 
 }  // namespace pulsekd::kd

@@ -74,6 +74,36 @@ std::string checkpoint_for_fold(const std::string& p, int fold) {
   return p;
 }
 
+Recipe default_recipe(const std::string& arch) {
+  if (arch == "teacher") return {150, 5e-4, 0};
+  return {100, 1e-3, 1e-6};  // student and the ResNet family
+}
+
+EvalResult evaluate_saved(const std::string& dir_or_file, const std::vector<FoldPlan>& plans, const data::WindowSet& ws,
+                          const PostProcess& pp, bool every_subject) {
+  std::vector<int> all_subjects(ws.subjects.size());
+  for (size_t s = 0; s < all_subjects.size(); ++s) all_subjects[s] = int(s);
+  std::vector<EvalResult> parts;
+  for (const FoldPlan& fp : plans) {
+    const std::vector<int>& subjects = every_subject ? all_subjects : fp.fold.test;
+    const std::string path = checkpoint_for_fold(dir_or_file, fp.number);
+    models::LoadedModel lm = load_any_checkpoint(path);
+    data::Normalizer norm;
+    if (lm.norm.present) {
+      for (int r = 0; r < data::kRows; ++r) {
+        norm.mean[r] = lm.norm.mean[r];
+        norm.std[r] = lm.norm.std[r];
+      }
+    } else {
+      // As PULSE.md §6 does for the released models: the evaluated windows' own statistics.
+      norm = data::Normalizer::fit(ws, data::windows_of(ws, subjects));
+      std::cerr << "note: " << path << " carries no normalisation; using the evaluated windows' own statistics\n";
+    }
+    parts.push_back(evaluate(*lm.model, ws, subjects, norm, pp));
+  }
+  return merge_evals(parts);
+}
+
 EvalResult merge_evals(const std::vector<EvalResult>& parts) {
   std::vector<SubjectEval> all;
   for (auto& e : parts) all.insert(all.end(), e.subjects.begin(), e.subjects.end());

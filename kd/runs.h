@@ -25,6 +25,15 @@ std::vector<FoldPlan> select_folds(const data::WindowSet& ws, int fold, bool los
 // --val-data set); -1: the last subject group of loso_folds(ws, "auto") validates.
 FoldPlan all_subjects_plan(const data::WindowSet& ws, int first_val_subject = -1);
 
+// Per-architecture training defaults (PULSE.md §6 for teacher and student; the ResNet family
+// takes the student's), used by train, distill, pipeline and sweeps alike.
+struct Recipe {
+  int patience = 150;
+  double lr = 5e-4;
+  double weight_decay = 0;
+};
+Recipe default_recipe(const std::string& arch);
+
 struct RunSpec {
   models::ModelConfig model;
   TrainOptions train;
@@ -55,6 +64,12 @@ InitReport init_from_checkpoint(models::PulseModel& model, const std::string& pa
 models::LoadedModel load_any_checkpoint(const std::string& path, const std::string& arch_hint = "");
 // The checkpoint of fold K (0: the --all run) in a run directory, or the file itself.
 std::string checkpoint_for_fold(const std::string& dir_or_file, int fold);
+// Evaluates a saved run on ws with post-processing pp: for each plan, the checkpoint of that
+// fold (checkpoint_for_fold) on the plan's test subjects, or on every subject of ws when
+// `every_subject` (a model trained on another set). A checkpoint without normalisation (an
+// imported .pt) z-scores with the evaluated windows' own statistics, noted on stderr.
+EvalResult evaluate_saved(const std::string& dir_or_file, const std::vector<FoldPlan>& plans, const data::WindowSet& ws,
+                          const PostProcess& pp, bool every_subject);
 // Merges several evaluations (different test subjects) into one.
 EvalResult merge_evals(const std::vector<EvalResult>& parts);
 

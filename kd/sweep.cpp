@@ -179,10 +179,11 @@ TrainOptions parse_train(const json& common, const json& over, const std::string
   auto src = [&](const std::string& k) { return over.contains(k) ? over_key : std::string("train"); };
   if (!m.contains("epochs")) bad("train.epochs", "is required");
   t.epochs = get_int(m, src("epochs"), "epochs", 0, 1, 100000);
-  t.patience = get_int(m, src("patience"), "patience", teacher ? 150 : 100, 1, 100000);
+  const Recipe recipe = default_recipe(teacher ? "teacher" : "student");
+  t.patience = get_int(m, src("patience"), "patience", recipe.patience, 1, 100000);
   t.batch = get_int(m, src("batch"), "batch", 256, 1, 65536);
-  t.lr = get_num(m, src("lr"), "lr", teacher ? 5e-4 : 1e-3, 1e-9, 10);
-  t.weight_decay = get_num(m, src("weight_decay"), "weight_decay", teacher ? 0 : 1e-6, 0, 1);
+  t.lr = get_num(m, src("lr"), "lr", recipe.lr, 1e-9, 10);
+  t.weight_decay = get_num(m, src("weight_decay"), "weight_decay", recipe.weight_decay, 0, 1);
   t.optimizer = get_str(m, src("optimizer"), "optimizer", "adam", {"adam", "adamw", "sgd"});
   t.task_loss = get_str(m, src("loss"), "loss", "l1", {"l1", "mse", "huber", "logcosh"});
   t.threads = get_int(m, src("threads"), "threads", 1, 1, 256);
