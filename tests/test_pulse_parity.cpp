@@ -8,16 +8,18 @@
 #include <nlohmann/json.hpp>
 
 #include "models/checkpoint.h"
+#include "tests/shared_data.h"
 
 using namespace pulsekd;
 namespace fs = std::filesystem;
 
-static const std::string kRef = std::string(PULSEKD_SHARED_DIR) + "/reference";
+static const std::string kRef = pulsekd::testing::shared_path("reference");
 
-static bool have_reference() {
-  if (fs::exists(kRef + "/kd_pulse_fold1.json") && fs::exists(kRef + "/pulse_teacher_fold1.pt")) return true;
-  MESSAGE("SKIPPED: " << kRef << " is absent; the parity test needs the released checkpoints");
-  return false;
+// PyTorch's outputs and the released checkpoint of `arch`.
+static bool have_reference(const std::string& arch) {
+  using pulsekd::testing::require_shared;
+  return require_shared(kRef + "/kd_pulse_fold1.json", "PyTorch's outputs") &&
+         require_shared(kRef + "/pulse_" + arch + "_fold1.pt", "the released " + arch);
 }
 
 static void check_parity(const std::string& arch) {
@@ -44,12 +46,12 @@ static void check_parity(const std::string& arch) {
 }
 
 TEST_CASE("teacher fold 1 reproduces PyTorch") {
-  if (!have_reference()) return;
+  if (!have_reference("teacher")) return;
   check_parity("teacher");
 }
 
 TEST_CASE("student fold 1 reproduces PyTorch") {
-  if (!have_reference()) return;
+  if (!have_reference("student")) return;
   check_parity("student");
 }
 

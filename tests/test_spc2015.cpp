@@ -15,13 +15,14 @@
 
 #include "datasets/baseline.h"
 #include "datasets/spc2015.h"
+#include "tests/shared_data.h"
 
 using namespace pulsekd::data;
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kDir = std::string(PULSEKD_SHARED_DIR) + "/data/ieee-spc2015";
+const std::string kDir = pulsekd::testing::shared_path("data/ieee-spc2015");
 
 // Writes one double matrix `name` (rows x cols, column-major data) into a new MAT-5 file.
 void write_mat(const fs::path& path, const char* name, size_t rows, size_t cols,
@@ -75,10 +76,7 @@ std::string error_of(F f) {
 }  // namespace
 
 TEST_CASE("SPC 2015: all 13 recordings, windows = labels = floor((N/125-8)/2)+1, rest peaks") {
-  if (!fs::exists(kDir + "/Training_data")) {
-    MESSAGE("SKIPPED: SPC 2015 data not found at " << kDir);
-    return;
-  }
+  if (!pulsekd::testing::require_shared(kDir + "/Training_data", "the SPC 2015 recordings")) return;
   const auto recs = load_spc2015_raw(kDir);
   REQUIRE(recs.size() == 13);
   CHECK(recs.front().name == "DATA_01_TYPE01");
