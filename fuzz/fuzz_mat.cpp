@@ -1,22 +1,17 @@
 // libFuzzer target: arbitrary bytes as a MAT-file through the SPC 2015 reading path
 // (read_mat_double with a named variable, with "BPM0 or the only one", and the recording
 // reader). Every failure must be a std::exception, never a crash or a leak.
-#include <unistd.h>
-
 #include <cstdint>
-#include <cstdio>
 #include <exception>
 #include <string>
 
 #include "datasets/spc2015.h"
+#include "fuzz/temp_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // libmatio reads from a path only, so the input goes through a per-process temp file.
-  static const std::string path = "/tmp/pulsekd_fuzz_mat_" + std::to_string(::getpid()) + ".mat";
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) return 0;
-  if (size) std::fwrite(data, 1, size, f);
-  std::fclose(f);
+  // libmatio reads from a path only, so the input goes through a temp file.
+  const std::string path = write_temp_input("input.mat", data, size);
+  if (path.empty()) return 0;
   using namespace pulsekd::data;
   try {
     read_mat_double(path, "sig");

@@ -1,14 +1,13 @@
 // libFuzzer target: the quantised-model parser (models/quantize_io.cpp). Whatever parses must
 // pass validate_quant_model, run through the host integer simulation without a sanitizer report
 // (no out-of-bounds access, no int32 overflow, no bad shift), and survive save -> parse.
-//
-// The fuzz build (PULSEKD_FUZZ) has only pulsekd_engine and pulsekd_datasets, so the parser's
-// source file is compiled into this target directly; it depends on engine/ and nlohmann::json
-// only (models/*.h are included for declarations, nothing from pulsekd_models is linked).
-#include "models/quantize_io.cpp"
-
+#include <cstdint>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
+#include <vector>
+
+#include "models/quantize.h"
 
 using namespace pulsekd;
 

@@ -174,6 +174,8 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
       get(st, "model/" + all[i].first, all[i].second->value, state_path);
       get(st, "best/" + all[i].first, best[i], state_path);
     }
+    for (size_t i = 0; i < opt.extra_parameters.size(); ++i)
+      get(st, "extra/" + std::to_string(i), opt.extra_parameters[i]->value, state_path);
     for (size_t i = 0; i < params.size(); ++i) {
       get(st, "adam_m/" + std::to_string(i), optim.first_moments()[i], state_path);
       if (!optim.second_moments()[i].empty()) get(st, "adam_v/" + std::to_string(i), optim.second_moments()[i], state_path);
@@ -276,6 +278,10 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
         put(st, "model/" + all[i].first, all[i].second->shape, all[i].second->value);
         put(st, "best/" + all[i].first, all[i].second->shape, best[i]);
       }
+      // Parameters trained beside the model (the FitNets adapter): without them a resumed
+      // run would restart the adapter from its initialisation.
+      for (size_t i = 0; i < opt.extra_parameters.size(); ++i)
+        put(st, "extra/" + std::to_string(i), opt.extra_parameters[i]->shape, opt.extra_parameters[i]->value);
       for (size_t i = 0; i < params.size(); ++i) {
         put(st, "adam_m/" + std::to_string(i), Shape{int64_t(optim.first_moments()[i].size())}, optim.first_moments()[i]);
         if (!optim.second_moments()[i].empty())

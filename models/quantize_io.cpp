@@ -1,7 +1,6 @@
 // The quantised-model format (save / parse / validate) and the bit-exact host integer
-// simulation. Depends on engine/ (safetensors, kernels) and nlohmann::json only, so the
-// libFuzzer target fuzz/fuzz_quant_model.cpp compiles this file directly (the fuzz build has no
-// pulsekd_models library). Calibration and quantisation proper live in models/quantize.cpp.
+// simulation (fuzzed by fuzz/fuzz_quant_model.cpp). Depends on engine/ (safetensors, kernels)
+// and nlohmann::json only. Calibration and quantisation proper live in models/quantize.cpp.
 //
 // A quantised model file is user input: parse_quant_model() / load_quant_model() check every
 // invariant the simulation, the code generator and the firmware rely on (validate_quant_model)

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "tests/run_pulsekd.h"
+#include "tests/shared_data.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,7 +15,7 @@
 #include <string>
 
 namespace fs = std::filesystem;
-static const std::string kRef = std::string(PULSEKD_SHARED_DIR) + "/reference";
+static const std::string kRef = pulsekd::testing::shared_path("reference");
 
 using Run = pulsekd::testing::CommandResult;
 static Run run(const std::string& args) { return pulsekd::testing::run_pulsekd(args); }
@@ -24,10 +25,8 @@ static std::string tmp(const std::string& name) {
 }
 
 TEST_CASE("import-torch, info and predict reproduce the released student") {
-  if (!fs::exists(kRef + "/pulse_student_fold1.pt")) {
-    MESSAGE("SKIPPED: " << kRef << " is absent");
-    return;
-  }
+  if (!pulsekd::testing::require_shared(kRef + "/pulse_student_fold1.pt", "the released student")) return;
+  if (!pulsekd::testing::require_shared(kRef + "/kd_pulse_fold1.json", "PyTorch's outputs")) return;
   const std::string ck = tmp("student.safetensors"), out = tmp("pred.json");
   Run r = run("import-torch --arch student " + kRef + "/pulse_student_fold1.pt " + ck);
   REQUIRE(r.code == 0);

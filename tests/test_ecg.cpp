@@ -10,6 +10,7 @@
 
 #include "datasets/ecg.h"
 #include "datasets/spc2015.h"
+#include "tests/shared_data.h"
 
 using namespace pulsekd::data;
 
@@ -114,11 +115,8 @@ TEST_CASE("hr_per_window: known beats, interpolation, bad input") {
 }
 
 TEST_CASE("SPC 2015 chest ECG (row 0) vs the BPMtrace labels") {
-  const std::string dir = std::string(PULSEKD_SHARED_DIR) + "/data/ieee-spc2015";
-  if (!std::filesystem::exists(dir + "/Training_data")) {
-    MESSAGE("SKIPPED: SPC 2015 data not found at " << dir);
-    return;
-  }
+  const std::string dir = pulsekd::testing::shared_path("data/ieee-spc2015");
+  if (!pulsekd::testing::require_shared(dir + "/Training_data", "the SPC 2015 recordings")) return;
   Spc2015Options opt;
   opt.include_extra = false;  // the 12 training recordings
   const auto recs = load_spc2015_raw(dir, opt);

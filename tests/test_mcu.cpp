@@ -1,7 +1,7 @@
 // Firmware built for Cortex-M4 (mps2-an386) and Cortex-M7 (mps2-an500) from `export-mcu`
 // output, run under QEMU with semihosting on real SPC 2015 windows: every raw int32 output
-// must equal the host integer simulation exactly. Skips (with a MESSAGE) when the ARM
-// toolchain, QEMU or ../shared is absent.
+// must equal the host integer simulation exactly. A reported skip (tests/shared_data.h) when the
+// ARM toolchain, QEMU or ../shared is absent.
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -13,31 +13,24 @@
 #include "models/checkpoint.h"
 #include "models/export_mcu.h"
 #include "models/quantize.h"
+#include "tests/shared_data.h"
 
 using namespace pulsekd;
 namespace fs = std::filesystem;
 
-static const std::string kShared = PULSEKD_SHARED_DIR;
+using pulsekd::testing::require_shared;
+static const std::string kShared = pulsekd::testing::shared_dir();
 
-static bool have_tool(const char* name) {
-  return std::system((std::string("command -v ") + name + " >/dev/null 2>&1").c_str()) == 0;
-}
-
-static bool ready() {
+// The cross toolchain, QEMU and the released `arch` with the SPC 2015 recordings.
+static bool ready(const std::string& arch) {
   for (const char* t : {"arm-none-eabi-gcc", "arm-none-eabi-g++", "qemu-system-arm", "cmake"})
-    if (!have_tool(t)) {
-      MESSAGE("SKIPPED: " << t << " not on PATH (scripts/install-deps installs it)");
-      return false;
-    }
-  if (!fs::exists(kShared + "/reference/pulse_student_fold1.pt") || !fs::exists(kShared + "/data/ieee-spc2015")) {
-    MESSAGE("SKIPPED: " << kShared << " (released student, SPC 2015) is absent");
-    return false;
-  }
-  return true;
+    if (!pulsekd::testing::require_tool(t)) return false;
+  return require_shared(kShared + "/reference/pulse_" + arch + "_fold1.pt", "the released " + arch) &&
+         require_shared(kShared + "/data/ieee-spc2015", "the SPC 2015 recordings");
 }
 
 TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer simulation exactly") {
-  if (!ready()) return;
+  if (!ready("student")) return;
   auto model = models::import_torch(kShared + "/reference/pulse_student_fold1.pt", "student");
   const data::WindowSet ws = data::load_dataset("spc2015:" + kShared + "/data/ieee-spc2015");
   const std::vector<float> x = models::normalised_windows(ws, models::RowNorm{});
@@ -126,11 +119,7 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
 }
 
 TEST_CASE("teacher firmware on QEMU Cortex-M7: every output equals the host integer simulation; mcu-report per layer") {
-  if (!ready()) return;
-  if (!fs::exists(kShared + "/reference/pulse_teacher_fold1.pt")) {
-    MESSAGE("SKIPPED: " << kShared << "/reference/pulse_teacher_fold1.pt (released teacher) is absent");
-    return;
-  }
+  if (!ready("teacher")) return;
   auto model = models::import_torch(kShared + "/reference/pulse_teacher_fold1.pt", "teacher");
   const data::WindowSet ws = data::load_dataset("spc2015:" + kShared + "/data/ieee-spc2015?extra=0");
   const std::vector<float> x = models::normalised_windows(ws, models::RowNorm{});

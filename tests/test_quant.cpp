@@ -22,6 +22,7 @@
 #include "models/checkpoint.h"
 #include "models/export_mcu.h"
 #include "models/quantize.h"
+#include "tests/shared_data.h"
 
 using namespace pulsekd;
 using namespace pulsekd::kernels;
@@ -155,11 +156,12 @@ TEST_CASE("DSP (SXTB16/SMLAD) variants are bit-exact with the reference loops") 
   }
 }
 
-static const std::string kShared = PULSEKD_SHARED_DIR;
+static const std::string kShared = pulsekd::testing::shared_dir();
+// The released `arch` and the SPC 2015 recordings.
 static bool have_shared(const std::string& arch = "student") {
-  if (fs::exists(kShared + "/reference/pulse_" + arch + "_fold1.pt") && fs::exists(kShared + "/data/ieee-spc2015")) return true;
-  MESSAGE("SKIPPED: " << kShared << " (released " << arch << ", SPC 2015) is absent");
-  return false;
+  using pulsekd::testing::require_shared;
+  return require_shared(kShared + "/reference/pulse_" + arch + "_fold1.pt", "the released " + arch) &&
+         require_shared(kShared + "/data/ieee-spc2015", "the SPC 2015 recordings");
 }
 
 namespace {

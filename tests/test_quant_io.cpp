@@ -14,6 +14,7 @@
 
 #include "engine/safetensors.h"
 #include "models/quantize.h"
+#include "tests/quant_fixtures.h"
 
 using namespace pulsekd;
 using nlohmann::json;
@@ -21,98 +22,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-models::QuantModel tiny_model() {
-  std::mt19937 rng(7);
-  std::uniform_int_distribution<int> wd(-127, 127), bd(-2000, 2000);
-  models::QuantModel q;
-  q.calib = "minmax";
-  q.source = "tiny";
-  q.input = {16, 1e-3f, 0};
-  q.rows = 4;
-  q.row_layers = 2;
-  q.out_scale = 0.01f;
-  auto params = [&](models::QLayer& L, int per_co, bool requant) {
-    L.w.resize(size_t(L.c_out) * size_t(per_co));
-    for (auto& w : L.w) w = int8_t(wd(rng));
-    for (int co = 0; co < L.c_out; ++co) {
-      L.bias.push_back(bd(rng));
-      L.w_scale.push_back(0.01f);
-      if (requant) {
-        L.mult.push_back((1 << 30) + co * 12345);
-        L.shift.push_back(-9 - co % 3);
-      }
-    }
-  };
-  models::QLayer c;
-  c.name = "conv1";
-  c.op = models::QOp::Conv;
-  c.c_in = 1, c.c_out = 4, c.kernel = 3, c.pad = 1, c.t_in = 256, c.relu = true;
-  c.in = q.input;
-  c.out = {16, 2e-3f, 0};
-  c.act_min = 0, c.act_max = 32767;
-  params(c, 3, true);
-  models::QLayer p;
-  p.name = "pool1";
-  p.op = models::QOp::AvgPool;
-  p.c_in = p.c_out = 4, p.pool = 4, p.t_in = 256;
-  p.in = p.out = c.out;
-  p.act_min = -32768, p.act_max = 32767;
-  models::QLayer m;
-  m.name = "conv4";
-  m.op = models::QOp::ModalityConv;
-  m.c_in = 4, m.c_out = 2, m.rows = 4, m.t_in = 64, m.relu = true;
-  m.in = c.out;
-  m.out = {8, 0.05f, -128};
-  m.act_min = -128, m.act_max = 127;
-  params(m, 16, true);
-  models::QLayer d;
-  d.name = "out";
-  d.op = models::QOp::Linear;
-  d.c_in = 128, d.c_out = 1, d.t_in = 1;
-  d.in = m.out;
-  d.out = {32, 1.f, 0};
-  d.act_min = INT32_MIN, d.act_max = INT32_MAX;
-  params(d, 128, false);
-  q.layers = {c, p, m, d};
-  return q;
-}
-
-// A tiny teacher-like model: conv -> pool per row (16 steps, 4 channels), then the attention
-// part (attn_in_proj, attention with 4 heads over 12 keys, per-token out-projection, layer_norm)
-// and the output layer over the flattened 4 x 16 tokens.
-models::QuantModel tiny_teacher() {
-  models::QuantModel q = tiny_model();
-  q.arch = "teacher";
-  q.layers.resize(2);
-  q.layers[1].pool = q.layers[1].kernel = 16;
-  std::mt19937 rng(8);
-  std::uniform_int_distribution<int> wd(-127, 127), bd(-2000, 2000);
-  auto layer = [&](const char* name, models::QOp op, int t_in, int c_in, int c_out, models::QTensor in, models::QTensor out) {
-    models::QLayer L;
-    L.name = name;
-    L.op = op;
-    L.rows = 4;
-    L.t_in = t_in, L.c_in = c_in, L.c_out = c_out;
-    L.in = in, L.out = out;
-    L.act_min = out.qmin(), L.act_max = out.qmax();
-    const int64_t per = L.weights_per_channel();
-    for (int64_t i = 0; per >= 0 && i < int64_t(c_out) * per; ++i) L.w.push_back(int8_t(wd(rng)));
-    for (int co = 0; per >= 0 && co < c_out; ++co) L.bias.push_back(bd(rng)), L.w_scale.push_back(0.01f);
-    for (size_t co = 0; co < L.requant_channels(); ++co) L.mult.push_back((1 << 30) + int(co) * 4321), L.shift.push_back(-8 - int(co % 3));
-    return L;
-  };
-  const models::QTensor i16{16, 1e-3f, 0}, i32{32, 1e-4f, 0};
-  models::QLayer p = layer("attn_in_proj", models::QOp::AttnInProj, 16, 4, 48, q.layers[1].out, i32);
-  p.act_min = -8388607, p.act_max = 8388607;
-  models::QLayer a = layer("attention", models::QOp::Attention, 4, 16, 16, i32, i16);
-  a.heads = 4;
-  models::QLayer o = layer("attn_out_proj", models::QOp::Linear, 4, 16, 16, i16, i16);
-  models::QLayer n = layer("layer_norm", models::QOp::LayerNorm, 4, 16, 16, i16, {8, 0.02f, -5});
-  n.norm_eps = 123456;
-  models::QLayer d = layer("out", models::QOp::Linear, 1, 64, 1, n.out, {32, 1.f, 0});
-  q.layers.insert(q.layers.end(), {p, a, o, n, d});
-  return q;
-}
+using pulsekd::testing::tiny_model;
+using pulsekd::testing::tiny_teacher;
 
 std::vector<uint8_t> tiny_bytes(const models::QuantModel& model = tiny_model()) {
   const fs::path path = fs::temp_directory_path() / ("pulsekd_tiny_q_" + std::to_string(::getpid()) + ".safetensors");
@@ -394,77 +305,5 @@ TEST_CASE("quantised model: random byte mutations are rejected or give a model t
       }
     }
     MESSAGE((teacher ? "teacher-like: " : "student-like: ") << accepted << " of 400 mutants parsed (weight/bias byte changes) and ran");
-  }
-}
-
-// PULSEKD_WRITE_QUANT_SEEDS=DIR writes the fuzz seeds (fuzz/corpus/quant_model/) and passes.
-TEST_CASE("quantised model: fuzz seed writer (only with PULSEKD_WRITE_QUANT_SEEDS)") {
-  const char* dir = std::getenv("PULSEKD_WRITE_QUANT_SEEDS");
-  if (!dir) return;
-  models::QuantModel q = tiny_model();
-  models::save_quant_model(std::string(dir) + "/tiny_int16.safetensors", q);
-  // int8 input and an int8 per-row path, with a normalisation block
-  q.input = {8, 0.02f, -3};
-  q.layers[0].in = q.input;
-  q.layers[0].out = {8, 0.03f, -128};
-  q.layers[0].act_min = -128, q.layers[0].act_max = 127;
-  q.layers[1].in = q.layers[1].out = q.layers[0].out;
-  q.layers[1].act_min = -128, q.layers[1].act_max = 127;
-  q.layers[2].in = q.layers[0].out;
-  q.norm.present = true;
-  models::save_quant_model(std::string(dir) + "/tiny_int8_norm.safetensors", q);
-  models::save_quant_model(std::string(dir) + "/tiny_teacher.safetensors", tiny_teacher());
-}
-
-// PULSEKD_WRITE_ANCHOR_DIR=DIR writes anchor_s8.safetensors / anchor_s16.safetensors: a model whose
-// second layer is the CMSIS-NN anchor layer of ../shared/docs/MCU.md (256 steps, conv k=5,
-// 32 -> 32, 'same' padding, stride 1) with int8 or int16 activations, for `pulsekd mcu-report`.
-TEST_CASE("quantised model: CMSIS-NN anchor-layer models (only with PULSEKD_WRITE_ANCHOR_DIR)") {
-  const char* dir = std::getenv("PULSEKD_WRITE_ANCHOR_DIR");
-  if (!dir) return;
-  for (const int bits : {8, 16}) {
-    std::mt19937 rng(9);
-    std::uniform_int_distribution<int> wd(-127, 127), bd(-2000, 2000);
-    const models::QTensor act = bits == 8 ? models::QTensor{8, 0.02f, -3} : models::QTensor{16, 1e-3f, 0};
-    const int32_t amin = bits == 8 ? -128 : -32768, amax = bits == 8 ? 127 : 32767;
-    auto layer = [&](const char* name, models::QOp op, int cin, int cout, int K, int pad, int t, int per_co_rows) {
-      models::QLayer L;
-      L.name = name, L.op = op, L.c_in = cin, L.c_out = cout, L.kernel = K, L.pad = pad, L.t_in = t, L.rows = per_co_rows;
-      L.in = L.out = act;
-      L.act_min = amin, L.act_max = amax;
-      if (op == models::QOp::AvgPool) return L;
-      const int per_co = cin * (op == models::QOp::Conv ? K : op == models::QOp::ModalityConv ? per_co_rows : 1);
-      for (int i = 0; i < cout * per_co; ++i) L.w.push_back(int8_t(wd(rng)));
-      for (int co = 0; co < cout; ++co) {
-        L.bias.push_back(bd(rng));
-        L.w_scale.push_back(0.01f);
-        L.mult.push_back((1 << 30) + co * 4567);
-        L.shift.push_back(-14);
-      }
-      return L;
-    };
-    models::QuantModel q;
-    q.calib = "none";
-    q.source = "cmsis-nn anchor layer";
-    q.input = act;
-    q.rows = 4;
-    q.row_layers = 3;
-    q.out_scale = 1.f;
-    q.layers.push_back(layer("stem", models::QOp::Conv, 1, 32, 1, 0, 256, 1));
-    q.layers.push_back(layer("anchor", models::QOp::Conv, 32, 32, 5, 2, 256, 1));
-    models::QLayer pool = layer("pool", models::QOp::AvgPool, 32, 32, 1, 0, 256, 1);
-    pool.pool = 4;
-    q.layers.push_back(pool);
-    models::QLayer mc = layer("mod", models::QOp::ModalityConv, 32, 4, 1, 0, 64, 4);
-    mc.out = {8, 0.05f, 0};
-    mc.act_min = -128, mc.act_max = 127;
-    q.layers.push_back(mc);
-    models::QLayer out = layer("out", models::QOp::Linear, 256, 1, 1, 0, 1, 1);
-    out.in = mc.out;
-    out.out = {32, 1.f, 0};
-    out.act_min = INT32_MIN, out.act_max = INT32_MAX;
-    out.mult.clear(), out.shift.clear();
-    q.layers.push_back(out);
-    models::save_quant_model(std::string(dir) + "/anchor_s" + std::to_string(bits) + ".safetensors", q);
   }
 }

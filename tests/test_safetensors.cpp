@@ -152,18 +152,29 @@ TEST_CASE("safetensors: a failed save leaves the old file untouched") {
     CHECK_THROWS_WITH_AS(save_safetensors(path, big), doctest::Contains("cannot create"), SafeTensorsError);
     fs::remove(tmp);
   }
-  SUBCASE("the directory is not writable") {
+  SUBCASE("the directory cannot be written") {
     const std::string ro = kTmp + "/ro";
     fs::create_directories(ro);
     save_safetensors(ro + "/m.safetensors", sample());
-    ::chmod(ro.c_str(), 0555);
-    if (::geteuid() == 0) {
-      MESSAGE("running as root: a read-only directory does not stop root, this subcase checks nothing");
-    } else {
+    if (::geteuid() != 0) {  // a read-only directory stops users, not root (CI runs as root)
+      ::chmod(ro.c_str(), 0555);
       CHECK_THROWS_AS(save_safetensors(ro + "/m.safetensors", big), SafeTensorsError);
+      ::chmod(ro.c_str(), 0755);
       CHECK(slurp(ro + "/m.safetensors") == before);
     }
-    ::chmod(ro.c_str(), 0755);
+    // A "directory" that is a regular file stops root too (ENOTDIR).
+    CHECK_THROWS_WITH_AS(save_safetensors(ro + "/m.safetensors/x.safetensors", big), doctest::Contains("cannot create"),
+                         SafeTensorsError);
+    CHECK(slurp(ro + "/m.safetensors") == before);
+  }
+  SUBCASE("the rename fails (a directory holds the name)") {
+    // rename() of a file onto a directory fails for root too (EISDIR): the temporary must go.
+    const std::string taken = kTmp + "/taken.safetensors";
+    fs::create_directories(taken + "/inside");
+    CHECK_THROWS_WITH_AS(save_safetensors(taken, big), doctest::Contains("rename"), SafeTensorsError);
+    CHECK(fs::is_directory(taken + "/inside"));
+    CHECK(!fs::exists(taken + ".tmp." + std::to_string(::getpid())));
+    fs::remove_all(taken);
   }
   CHECK(slurp(path) == before);
   CHECK(!fs::exists(path + ".tmp." + std::to_string(::getpid())));

@@ -1,6 +1,6 @@
-// IEEE SPC 2015 reader: the real recordings (skipped when absent) and bad inputs written
-// here with libmatio. Setting PULSEKD_WRITE_FUZZ_CORPUS=DIR also writes the fuzz seeds
-// (fuzz/corpus/fuzz_mat/ was made that way).
+// IEEE SPC 2015 reader: the real recordings (a reported skip when absent) and bad inputs
+// written here with libmatio (tests/mat_fixtures.h, which tools/make_fuzz_seeds also uses for the
+// fuzz seeds in fuzz/corpus/mat/).
 #include <doctest/doctest.h>
 #include <matio.h>
 
@@ -15,42 +15,18 @@
 
 #include "datasets/baseline.h"
 #include "datasets/spc2015.h"
+#include "tests/mat_fixtures.h"
+#include "tests/shared_data.h"
 
 using namespace pulsekd::data;
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kDir = std::string(PULSEKD_SHARED_DIR) + "/data/ieee-spc2015";
+using pulsekd::testing::write_mat;
+using pulsekd::testing::write_recording;
 
-// Writes one double matrix `name` (rows x cols, column-major data) into a new MAT-5 file.
-void write_mat(const fs::path& path, const char* name, size_t rows, size_t cols,
-               const std::vector<double>& data, bool compress = true,
-               matio_classes cls = MAT_C_DOUBLE) {
-  mat_t* m = Mat_CreateVer(path.string().c_str(), nullptr, MAT_FT_MAT5);
-  REQUIRE(m != nullptr);
-  size_t dims[2] = {rows, cols};
-  std::vector<float> f(data.begin(), data.end());
-  matvar_t* v = cls == MAT_C_SINGLE
-                    ? Mat_VarCreate(name, MAT_C_SINGLE, MAT_T_SINGLE, 2, dims, f.data(), 0)
-                    : Mat_VarCreate(name, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dims,
-                                    const_cast<double*>(data.data()), 0);
-  REQUIRE(v != nullptr);
-  REQUIRE(Mat_VarWrite(m, v, compress ? MAT_COMPRESSION_ZLIB : MAT_COMPRESSION_NONE) == 0);
-  Mat_VarFree(v);
-  Mat_Close(m);
-}
-
-// A tiny valid recording: `rows` x n signal (sines) and its W labels.
-void write_recording(const fs::path& sig, const fs::path& lab, size_t rows, size_t n,
-                     const char* label_var = "BPM0", long label_delta = 0) {
-  std::vector<double> s(rows * n);
-  for (size_t c = 0; c < n; ++c)
-    for (size_t r = 0; r < rows; ++r) s[c * rows + r] = std::round(100 * std::sin(0.05 * (r + 1) * c));  // integers: small files
-  write_mat(sig, "sig", rows, n, s);
-  const size_t W = static_cast<size_t>(spc_expected_windows(static_cast<int64_t>(n)) + label_delta);
-  write_mat(lab, label_var, W, 1, std::vector<double>(W, 80.0));
-}
+const std::string kDir = pulsekd::testing::shared_path("data/ieee-spc2015");
 
 struct TempDir {
   fs::path p;
@@ -75,10 +51,7 @@ std::string error_of(F f) {
 }  // namespace
 
 TEST_CASE("SPC 2015: all 13 recordings, windows = labels = floor((N/125-8)/2)+1, rest peaks") {
-  if (!fs::exists(kDir + "/Training_data")) {
-    MESSAGE("SKIPPED: SPC 2015 data not found at " << kDir);
-    return;
-  }
+  if (!pulsekd::testing::require_shared(kDir + "/Training_data", "the SPC 2015 recordings")) return;
   const auto recs = load_spc2015_raw(kDir);
   REQUIRE(recs.size() == 13);
   CHECK(recs.front().name == "DATA_01_TYPE01");
@@ -181,17 +154,4 @@ TEST_CASE("SPC 2015 bad inputs name the file") {
   { std::FILE* f = std::fopen((t.p / "junk.mat").string().c_str(), "wb"); std::fputs("hello", f); std::fclose(f); }
   e = error_of([&] { read_mat_double((t.p / "junk.mat").string(), "sig"); });
   CHECK(e.find("junk.mat") != std::string::npos);
-}
-
-TEST_CASE("fuzz seed corpus (only with PULSEKD_WRITE_FUZZ_CORPUS=DIR)") {
-  const char* out = std::getenv("PULSEKD_WRITE_FUZZ_CORPUS");
-  if (!out) return;
-  const fs::path d(out);
-  fs::create_directories(d);
-  write_recording(d / "sig6.mat", d / "bpm0.mat", 6, 1000);
-  write_recording(d / "sig5.mat", d / "bpm_other.mat", 5, 1250, "BPMtrue");
-  write_mat(d / "sig_uncompressed.mat", "sig", 6, 200, std::vector<double>(1200, 0.5), false);
-  write_mat(d / "sig_single.mat", "sig", 6, 1000, std::vector<double>(6000, 0.5), true, MAT_C_SINGLE);
-  write_mat(d / "sig_wrongshape.mat", "sig", 3, 4, std::vector<double>(12, 0.5));
-  MESSAGE("wrote fuzz seeds to " << d);
 }

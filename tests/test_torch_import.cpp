@@ -10,6 +10,7 @@
 
 #include "datasets/torch_checkpoint.h"
 #include "datasets/zip_reader.h"
+#include "tests/shared_data.h"
 #include "tests/test_zip_writer.h"
 
 using namespace pulsekd;
@@ -17,17 +18,13 @@ using data::ZipArchive;
 
 namespace {
 
-const std::string kRef = std::string(PULSEKD_SHARED_DIR) + "/reference/";
+const std::string kRef = pulsekd::testing::shared_path("reference/");
 
 std::vector<uint8_t> slurp(const std::string& p) {
   std::ifstream f(p, std::ios::binary);
   return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
-bool present(const std::string& p) {
-  if (std::ifstream(p).good()) return true;
-  MESSAGE("skipped: " << p << " is absent (the released checkpoints live in ../shared/reference)");
-  return false;
-}
+bool present(const std::string& p) { return pulsekd::testing::require_shared(p, "a released checkpoint"); }
 int64_t numel(const std::vector<int64_t>& s) {
   return std::accumulate(s.begin(), s.end(), int64_t(1), std::multiplies<int64_t>());
 }
