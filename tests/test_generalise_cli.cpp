@@ -12,6 +12,7 @@
 #include "datasets/recording.h"
 #include "datasets/registry.h"
 #include "run_pulsekd.h"
+#include "tests/shared_data.h"
 
 namespace fs = std::filesystem;
 using pulsekd::testing::run_pulsekd;
@@ -181,12 +182,9 @@ TEST_CASE("predict on a raw recording writes time and HR every 2 s, with and wit
 }
 
 TEST_CASE("predict on an IEEE SPC 2015 recording (MAT layout)") {
-  const fs::path rec = fs::path(PULSEKD_SHARED_DIR) / "data/ieee-spc2015/Training_data/DATA_01_TYPE01.mat";
-  if (!fs::exists(rec)) {
-    if (std::getenv("PULSEKD_REQUIRE_SHARED")) FAIL(rec.string() << " is absent and PULSEKD_REQUIRE_SHARED is set");
-    MESSAGE("skipped: " << rec.string() << " is absent (the SPC 2015 recordings live in ../shared)");
-    return;
-  }
+  const fs::path spc = pulsekd::testing::shared_path("data/ieee-spc2015");
+  const fs::path rec = spc / "Training_data/DATA_01_TYPE01.mat";
+  if (!pulsekd::testing::require_shared(rec.string(), "the IEEE SPC 2015 recording DATA_01")) return;
   const std::string dir = scratch("predict_mat");
   auto r = run_pulsekd("train " + kTiny + " --data " + kTrain + " --all --out " + dir + "/run");
   REQUIRE_MESSAGE(r.code == 0, r.out);
@@ -197,8 +195,7 @@ TEST_CASE("predict on an IEEE SPC 2015 recording (MAT layout)") {
   const auto rows = read_csv(dir + "/hr.csv");
   CHECK(rows.size() == 1 + 148);  // W = floor((N/125 - 8)/2) + 1 for DATA_01
   // The truth column is the recording's own BPM trace, as the dataset loader reads it.
-  const auto ws = pulsekd::data::load_dataset("spc2015:" + (fs::path(PULSEKD_SHARED_DIR) / "data/ieee-spc2015").string() +
-                                             "?subjects=1");
+  const auto ws = pulsekd::data::load_dataset("spc2015:" + spc.string() + "?subjects=1");
   REQUIRE(ws.size() == 148);
   for (int w : {0, 73, 147}) CHECK(std::stod(rows[1 + w].back()) == doctest::Approx(ws.hr[w]).epsilon(1e-4));
 }
