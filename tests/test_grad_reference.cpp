@@ -19,12 +19,13 @@
 #include "engine/ops.h"
 #include "engine/safetensors.h"
 #include "tests/reference_tensors.h"
+#include "tests/shared_data.h"
 
 using namespace pulsekd;
 
 namespace {
 
-const std::string kRefFile = std::string(PULSEKD_SHARED_DIR) + "/reference/grad_reference_fold1.safetensors";
+const std::string kRefFile = pulsekd::testing::shared_path("reference/grad_reference_fold1.safetensors");
 constexpr int64_t kB = 8;     // reference windows
 constexpr int64_t kDim = 32;  // dense32 features
 constexpr int64_t kBins = 64; // binned-head logits
@@ -34,12 +35,8 @@ constexpr int64_t kBins = 64; // binned-head logits
 // the double build); a wrong averaging convention or temperature factor is off by far more.
 constexpr double kTol = 1e-5;
 
-// The one place that decides whether these cases run (to be replaced by the shared skip helper).
-bool have_reference() {
-  if (std::filesystem::exists(kRefFile)) return true;
-  MESSAGE("skipped: " << kRefFile << " is absent (PyTorch gradient references in ../shared/reference)");
-  return false;
-}
+// The one place that decides whether these cases run: a reported skip (tests/shared_data.h).
+bool have_reference() { return pulsekd::testing::require_shared(kRefFile, "PyTorch gradient references"); }
 
 const SafeTensorsFile& reference() {
   static const SafeTensorsFile f = load_safetensors(kRefFile);

@@ -21,12 +21,13 @@
 #include "kd/distill.h"
 #include "models/checkpoint.h"
 #include "tests/reference_tensors.h"
+#include "tests/shared_data.h"
 
 using namespace pulsekd;
 
 namespace {
 
-const std::string kRef = std::string(PULSEKD_SHARED_DIR) + "/reference/";
+const std::string kRef = pulsekd::testing::shared_path("reference/");
 constexpr int64_t kB = 8;  // reference windows
 
 // Float build against PyTorch's double (relative error = max|Δ| / max|PyTorch|). Measured:
@@ -38,14 +39,11 @@ constexpr int64_t kB = 8;  // reference windows
 constexpr double kGradTol = 1e-4;
 constexpr double kLossTol = 1e-5;
 
-// The one place that decides whether these cases run (to be replaced by the shared skip helper).
+// The one place that decides whether these cases run: a reported skip (tests/shared_data.h).
 bool have_reference() {
   for (const std::string f : {"grad_reference_fold1.safetensors", "kd_pulse_fold1.json", "pulse_teacher_fold1.pt",
-                        "pulse_student_fold1.pt"})
-    if (!std::filesystem::exists(kRef + f)) {
-      MESSAGE("skipped: " << kRef << f << " is absent (released checkpoints and PyTorch references in ../shared/reference)");
-      return false;
-    }
+                              "pulse_student_fold1.pt"})
+    if (!pulsekd::testing::require_shared(kRef + f, "released checkpoints and PyTorch references")) return false;
   return true;
 }
 
