@@ -12,9 +12,14 @@
 #include <vector>
 
 #include "datasets/dataset.h"
-#include "engine/kernels/fixed_point.h"
 #include "models/checkpoint.h"
 #include "models/pulse.h"
+
+// fixed_point.h is not included here (only declared): tests/test_rounding_rule.cpp checks the
+// rounding rule through this header's public functions without seeing that header.
+namespace pulsekd::kernels {
+struct requant_params;
+}
 
 namespace pulsekd::models {
 

@@ -31,9 +31,15 @@ TEST_CASE("gradcheck conv1d: stride, padding, dilation, groups, bias, odd length
   }
 }
 
-TEST_CASE("gradcheck modality_conv") {
+TEST_CASE("gradcheck modality_conv: with bias, without bias, bias the only trainable input") {
   Rng rng(2);
   check_gradients("modality_conv", {random_input({2, 4, 5, 3}, rng), random_input({6, 4, 3}, rng), random_input({6}, rng)},
+                  [](Graph&, std::vector<Var>& v) { return modality_conv(v[0], v[1], v[2]); });
+  check_gradients("modality_conv no bias", {random_input({3, 2, 4, 5}, rng), random_input({3, 2, 5}, rng)},
+                  [](Graph&, std::vector<Var>& v) { return modality_conv(v[0], v[1], Var{}); });
+  // input and weight frozen: the bias gradient alone (backward uses a scratch weight gradient)
+  check_gradients("modality_conv bias only",
+                  {random_input({2, 4, 5, 3}, rng, -1, 1, false), random_input({6, 4, 3}, rng, -1, 1, false), random_input({6}, rng)},
                   [](Graph&, std::vector<Var>& v) { return modality_conv(v[0], v[1], v[2]); });
 }
 
@@ -72,6 +78,8 @@ TEST_CASE("gradcheck activations, dropout, normalisation, softmax") {
   });
   check_gradients("layer_norm", {random_input({3, 2, 7}, rng), random_input({7}, rng), random_input({7}, rng)},
                   [](Graph&, std::vector<Var>& v) { return layer_norm(v[0], v[1], v[2]); });
+  check_gradients("layer_norm without affine parameters", {random_input({4, 6}, rng)},
+                  [](Graph&, std::vector<Var>& v) { return layer_norm(v[0], Var{}, Var{}); });
   for (bool training : {true, false}) {
     Parameter rm, rv;
     rm.resize({5});
@@ -127,12 +135,16 @@ TEST_CASE("gradcheck shape ops and elementwise ops") {
 
 TEST_CASE("gradcheck losses with respect to prediction and target") {
   Rng rng(8);
-  // Differences kept away from 0 (L1 kink) and from ±delta (Huber seam).
+  // Differences kept away from 0 (L1 kink) and from ±delta (Huber seam) for every delta below.
   pulsekd::testing::Input pred{{6}, {0.5, -1.2, 2.0, 0.3, -0.4, 3.0}, true};
   pulsekd::testing::Input target{{6}, {0.0, 0.1, 0.2, 1.1, -2.0, 0.5}, true};
   check_gradients("l1_loss", {pred, target}, [](Graph&, std::vector<Var>& v) { return l1_loss(v[0], v[1]); });
   check_gradients("mse_loss", {pred, target}, [](Graph&, std::vector<Var>& v) { return mse_loss(v[0], v[1]); });
   check_gradients("huber_loss", {pred, target}, [](Graph&, std::vector<Var>& v) { return huber_loss(v[0], v[1], real(1)); });
+  // |d| = 0.5, 1.3, 1.8, 0.8, 1.6, 2.5: delta 0.7 and 2 each leave values on both sides of the seam
+  for (const double delta : {0.7, 2.0})
+    check_gradients("huber_loss delta " + std::to_string(delta), {pred, target},
+                    [&](Graph&, std::vector<Var>& v) { return huber_loss(v[0], v[1], real(delta)); });
   check_gradients("log_cosh_loss", {pred, target}, [](Graph&, std::vector<Var>& v) { return log_cosh_loss(v[0], v[1]); });
   // probabilities from a softmax so they are valid distributions
   check_gradients("soft_cross_entropy", {random_input({3, 5}, rng, -2, 2), random_input({3, 5}, rng, -2, 2)},

@@ -2,6 +2,7 @@
 // model that must learn a synthetic regression task.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -128,6 +129,8 @@ TEST_CASE("shape ops, elementwise, reductions, losses by hand") {
   check_close(vals(l1_loss(pv, tv)), {5.0 / 3});
   check_close(vals(mse_loss(pv, tv)), {13.0 / 3});
   check_close(vals(huber_loss(pv, tv, 1)), {(0 + 1.5 + 2.5) / 3});
+  // delta 2.5 (smooth L1, threshold delta): |d| = 0, 2 → 0.5 d^2 / delta = 0.8; 3 → |d| - delta / 2 = 1.75
+  check_close(vals(huber_loss(pv, tv, 2.5)), {(0 + 0.8 + 1.75) / 3});
   check_close(vals(log_cosh_loss(pv, tv)), {(0 + std::log(std::cosh(2.0)) + std::log(std::cosh(3.0))) / 3});
   // cross-entropy with a one-hot target over [0, ln 3] picks -log 0.75
   std::vector<real> z = {0, real(std::log(3.0))}, onehot = {0, 1}, q = {0.5, 0.5};
@@ -146,6 +149,23 @@ TEST_CASE("attention by hand: one head, one key") {
   Var o = multi_head_attention(g.input({1, 2, e}, q.data()), g.input({1, 1, e}, kv.data()), g.input({6, 2}, in_w.data()),
                                g.input({6}, in_b.data()), g.input({2, 2}, out_w.data()), g.input({2}, out_b.data()), 1);
   check_close(vals(o), {2.5, -2.5, 2.5, -2.5});
+}
+
+TEST_CASE("attention by hand: one head, three keys, two queries (softmax not trivial, scale 1/sqrt(d))") {
+  Graph g;
+  // E = 2, one head (d = 2, scale 1/sqrt 2). W_q = W_k = I, W_v = [[0, 1], [0, 2]] (v = [k1, 2 k1]),
+  // W_out = I, out bias [0.5, -0.5]. Keys k = [0, 1], [ln 2, 1], [ln 3, 3] → v = [1, 2], [1, 2], [3, 6].
+  // Query [sqrt 2, 0]: scores q.k / sqrt 2 = [0, ln 2, ln 3] → softmax [1, 2, 3] / 6
+  //   → ctx = ([1, 2] + 2 [1, 2] + 3 [3, 6]) / 6 = [2, 4] → out [2.5, 3.5].
+  // Query [0, sqrt 2]: scores [1, 1, 3] → softmax [1, 1, e^2] / (2 + e^2)
+  //   → ctx = (2 + 3 e^2) / (2 + e^2) * [1, 2].
+  const double r2 = std::sqrt(2.0), l2 = std::log(2.0), l3 = std::log(3.0), e2 = std::exp(2.0);
+  std::vector<real> q = {real(r2), 0, 0, real(r2)}, kv = {0, 1, real(l2), 1, real(l3), 3};
+  std::vector<real> in_w = {1, 0, 0, 1, 1, 0, 0, 1, 0, 1, 0, 2}, in_b(6, 0), out_w = {1, 0, 0, 1}, out_b = {0.5, -0.5};
+  Var o = multi_head_attention(g.input({1, 2, 2}, q.data()), g.input({1, 3, 2}, kv.data()), g.input({6, 2}, in_w.data()),
+                               g.input({6}, in_b.data()), g.input({2, 2}, out_w.data()), g.input({2}, out_b.data()), 1);
+  const double c2 = (2 + 3 * e2) / (2 + e2);
+  check_close(vals(o), {2.5, 3.5, c2 + 0.5, 2 * c2 - 0.5});
 }
 
 TEST_CASE("shape mismatches raise clear errors, never crash") {
@@ -210,6 +230,54 @@ TEST_CASE("a small model learns a synthetic regression task: loss falls 20x with
   }
   MESSAGE("mean loss of the first 10 steps " << first << ", of the last 10 " << last);
   CHECK(last < first / 20);
+}
+
+// PyTorch's Adam (torch.optim.Adam, weight_decay = L2 added to the gradient), written out in
+// double: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, theta -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+static std::vector<double> reference_adam(std::vector<double> theta, double lr, double wd, int steps,
+                                          double (*grad_of)(double theta, int i, int t)) {
+  const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  std::vector<double> m(theta.size(), 0), v(theta.size(), 0);
+  for (int t = 1; t <= steps; ++t)
+    for (size_t i = 0; i < theta.size(); ++i) {
+      const double gr = grad_of(theta[i], int(i), t) + wd * theta[i];
+      m[i] = b1 * m[i] + (1 - b1) * gr;
+      v[i] = b2 * v[i] + (1 - b2) * gr * gr;
+      theta[i] -= lr * (m[i] / (1 - std::pow(b1, t))) / (std::sqrt(v[i] / (1 - std::pow(b2, t))) + eps);
+    }
+  return theta;
+}
+
+// A quadratic pull toward i - 1 plus a step-dependent term, so the moments see changing gradients.
+static double adam_test_grad(double theta, int i, int t) { return 2 * (theta - (i - 1)) + 0.3 * std::sin(1.7 * t + i); }
+
+TEST_CASE("Adam over 12 steps, without and with L2 weight decay, equals the PyTorch update rule") {
+  const std::vector<double> start = {0.5, -1.5, 2.0, 0.0};
+  for (const double wd : {0.0, 0.2}) {
+    CAPTURE(wd);
+    Parameter p;
+    p.resize({4});
+    for (size_t i = 0; i < 4; ++i) p.value[i] = real(start[i]);
+    OptimConfig cfg{"adam", 0.05};
+    cfg.weight_decay = wd;
+    Optimizer adam({&p}, cfg);
+    for (int t = 1; t <= 12; ++t) {
+      for (size_t i = 0; i < 4; ++i) p.grad[i] = real(adam_test_grad(double(p.value[i]), int(i), t));
+      adam.step();
+    }
+    CHECK(adam.steps() == 12);
+    const std::vector<double> want = reference_adam(start, 0.05, wd, 12, adam_test_grad);
+    double worst = 0, moved = 1e9;
+    for (size_t i = 0; i < 4; ++i) {
+      worst = std::max(worst, std::fabs(double(p.value[i]) - want[i]));
+      moved = std::min(moved, std::fabs(want[i] - start[i]));
+    }
+    MESSAGE("Adam weight_decay " << wd << ": max |engine - reference| " << worst << ", smallest move " << moved);
+    // float storage of value and moments: measured max |diff| 1.0e-7 (no decay) and 1.6e-7 (L2);
+    // tolerance 1e-6. Every parameter moves by >= 0.58 in these 12 steps.
+    check_close(std::vector<real>(p.value.begin(), p.value.end()), want, 1e-6);
+    CHECK(moved > 0.1);
+  }
 }
 
 TEST_CASE("optimisers and schedules") {
