@@ -23,6 +23,7 @@ demo: build
 # Every test: unit, gradient, parity, dataset, kernel and firmware tests, then bounded fuzzing.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@grep -a "^SKIPPED (" $(BUILD)/Testing/Temporary/LastTest.log || true
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-15} bash scripts/run-fuzzers
 
 fuzz: deps

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -46,6 +47,22 @@ std::string ModelConfig::to_json() const {
   return j.dump();
 }
 
+namespace {
+
+// An integer field of a model config: absent -> `fallback`; otherwise a JSON integer within int
+// range. nlohmann's value<int>() would cast 1e70 (undefined behaviour) or wrap 4294967298 to 2.
+int int_field(const json& j, const char* key, int fallback) {
+  const auto it = j.find(key);
+  if (it == j.end()) return fallback;
+  const bool fits = it->is_number_unsigned() ? it->get<uint64_t>() <= uint64_t(INT32_MAX)
+                    : it->is_number_integer() ? it->get<int64_t>() >= INT32_MIN && it->get<int64_t>() <= INT32_MAX
+                                              : false;
+  if (!fits) throw std::invalid_argument(std::string("model config: ") + key + " must be an integer, got " + it->dump());
+  return int(it->get<int64_t>());
+}
+
+}  // namespace
+
 ModelConfig ModelConfig::from_json(const std::string& text) {
   json j;
   try {
@@ -58,16 +75,16 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
   try {
     c.arch = j.value("arch", c.arch);
     c.width = j.value("width", c.width);
-    c.convs_per_block = j.value("convs_per_block", c.convs_per_block);
-    c.dense = j.value("dense", c.dense);
+    c.convs_per_block = int_field(j, "convs_per_block", c.convs_per_block);
+    c.dense = int_field(j, "dense", c.dense);
     c.head = j.value("head", c.head);
-    c.bins = j.value("bins", c.bins);
+    c.bins = int_field(j, "bins", c.bins);
     c.bin_lo = j.value("bin_lo", c.bin_lo);
     c.bin_hi = j.value("bin_hi", c.bin_hi);
     c.dropout = j.value("dropout", c.dropout);
-    c.stages = j.value("stages", c.stages);
-    c.base_channels = j.value("base_channels", c.base_channels);
-    c.kernel = j.value("kernel", c.kernel);
+    c.stages = int_field(j, "stages", c.stages);
+    c.base_channels = int_field(j, "base_channels", c.base_channels);
+    c.kernel = int_field(j, "kernel", c.kernel);
   } catch (const json::exception& e) {
     throw std::invalid_argument(std::string("model config: a field has the wrong type: ") + e.what());
   }

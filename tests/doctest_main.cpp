@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <string>
 
 #include "tests/shared_data.h"
 
@@ -37,8 +39,10 @@ int main(int argc, char** argv) {
   if (context.shouldExit() || status != 0) return status;
   const auto& skipped = pulsekd::testing::skipped_cases();
   if (skipped.empty()) return 0;
+  // One line per case, "SKIPPED (executable) case: what is missing": `make test` greps them.
+  const std::string exe = std::filesystem::path(argv[0]).filename().string();
   std::printf("SKIPPED: %zu test case(s) lacked data or tools (every other case ran and passed):\n", skipped.size());
-  for (const std::string& s : skipped) std::printf("  %s\n", s.c_str());
+  for (const std::string& s : skipped) std::printf("SKIPPED (%s) %s\n", exe.c_str(), s.c_str());
   std::fflush(stdout);
   return 77;
 }

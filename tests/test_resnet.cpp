@@ -365,6 +365,13 @@ TEST_CASE("model configs: resnet fields round-trip, old JSON loads, PULSE JSON i
   CHECK(msg(R"({"arch":"resnet","kernel":4})").find("kernel") != std::string::npos);
   CHECK(msg(R"({"arch":"resnet","base_channels":0})").find("base_channels") != std::string::npos);
   CHECK(msg(R"({"arch":"vgg"})").find("resnet") != std::string::npos);
+  // Integer fields must be JSON integers that fit an int (found by fuzz_model_config: 3.3e70
+  // was cast to int, undefined behaviour; 4294967298 wrapped to 2 bins and was accepted).
+  CHECK(msg(R"({"head":"binned","bins":3.3e70})").find("bins must be an integer") != std::string::npos);
+  CHECK(msg(R"({"head":"binned","bins":4294967298})").find("bins must be an integer") != std::string::npos);
+  CHECK(msg(R"({"head":"binned","bins":-4294967294})").find("bins must be an integer") != std::string::npos);
+  CHECK(msg(R"({"arch":"resnet","kernel":5.0})").find("kernel must be an integer") != std::string::npos);
+  CHECK(models::ModelConfig::from_json(R"({"head":"binned","bins":16})").bins == 16);
 }
 
 TEST_CASE("resnet as teacher and student in distillation, FitNets included") {
