@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "datasets/registry.h"
 #include "kd/evaluate.h"
+#include "kd/hybrid.h"
 
 namespace pulsekd::cli {
 
@@ -42,6 +43,19 @@ inline kd::PostProcess make_post(const PostArgs& a) {
   if (!a.prior_data.empty()) pp.prior = tracking::TransitionPrior::fit(kd::label_traces(data::load_dataset(a.prior_data)));
   else pp.prior.scale_bpm = a.prior_scale > 0 ? a.prior_scale : kDefaultPriorScaleBpm;
   return pp;
+}
+
+// How the classical tracker enters the HMM (kd::TrackerLikelihood): `source` is parsed in the
+// callback (parse_tracker_source) so a bad name fails naming the flag.
+inline void add_tracker_options(CLI::App* cmd, kd::TrackerLikelihood& t, std::string& source) {
+  cmd->add_option("--tracker-likelihood", source, "tracker in the HMM: estimate (Laplace around its estimate) or spectrum (its filtered spectrum)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"estimate", "spectrum"}));
+  cmd->add_option("--tracker-laplace", t.laplace_bpm, "estimate: width of the Laplace around the tracker's estimate (BPM)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 100.0));
+  cmd->add_option("--tracker-sharpness", t.sharpness, "spectrum: exponent on the normalised spectrum")->capture_default_str()->check(CLI::Range(0.01, 100.0));
+  cmd->add_option("--tracker-floor", t.floor, "spectrum: constant added so no heart rate is ruled out")->capture_default_str()->check(CLI::Range(0.0, 0.99));
 }
 
 }  // namespace pulsekd::cli

@@ -87,10 +87,13 @@ TEST_CASE("pipeline end to end on a tiny synthetic set: report, JSON, CSV, plots
   CHECK(r.out.find("student quantised") != std::string::npos);
   std::ifstream f(out + "/report.json");
   const auto j = nlohmann::json::parse(f);
-  REQUIRE(j["stages"].size() == 4);
+  REQUIRE(j["stages"].size() == 5);
   CHECK(j["stages"][0]["parameters"] == 131825);
   CHECK(j["stages"][1]["parameters"] == 27241);
   CHECK(j["stages"][3]["name"] == "quantized");
+  CHECK(j["stages"][4]["name"] == "tracker");
+  // Each stage lists its test recording (fold 1: the first synthetic subject).
+  for (auto& s : j["stages"]) CHECK(s["per_recording"].size() == 1);
   for (auto& s : j["stages"]) CHECK(std::isfinite(s["mae"].get<double>()));
   // The quantised student ran in Cortex-M4 firmware under QEMU (make test installs the tools),
   // every output equal to the host integer simulation, with its memory and instruction count.

@@ -199,3 +199,31 @@ TEST_CASE("predict on an IEEE SPC 2015 recording (MAT layout)") {
   REQUIRE(ws.size() == 148);
   for (int w : {0, 73, 147}) CHECK(std::stod(rows[1 + w].back()) == doctest::Approx(ws.hr[w]).epsilon(1e-4));
 }
+
+TEST_CASE("pipeline --test-data trains on one spec, tests on another and prints the mean per-recording MAE") {
+  const std::string dir = scratch("pipeline");
+  const std::string test = "'synth:3?subjects=2&minutes=1'";
+  auto r = run_pulsekd("pipeline --data " + kTrain + " --test-data " + test +
+                       " --teacher-epochs 1 --student-epochs 1 --batch 32 --threads 1 --mcu none --track viterbi --fuse-tracker"
+                       " --laplace 15 --out " + dir + "/p");
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  CHECK(r.out.find("tested on synth:3?subjects=2&minutes=1") != std::string::npos);
+  CHECK(r.out.find("mean per-recording MAE on synth:3?subjects=2&minutes=1: ") != std::string::npos);
+  CHECK(r.out.find("classical tracker (WFPV)") != std::string::npos);
+  CHECK(fs::exists(dir + "/p/report.json"));
+  CHECK(fs::exists(dir + "/p/quantized") == false);  // stages are teacher/, student/, distilled/ only
+  CHECK(fs::exists(dir + "/p/distilled/all/best.safetensors"));
+
+  // Bad combinations fail naming the flag, before any training.
+  r = run_pulsekd("pipeline --data " + kTrain + " --fuse-tracker --out " + dir + "/bad");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("--fuse-tracker") != std::string::npos);
+  r = run_pulsekd("pipeline --data " + kTrain + " --test-data " + test + " --loso --out " + dir + "/bad");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("--loso") != std::string::npos);
+  r = run_pulsekd("pipeline --data " + kTrain + " --tracker-likelihood peaks --out " + dir + "/bad");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("--tracker-likelihood") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir + "/bad/teacher"));
+  fs::remove_all(dir);
+}

@@ -1,0 +1,351 @@
+#include "kd/pipeline.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+#include "datasets/registry.h"
+#include "kd/fileutil.h"
+#include "kd/plots.h"
+#include "kd/runs.h"
+#include "models/export_mcu.h"
+#include "models/quantize.h"
+
+namespace pulsekd::kd {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// What the stages are tested on: each plan's test subjects of the training set, or (test_data)
+// every subject of the test set.
+struct EvalTarget {
+  const data::WindowSet* ws = nullptr;
+  bool every_subject = false;
+  std::vector<int> subjects(const FoldPlan& fp) const {
+    if (!every_subject) return fp.fold.test;
+    std::vector<int> all(ws->subjects.size());
+    for (size_t s = 0; s < all.size(); ++s) all[s] = int(s);
+    return all;
+  }
+};
+
+// The post-processing of one fold: the prior fitted to that fold's training labels.
+PostProcess post_for_fold(const PipelineOptions& o, const data::WindowSet& train, const FoldPlan& fp) {
+  PostProcess pp = o.post;
+  if (o.fit_prior && pp.mode != tracking::TrackMode::None) {
+    const double floor = pp.prior.floor;
+    pp.prior = tracking::TransitionPrior::fit(label_traces(train, fp.fold.train));
+    pp.prior.floor = floor;
+  }
+  if (o.fuse_tracker) pp.fuse_with = o.tracker;
+  return pp;
+}
+
+RunSpec stage_spec(const PipelineOptions& o, const std::string& arch, int epochs) {
+  RunSpec s;
+  s.model.arch = arch;
+  s.model.validate();
+  const bool teacher = arch == "teacher";
+  s.init_checkpoint = teacher ? o.teacher_init : o.student_init;
+  const Recipe recipe = default_recipe(arch);
+  const double lr = teacher ? o.teacher_lr : o.student_lr;
+  TrainOptions& t = s.train;
+  t.epochs = epochs;
+  t.patience = epochs;  // short runs: keep the best epoch, no early stop
+  t.lr = lr > 0 ? lr : recipe.lr;
+  t.weight_decay = recipe.weight_decay;
+  t.batch = o.batch;
+  t.threads = o.threads;
+  t.seed = o.seed;
+  // From scratch the output starts at the mean training HR (PULSE.md §6); a transferred model
+  // keeps its trained output layer (moving its bias to the mean costs ~10 BPM on SPC 2015).
+  t.init_output_at_mean = s.init_checkpoint.empty();
+  t.augment.enabled = o.augment;
+  t.progress = o.progress;
+  return s;
+}
+
+// Evaluates a trained run's checkpoints fold by fold with each fold's post-processing.
+EvalResult evaluate_stage(const PipelineOptions& o, const std::string& dir, const data::WindowSet& train,
+                          const std::vector<FoldPlan>& plans, const EvalTarget& target) {
+  std::vector<EvalResult> parts;
+  for (const FoldPlan& fp : plans)
+    parts.push_back(evaluate_saved(dir, {fp}, *target.ws, post_for_fold(o, train, fp), target.every_subject));
+  return merge_evals(parts);
+}
+
+// The firmware stage's tools, or why it cannot run.
+std::string firmware_skip_reason(const std::string& core) {
+  if (core == "none") return "--mcu none";
+  for (const char* tool : {"arm-none-eabi-gcc", "qemu-system-arm", "cmake", "cc"})
+    if (std::system((std::string("command -v ") + tool + " >/dev/null 2>&1").c_str()) != 0)
+      return std::string(tool) + " not found (scripts/install-deps installs it)";
+  return "";
+}
+
+// Post-training quantisation of each fold's distilled student (models/quantize.h), calibrated
+// on up to 512 of its training windows; on the firmware (docs/MCU.md) when the tools are there:
+// each fold's integer model is exported, built with arm-none-eabi-gcc and run under QEMU on its
+// test windows — those outputs ARE the quantised predictions, checked against the host simulation.
+StageResult quantised_stage(const PipelineOptions& o, const data::WindowSet& train, const std::vector<FoldPlan>& plans,
+                            const EvalTarget& target, const std::string& distilled_dir, PipelineReport& rep) {
+  const auto t0 = Clock::now();
+  FirmwareResult& fw = rep.firmware;
+  fw.core = o.mcu;
+  fw.skipped = firmware_skip_reason(o.mcu);
+  fw.dir = o.out + "/firmware-" + o.mcu;
+  StageResult st{"quantized", "student quantised", {}, 0, 0, 0, 0, distilled_dir, {}};
+  std::vector<EvalResult> parts;
+  double diff_sum = 0;
+  int64_t diff_n = 0;
+  const data::WindowSet& ews = *target.ws;
+  for (const FoldPlan& fp : plans) {
+    models::LoadedModel lm = models::load_checkpoint(checkpoint_for_fold(distilled_dir, fp.number));
+    data::Normalizer norm;
+    for (int r = 0; r < data::kRows; ++r) {
+      norm.mean[r] = lm.norm.mean[r];
+      norm.std[r] = lm.norm.std[r];
+    }
+    std::vector<int64_t> calib_idx = data::windows_of(train, fp.fold.train);
+    if (calib_idx.size() > 512) {  // evenly spaced subset: calibration needs coverage, not all
+      std::vector<int64_t> sub;
+      for (size_t i = 0; i < 512; ++i) sub.push_back(calib_idx[i * calib_idx.size() / 512]);
+      calib_idx = sub;
+    }
+    std::vector<float> cx(calib_idx.size() * data::kRows * data::kWindow), cy(calib_idx.size());  // (n,4,256), (n)
+    data::gather_batch(train, calib_idx, norm, cx.data(), cy.data());
+    models::QuantOptions qo;
+    qo.bits = models::default_layer_bits();
+    const models::QuantModel qm = models::quantize_model(*lm.model, lm.norm, cx.data(), int64_t(calib_idx.size()), qo, "pipeline");
+    st.weight_bytes = models::quant_param_bytes(qm);
+    st.params = lm.model->num_parameters();
+    st.macs = lm.model->macs_per_window();
+    const PostProcess pp = post_for_fold(o, train, fp);
+    std::vector<SubjectEval> subjects;
+    for (int s : target.subjects(fp)) {
+      const data::SubjectInfo& info = ews.subjects.at(size_t(s));
+      const std::vector<int64_t> idx = data::windows_of(ews, {s});
+      const int64_t n = int64_t(idx.size());
+      std::vector<float> tx(idx.size() * data::kRows * data::kWindow), ty(idx.size());  // (n,4,256), (n)
+      data::gather_batch(ews, idx, norm, tx.data(), ty.data());
+      const std::vector<int16_t> qin = models::quantize_input(qm, tx.data(), n);  // (n, 4, 256)
+      const std::vector<int32_t> host = models::simulate(qm, qin.data(), n);      // (n) raw accumulators
+      std::vector<int32_t> raw = host;
+      if (fw.skipped.empty()) {
+        models::export_mcu(qm, o.mcu, fw.dir);
+        raw = models::mcu_run(fw.dir, o.mcu, qin.data(), n);
+        for (int64_t i = 0; i < n; ++i) fw.mismatches += raw[size_t(i)] != host[size_t(i)];
+        fw.windows += n;
+      }
+      SubjectEval se;
+      se.subject = info.name;
+      se.pred.resize(size_t(n));
+      for (int64_t i = 0; i < n; ++i) se.pred[size_t(i)] = qm.out_scale * float(raw[size_t(i)]);
+      std::vector<float> fl;  // (n) the float model on the same windows
+      lm.model->predict(tx.data(), n, fl);
+      for (size_t i = 0; i < fl.size(); ++i) diff_sum += std::fabs(double(fl[i]) - se.pred[i]);
+      diff_n += n;
+      se.truth = ty;
+      se.pred_post = post_process(pp, se.pred, {}, {}, ews, info.first_window);
+      subjects.push_back(std::move(se));
+    }
+    parts.push_back(summarise(std::move(subjects)));
+  }
+  st.eval = merge_evals(parts);
+  rep.quant_mean_abs_diff = diff_n ? diff_sum / double(diff_n) : 0;
+  if (fw.skipped.empty()) {
+    // Count instructions on a real test window: the last fold's first input.
+    std::filesystem::copy_file(fw.dir + "/run-" + o.mcu + "/input.bin", fw.dir + "/input.bin",
+                               std::filesystem::copy_options::overwrite_existing);
+    models::McuReportOptions ro;
+    ro.cores = {o.mcu};
+    const models::McuCoreReport r = models::mcu_report(fw.dir, ro).at(0);
+    fw.flash_bytes = r.flash_bytes();
+    fw.ram_bytes = r.ram_bytes();
+    fw.instructions = r.instructions;
+  }
+  st.seconds = seconds_since(t0);
+  return st;
+}
+
+StageResult tracker_stage(const PipelineOptions& o, const data::WindowSet& train, const std::vector<FoldPlan>& plans,
+                          const EvalTarget& target) {
+  const auto t0 = Clock::now();
+  StageResult st{"tracker", "classical tracker (WFPV)", {}, 0, 0, 0, 0, "", {}};
+  std::vector<EvalResult> parts;
+  for (const FoldPlan& fp : plans) parts.push_back(evaluate_tracker(*target.ws, target.subjects(fp), post_for_fold(o, train, fp), o.tracker));
+  st.eval = merge_evals(parts);
+  st.seconds = seconds_since(t0);
+  return st;
+}
+
+}  // namespace
+
+void PipelineOptions::validate() const {
+  if (teacher_epochs < 1 || student_epochs < 1) throw std::invalid_argument("pipeline: --teacher-epochs and --student-epochs must be >= 1");
+  if (batch < 1) throw std::invalid_argument("pipeline: --batch must be >= 1");
+  if (mcu != "m4" && mcu != "m7" && mcu != "none") throw std::invalid_argument("pipeline: --mcu must be m4, m7 or none, not '" + mcu + "'");
+  if (!test_data.empty() && loso) throw std::invalid_argument("pipeline: --test-data trains on every subject of --data: drop --loso");
+  if (fuse_tracker && post.mode == tracking::TrackMode::None)
+    throw std::invalid_argument("pipeline: --fuse-tracker needs an HMM (--track forward or viterbi)");
+  if (teacher_lr < 0 || student_lr < 0) throw std::invalid_argument("pipeline: learning rates must be >= 0 (0: the default)");
+  for (const std::string* init : {&teacher_init, &student_init})
+    if (!init->empty() && !std::filesystem::is_regular_file(*init))
+      throw std::invalid_argument("pipeline: init checkpoint '" + *init + "' does not exist or is not a file");
+  post.prior.validate();
+  tracker.validate();
+}
+
+PipelineReport run_pipeline(const PipelineOptions& o) {
+  o.validate();
+  const data::WindowSet train = data::load_dataset(o.data);
+  data::WindowSet test;
+  EvalTarget target{&train, false};
+  std::vector<FoldPlan> plans;
+  if (o.test_data.empty()) {
+    plans = select_folds(train, o.loso ? 0 : o.fold, o.loso);
+  } else {
+    test = data::load_dataset(o.test_data);
+    target = {&test, true};
+    plans = {all_subjects_plan(train)};
+  }
+  ensure_dir(o.out, "--out");
+  PipelineReport rep;
+  rep.data = o.data;
+  rep.test_data = o.test_data;
+  rep.folds = int(plans.size());
+  rep.windows = train.size();
+  rep.test_windows = o.test_data.empty() ? 0 : test.size();
+  rep.post = post_for_fold(o, train, plans.front()).describe();
+
+  auto train_stage = [&](const std::string& name, const std::string& label, RunSpec spec) {
+    std::cerr << "== " << name << "\n";
+    const std::string dir = o.out + "/" + name;
+    const RunReport rr = run_folds(train, plans, spec, dir);
+    StageResult st{name, label, evaluate_stage(o, dir, train, plans, target), rr.params, rr.macs, rr.params * 4, rr.seconds, dir,
+                   rr.folds.at(0).history};
+    std::cerr << "   mean subject MAE " << st.eval.mean_subject_mae_raw << " / " << st.eval.mean_subject_mae_post << " BPM (raw / "
+              << rep.post << ") in " << int(st.seconds) << " s\n";
+    rep.stages.push_back(std::move(st));
+  };
+  train_stage("teacher", "teacher", stage_spec(o, "teacher", o.teacher_epochs));
+  train_stage("student", "student alone", stage_spec(o, "student", o.student_epochs));
+  DistillOptions kd_opts;
+  kd_opts.strategies = split_list(o.kd);
+  RunSpec d = stage_spec(o, "student", o.student_epochs);
+  d.kd = &kd_opts;
+  d.teacher = o.out + "/teacher";
+  train_stage("distilled", "student distilled (" + o.kd + ")", d);
+  std::cerr << "== quantised (distilled student)\n";
+  rep.stages.push_back(quantised_stage(o, train, plans, target, o.out + "/distilled", rep));
+  std::cerr << "== tracker\n";
+  rep.stages.push_back(tracker_stage(o, train, plans, target));
+  return rep;
+}
+
+std::string format_pipeline_report(const PipelineReport& r) {
+  char line[240];
+  std::ostringstream out;
+  out << "pulsekd pipeline on " << r.data << " (" << r.windows << " windows), ";
+  if (r.test_data.empty()) out << r.folds << " fold" << (r.folds > 1 ? "s" : "") << " of it\n";
+  else out << "trained on every subject, tested on " << r.test_data << " (" << r.test_windows << " windows)\n";
+  out << "post-processing: " << r.post << "\n";
+  std::snprintf(line, sizeof line, "%-28s %9s %9s %10s %11s %11s %8s\n", "model", "MAE", "MAE post", "params", "MACs/win", "weights kB",
+                "time s");
+  out << line;
+  for (const StageResult& s : r.stages) {
+    std::snprintf(line, sizeof line, "%-28s %9.2f %9.2f %10lld %11lld %11.1f %8.0f\n", s.label.c_str(), s.eval.mean_subject_mae_raw,
+                  s.eval.mean_subject_mae_post, (long long)s.params, (long long)s.macs, double(s.weight_bytes) / 1000.0, s.seconds);
+    out << line;
+  }
+  out << "MAE: mean over test recordings of each recording's mean absolute error (BPM); post: after the post-processing\n";
+  std::snprintf(line, sizeof line, "quantised: int8 weights, int8/int16 activations (docs/MCU.md); mean |HR int - HR float| %.3f BPM per window\n",
+                r.quant_mean_abs_diff);
+  out << line;
+  const FirmwareResult& fw = r.firmware;
+  if (!fw.skipped.empty()) {
+    out << "firmware: not run (" << fw.skipped << ")\n";
+  } else {
+    std::snprintf(line, sizeof line,
+                  "firmware (Cortex-%s under QEMU %s): %lld windows, %lld differ from the host simulation; "
+                  "flash %lld B + RAM %lld B = %.1f kB; %.2f M instructions/window\n",
+                  fw.core == "m4" ? "M4" : "M7", fw.core == "m4" ? "mps2-an386" : "mps2-an500", (long long)fw.windows,
+                  (long long)fw.mismatches, (long long)fw.flash_bytes, (long long)fw.ram_bytes,
+                  double(fw.flash_bytes + fw.ram_bytes) / 1000.0, double(fw.instructions) / 1e6);
+    out << line;
+  }
+  out << "weights kB: float32 bytes of the float models; for the quantised model the flash bytes of weights, biases and requantisation tables\n";
+  return out.str();
+}
+
+void write_pipeline_report(const PipelineReport& r, const std::string& dir) {
+  using nlohmann::json;
+  json j = {{"data", r.data}, {"test_data", r.test_data}, {"folds", r.folds}, {"post_process", r.post}, {"stages", json::array()}};
+  std::string csv = "model,mae,mae_post,parameters,macs_per_window,weight_bytes,seconds\n";
+  for (const StageResult& s : r.stages) {
+    json st = {{"name", s.name}, {"mae", s.eval.mean_subject_mae_raw}, {"mae_post", s.eval.mean_subject_mae_post},
+               {"parameters", s.params}, {"macs_per_window", s.macs}, {"weight_bytes", s.weight_bytes}, {"seconds", s.seconds},
+               {"per_recording", json::array()}};
+    for (const SubjectEval& se : s.eval.subjects)
+      st["per_recording"].push_back({{"recording", se.subject}, {"mae", se.raw.mae}, {"mae_post", se.post.mae}, {"windows", se.raw.n}});
+    if (!s.dir.empty()) st["dir"] = s.dir;
+    if (s.name == "quantized") st["mean_abs_diff_vs_float"] = r.quant_mean_abs_diff;
+    j["stages"].push_back(st);
+    csv += s.name + "," + std::to_string(s.eval.mean_subject_mae_raw) + "," + std::to_string(s.eval.mean_subject_mae_post) + "," +
+           std::to_string(s.params) + "," + std::to_string(s.macs) + "," + std::to_string(s.weight_bytes) + "," + std::to_string(s.seconds) + "\n";
+  }
+  const FirmwareResult& fw = r.firmware;
+  json jfw = {{"core", fw.core}};
+  if (!fw.skipped.empty()) jfw["skipped"] = fw.skipped;
+  else
+    jfw.update({{"windows", fw.windows}, {"mismatches_vs_host", fw.mismatches}, {"flash_bytes", fw.flash_bytes},
+                {"ram_bytes", fw.ram_bytes}, {"instructions_per_window", fw.instructions}, {"dir", fw.dir}});
+  j["firmware"] = jfw;
+  write_file_atomic(dir + "/report.txt", format_pipeline_report(r));
+  write_file_atomic(dir + "/report.json", j.dump(1) + "\n");
+  write_file_atomic(dir + "/report.csv", csv);
+
+  // Plots: HR over time for the first test subject, per-subject MAE, training curves.
+  const SubjectEval& first = r.stages.at(0).eval.subjects.at(0);
+  std::vector<Series> hr_series;
+  Series truth{"true HR", {}, std::vector<double>(first.truth.begin(), first.truth.end()), "#000000"};
+  for (size_t i = 0; i < first.truth.size(); ++i) truth.x.push_back(double(i) * 2.0);
+  hr_series.push_back(truth);
+  for (const StageResult& s : r.stages) {
+    const SubjectEval& se = s.eval.subjects.at(0);
+    hr_series.push_back({s.name, truth.x, std::vector<double>(se.pred_post.begin(), se.pred_post.end()), ""});
+  }
+  write_file_atomic(dir + "/hr_" + first.subject + ".svg",
+                    svg_line_chart("Heart rate of " + first.subject + " (test subject, post-processed)", "time (s)", "BPM", hr_series));
+  std::vector<std::string> groups;
+  for (const SubjectEval& se : r.stages.at(0).eval.subjects) groups.push_back(se.subject);
+  std::vector<Series> bars;
+  for (const StageResult& s : r.stages) {
+    Series b{s.name, {}, {}, ""};
+    for (const SubjectEval& se : s.eval.subjects) b.y.push_back(se.post.mae);
+    bars.push_back(b);
+  }
+  write_file_atomic(dir + "/mae_per_subject.svg", svg_bar_chart("MAE per test subject (post-processed)", "MAE (BPM)", groups, bars));
+  std::vector<Series> curves;
+  for (const StageResult& s : r.stages) {
+    if (s.curve.empty()) continue;
+    Series c{s.name + " val MAE", {}, {}, ""};
+    for (const EpochLog& h : s.curve) {
+      c.x.push_back(h.epoch);
+      c.y.push_back(h.val_mae);
+    }
+    curves.push_back(c);
+  }
+  write_file_atomic(dir + "/training_curves.svg", svg_line_chart("Validation MAE per epoch (first fold)", "epoch", "MAE (BPM)", curves));
+}
+
+}  // namespace pulsekd::kd
