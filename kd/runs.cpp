@@ -46,6 +46,11 @@ FoldPlan all_subjects_plan(const data::WindowSet& ws, int first_val_subject) {
   plan.fold.val = last.val;
   plan.fold.val.insert(plan.fold.val.end(), last.test.begin(), last.test.end());
   std::sort(plan.fold.val.begin(), plan.fold.val.end());
+  if (plan.fold.train.empty()) {  // two or three subjects: the groups leave none to train on
+    plan.fold = {};
+    for (int s = 0; s + 1 < n; ++s) plan.fold.train.push_back(s);
+    plan.fold.val = {n - 1};
+  }
   return plan;
 }
 

@@ -179,3 +179,23 @@ TEST_CASE("pipeline options are validated before any work") {
   CHECK_THROWS_WITH_AS(kd::run_pipeline(o), doctest::Contains("--mcu"), std::invalid_argument);
   CHECK_FALSE(fs::exists(scratch("bad")));
 }
+
+TEST_CASE("all_subjects_plan: the last subject group validates, every set keeps subjects to train on") {
+  for (int n : {2, 3, 5, 12}) {
+    const data::WindowSet ws = data::load_dataset("synth?subjects=" + std::to_string(n) + "&minutes=0.5");
+    const kd::FoldPlan p = kd::all_subjects_plan(ws);
+    CAPTURE(n);
+    CHECK(p.number == 0);
+    CHECK(p.fold.test.empty());
+    CHECK_FALSE(p.fold.train.empty());
+    CHECK_FALSE(p.fold.val.empty());
+    CHECK(p.fold.train.size() + p.fold.val.size() == size_t(n));  // every subject used once
+    CHECK(p.fold.val.back() == n - 1);
+  }
+  // 12 subjects in 4 groups of 3: the last group (10, 11, 12) validates.
+  const data::WindowSet ws12 = data::load_dataset("synth?subjects=12&minutes=0.5");
+  CHECK(kd::all_subjects_plan(ws12).fold.val == std::vector<int>{9, 10, 11});
+  // --val-data appended after subject 12: those validate, all 12 train.
+  CHECK(kd::all_subjects_plan(ws12, 10).fold.train.size() == 10);
+  CHECK_THROWS_AS(kd::all_subjects_plan(ws12, 0), std::invalid_argument);
+}
