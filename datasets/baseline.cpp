@@ -61,25 +61,26 @@ void fft_radix2(std::vector<std::complex<double>>& a) {
   }
 }
 
-std::vector<double> power_spectrum(const float* x, int n, int nfft) {
-  if (n <= 1 || n > nfft) throw std::invalid_argument("power_spectrum: need 1 < n <= nfft");
-  // Least-squares line removed first: baseline drift would otherwise leak (through the
-  // window's side lobes) into the lowest heart-rate bins and win the peak search.
-  double m = 0, slope = 0;
+std::vector<double> detrended(const float* x, int n) {
   const double tc = 0.5 * (n - 1);
-  double stt = 0;
+  double m = 0, slope = 0, stt = 0;
   for (int i = 0; i < n; ++i) m += x[i];
   m /= n;
   for (int i = 0; i < n; ++i) {
     slope += (i - tc) * (x[i] - m);
     stt += (i - tc) * (i - tc);
   }
-  slope /= stt;
+  slope = stt > 0 ? slope / stt : 0.0;
+  std::vector<double> y(n);  // (n)
+  for (int i = 0; i < n; ++i) y[i] = x[i] - m - slope * (i - tc);
+  return y;
+}
+
+std::vector<double> power_spectrum(const float* x, int n, int nfft) {
+  if (n <= 1 || n > nfft) throw std::invalid_argument("power_spectrum: need 1 < n <= nfft");
+  const auto y = detrended(x, n);  // (n)
   std::vector<std::complex<double>> a(nfft);  // (nfft)
-  for (int i = 0; i < n; ++i) {
-    const double w = 0.5 - 0.5 * std::cos(2 * kPi * i / (n - 1));  // Hann: low leakage
-    a[i] = (x[i] - m - slope * (i - tc)) * w;
-  }
+  for (int i = 0; i < n; ++i) a[i] = y[i] * (0.5 - 0.5 * std::cos(2 * kPi * i / (n - 1)));  // Hann: low leakage
   fft_radix2(a);
   std::vector<double> p(nfft / 2 + 1);  // (nfft/2+1)
   for (int b = 0; b <= nfft / 2; ++b) p[b] = std::norm(a[b]);

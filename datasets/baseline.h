@@ -12,6 +12,10 @@ namespace pulsekd::data {
 // In-place iterative radix-2 Cooley-Tukey FFT; a.size() must be a power of two.
 void fft_radix2(std::vector<std::complex<double>>& a);
 
+// x[0..n) minus its least-squares line: (n) values. Baseline drift would otherwise leak
+// (through a window's side lobes) into the lowest heart-rate bins and win a peak search.
+std::vector<double> detrended(const float* x, int n);
+
 // Periodogram of x[0..n) (mean removed, Hann window) zero-padded to nfft (power of two):
 // returns nfft/2 + 1 bins, bin b at b * fs / nfft Hz.
 std::vector<double> power_spectrum(const float* x, int n, int nfft);
