@@ -1,19 +1,24 @@
 // WFPV tracker (tracking/wfpv.h): the phase vocoder and the Wiener filter on signals worked out
 // by hand, robustness on synthetic wrist recordings whose motion is not running (arm swings and
 // wrist rotation whose cadence sweeps through the heart rate, boxing-like punches at a cadence
-// near it), the spectra API and option validation.
+// near it), the spectra API, option validation, and `pulsekd baseline --method`.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 #include "datasets/baseline.h"
 #include "datasets/registry.h"
 #include "datasets/synth.h"
 #include "tests/motion_recordings.h"
+#include "tests/run_pulsekd.h"
 #include "tracking/wfpv.h"
 
 using namespace pulsekd;
@@ -198,19 +203,46 @@ TEST_CASE("bad options, ranges and grids are rejected with the option's name") {
   CHECK(tracking::wfpv_track(ws, 2, 0).empty());
 }
 
+TEST_CASE("pulsekd baseline --method: wfpv (default), spectral, ppg-peak; JSON; unknown names rejected") {
+  const std::string json = (std::filesystem::temp_directory_path() /
+                            ("pulsekd_tracker_" + std::to_string(::getpid()) + ".json")).string();
+  std::map<std::string, double> means;
+  for (const std::string method : {"", "spectral", "ppg-peak"}) {  // "" = the default, wfpv
+    const auto r = run_pulsekd("baseline 'synth?subjects=3&minutes=3' --json " + json +
+                               (method.empty() ? "" : " --method " + method));
+    REQUIRE_MESSAGE(r.code == 0, r.out);
+    std::ifstream f(json);
+    const auto j = nlohmann::json::parse(f);
+    CHECK(j["method"] == (method.empty() ? "wfpv" : method));
+    CHECK(j["subjects"].size() == 3);
+    CHECK(r.out.find((method.empty() ? std::string("wfpv") : method) + " MAE") != std::string::npos);
+    means[method] = j["mean_tracker"].get<double>();
+    if (method == "ppg-peak") CHECK(j["mean_tracker"].get<double>() == j["mean_ppg_peak"].get<double>());
+  }
+  std::filesystem::remove(json);
+  CHECK(means[""] != means["spectral"]);
+  CHECK(means["spectral"] != means["ppg-peak"]);
+  const auto bad = run_pulsekd("baseline 'synth?subjects=1&minutes=1' --method troika");
+  CHECK(bad.code != 0);
+  CHECK(bad.out.find("--method") != std::string::npos);
+  CHECK(bad.out.find("wfpv") != std::string::npos);
+  CHECK(bad.out.find("ppg-peak") != std::string::npos);
+}
+
 TEST_CASE("SPC 2015 training recordings: WFPV mean and worst recording (needs /work/shared)") {
   const std::string dir = std::string(PULSEKD_SHARED_DIR) + "/data/ieee-spc2015";
   if (!have_spc2015(dir)) return;
   const WindowSet ws = data::load_dataset("spc2015:" + dir);
-  std::vector<double> per;  // (13) MAE per recording
-  for (const auto& info : ws.subjects)
-    per.push_back(mae(tracking::wfpv_track(ws, info.first_window, info.num_windows), ws, info.first_window, info.num_windows));
+  const auto rep = data::evaluate_baselines(ws, "wfpv", [](const WindowSet& w, int64_t f, int64_t c) {
+    return tracking::wfpv_track(w, f, c);
+  });
   double mean12 = 0, worst = 0;
   for (size_t s = 0; s < 12; ++s) {
-    mean12 += per[s] / 12;
-    worst = std::max(worst, per[s]);
+    mean12 += rep.subjects[s].mae_tracker / 12;
+    if (rep.subjects[s].mae_tracker > worst) worst = rep.subjects[s].mae_tracker;
   }
-  MESSAGE("12 training recordings: mean " << mean12 << " BPM, worst " << worst << "; S04_T01 " << per[12]);
+  MESSAGE("12 training recordings: mean " << mean12 << " BPM, worst " << worst << "; S04_T01 "
+                                          << rep.subjects[12].mae_tracker);
   CHECK(mean12 < 1.7);  // measured 1.58 (docs/results/baseline-spc2015.md)
   CHECK(worst < 7.3);   // measured 6.82 (DATA_10)
 }
