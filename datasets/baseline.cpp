@@ -223,11 +223,12 @@ std::vector<float> spectral_baseline(const WindowSet& ws, int64_t first, int64_t
   return out;
 }
 
-BaselineReport evaluate_baselines(const WindowSet& ws) {
+BaselineReport evaluate_baselines(const WindowSet& ws, const std::string& method, const Estimator& tracker) {
   BaselineReport rep;
+  rep.method = method;
   for (const auto& s : ws.subjects) {
     if (s.num_windows == 0) continue;
-    const auto tr = spectral_baseline(ws, s.first_window, s.num_windows);
+    const auto tr = tracker(ws, s.first_window, s.num_windows);
     const auto pk = ppg_peak_baseline(ws, s.first_window, s.num_windows);
     BaselineSubject r;
     r.name = s.name;

@@ -2,6 +2,7 @@
 #pragma once
 #include <complex>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,16 +46,23 @@ std::vector<float> ppg_peak_baseline(const WindowSet& ws, int64_t first, int64_t
 // Returns (count) BPM estimates.
 std::vector<float> spectral_baseline(const WindowSet& ws, int64_t first, int64_t count);
 
-// Per-subject mean absolute errors of both estimators over a whole WindowSet.
+// A per-window heart-rate estimator: windows [first, first + count) of a set, in order,
+// restarting per subject -> (count) BPM. spectral_baseline and ppg_peak_baseline are ones.
+using Estimator = std::function<std::vector<float>(const WindowSet&, int64_t first, int64_t count)>;
+
+// Per-subject mean absolute errors of a tracker (named `method` in the report) and of the
+// PPG-only peak picker over a whole WindowSet.
 struct BaselineSubject {
   std::string name;
   int64_t windows = 0;
   double mae_tracker = 0, mae_ppg_peak = 0;
 };
 struct BaselineReport {
+  std::string method;  // the tracker's name
   std::vector<BaselineSubject> subjects;
   double mean_tracker = 0, mean_ppg_peak = 0;  // means over subjects
 };
-BaselineReport evaluate_baselines(const WindowSet& ws);
+BaselineReport evaluate_baselines(const WindowSet& ws, const std::string& method = "spectral",
+                                  const Estimator& tracker = spectral_baseline);
 
 }  // namespace pulsekd::data

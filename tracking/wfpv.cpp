@@ -73,7 +73,7 @@ struct Band {
 // frequency of every band bin. State: the spectral histories of the current subject.
 class FrontEnd {
  public:
-  FrontEnd(const WfpvOptions& opt) : opt_(opt), band_(opt) {}
+  explicit FrontEnd(const WfpvOptions& opt) : opt_(opt), band_(opt) {}
   void restart() {
     prev_ppg_.clear();
     signal1_.clear();
@@ -182,8 +182,8 @@ void FrontEnd::step(const float* w) {
   wiener(mag, noise_mean_);
 }
 
-// Steps 3 and 5 of the header (and the ways back of the deviations): per window, the peak
-// followed and the smoothed estimate. State: the estimates of the current subject.
+// Steps 3 and 5 of the header (and the motion-line escape of the deviations): per window, the
+// peak followed and the smoothed estimate. State: the estimates of the current subject.
 class PeakTracker {
  public:
   PeakTracker(const WfpvOptions& opt, const Band& band) : opt_(opt), band_(band) {}
@@ -198,25 +198,25 @@ class PeakTracker {
   }
   double bpm_of(int b) const { return 60 * band_.hz(b); }
   int tracked_peak(const std::vector<double>& ensemble) const;
-  bool reacquire(const std::vector<double>& ensemble);
+  // A jump never goes to twice the tracked frequency: the pulse's own second harmonic.
+  bool octave_of_track(int b) const { return std::fabs(bpm_of(b) - 2 * bpm_of(peak_)) <= opt_.escape_min_bpm; }
   bool escape(const std::vector<double>& ensemble, const std::vector<double>& noise);
   double smoothed(double bpm) const;
 
   WfpvOptions opt_;
   Band band_;
   std::vector<double> estimates_;  // (windows so far) final BPM of the current subject
-  std::vector<int> acquired_;      // (<= acquire_windows) largest-peak bins at the start
   int peak_ = 0;                   // band bin followed in this window
-  int weak_ = 0, escape_ = 0;      // consecutive windows counted towards either jump
-  int prev_global_ = -1, prev_alt_ = -1;  // last window's candidate bins (-1: none)
+  int escape_ = 0;                 // consecutive windows counted towards an escape
+  int prev_alt_ = -1;              // last window's escape candidate bin (-1: none)
 };
 
 // The largest Gaussian-weighted cleaned value within the search range around the last estimate.
 int PeakTracker::tracked_peak(const std::vector<double>& ensemble) const {
   const double centre = estimates_.back();
   const int lo = bin_of(centre - opt_.search_bpm), hi = bin_of(centre + opt_.search_bpm);
-  int best = bin_of(centre);
-  double best_v = -1;
+  int best = bin_of(centre);  // nothing left in range (all filtered out): hold
+  double best_v = 0;
   for (int b = lo; b <= hi; ++b) {
     const double z = (bpm_of(b) - centre) / opt_.search_sigma_bpm;
     const double v = std::max(0.0, ensemble[b]) * std::exp(-0.5 * z * z);
@@ -228,19 +228,6 @@ int PeakTracker::tracked_peak(const std::vector<double>& ensemble) const {
   return best;
 }
 
-// Re-acquisition: a tracked peak much weaker than a steady largest peak for several windows
-// in a row means the track follows noise; jump to the largest peak.
-bool PeakTracker::reacquire(const std::vector<double>& ensemble) {
-  const int global = static_cast<int>(std::max_element(ensemble.begin(), ensemble.end()) - ensemble.begin());
-  const bool steady = prev_global_ >= 0 && std::fabs(bpm_of(global) - bpm_of(prev_global_)) <= opt_.steady_bpm;
-  prev_global_ = global;
-  weak_ = steady && ensemble[peak_] < opt_.reacquire_ratio * ensemble[global] ? weak_ + 1 : 0;
-  if (opt_.reacquire_windows == 0 || weak_ < opt_.reacquire_windows) return false;
-  peak_ = global;
-  weak_ = 0;
-  return true;
-}
-
 // Motion-line escape: the track sits on an ACC line while a steady peak off the ACC lines is
 // comparable; after several windows in a row, move to that peak.
 bool PeakTracker::escape(const std::vector<double>& ensemble, const std::vector<double>& noise) {
@@ -248,7 +235,7 @@ bool PeakTracker::escape(const std::vector<double>& ensemble, const std::vector<
   double alt_v = 0;
   for (int b = 1; b + 1 < band_.nb; ++b) {
     const bool local_max = ensemble[b] >= ensemble[b - 1] && ensemble[b] >= ensemble[b + 1];
-    if (local_max && noise[b] < opt_.escape_noise && ensemble[b] > alt_v &&
+    if (local_max && !octave_of_track(b) && noise[b] < opt_.escape_noise && ensemble[b] > alt_v &&
         std::fabs(bpm_of(b) - bpm_of(peak_)) >= opt_.escape_min_bpm) {
       alt_v = ensemble[b];
       alt = b;
@@ -267,18 +254,11 @@ bool PeakTracker::escape(const std::vector<double>& ensemble, const std::vector<
 double PeakTracker::step(const std::vector<double>& ensemble, const std::vector<double>& noise,
                          const std::vector<double>& pv_hz, bool has_pv) {
   const int n = static_cast<int>(estimates_.size());
-  if (n < opt_.acquire_windows) {
+  if (n < opt_.acquire_windows) {  // acquisition: the largest peak of the band
     peak_ = static_cast<int>(std::max_element(ensemble.begin(), ensemble.end()) - ensemble.begin());
-    acquired_.push_back(peak_);
   } else {
-    if (n == opt_.acquire_windows) {
-      // The track starts at the median of the acquisition peaks: one window whose largest
-      // value is a motion line or a harmonic does not decide where the track goes.
-      std::nth_element(acquired_.begin(), acquired_.begin() + acquired_.size() / 2, acquired_.end());
-      estimates_.back() = bpm_of(acquired_[acquired_.size() / 2]);
-    }
     peak_ = tracked_peak(ensemble);
-    if (!reacquire(ensemble)) escape(ensemble, noise);
+    escape(ensemble, noise);
   }
   double hz = band_.hz(peak_);
   if (has_pv) hz = (1 - opt_.pv_weight) * hz + opt_.pv_weight * pv_hz[peak_];
@@ -331,8 +311,6 @@ void validate(const WfpvOptions& o) {
   need(o.acquire_windows >= 1, "acquire_windows", ">= 1", o.acquire_windows);
   need(o.search_bpm > 0, "search_bpm", "> 0", o.search_bpm);
   need(o.search_sigma_bpm > 0, "search_sigma_bpm", "> 0", o.search_sigma_bpm);
-  need(o.reacquire_ratio >= 0 && o.reacquire_ratio <= 1, "reacquire_ratio", "in 0..1", o.reacquire_ratio);
-  need(o.reacquire_windows >= 0, "reacquire_windows", ">= 0", o.reacquire_windows);
   need(o.steady_bpm >= 0, "steady_bpm", ">= 0", o.steady_bpm);
   need(o.escape_noise > 0 && o.escape_noise <= 1, "escape_noise", "in (0, 1]", o.escape_noise);
   need(o.escape_ratio >= 0, "escape_ratio", ">= 0", o.escape_ratio);
