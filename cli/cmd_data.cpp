@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/post_options.h"
+#include "kd/hybrid.h"
 #include "datasets/baseline.h"
 #include "datasets/registry.h"
 #include "tracking/wfpv.h"
@@ -69,7 +71,22 @@ pulsekd::cli::CommandRegistrar reg([](CLI::App& app) {
                    "TROIKA/WFPV spectral-peak tracker), ppg-peak (strongest PPG peak per window)")
       ->check(CLI::IsMember(tracker_names()));
   base->add_option("--json", *json_path, "Also write the results as JSON to this file");
-  base->callback([spec_base, json_path, method] {
+  // HMM decoding of the WFPV tracker (tracking/hmm.h over kd::TrackerLikelihood).
+  auto post = std::make_shared<pulsekd::cli::PostArgs>();
+  auto tracker = std::make_shared<pulsekd::kd::TrackerLikelihood>();
+  auto tracker_source = std::make_shared<std::string>("estimate");
+  base->add_option("--track", post->track, "wfpv: also decode the tracker with an HMM: none, forward (online) or viterbi (offline)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "forward", "viterbi"}));
+  base->add_option("--prior-data", post->prior_data, "--track: fit the transition prior to this dataset's labels");
+  base->add_option("--prior-scale", post->prior_scale, "--track: or give the prior's Laplace scale (BPM per 2 s step)")
+      ->check(CLI::Range(0.05, 50.0));
+  pulsekd::cli::add_tracker_options(base, *tracker, *tracker_source);
+  base->callback([spec_base, json_path, method, post, tracker, tracker_source] {
+    const pulsekd::kd::PostProcess pp = pulsekd::cli::make_post(*post);
+    tracker->source = pulsekd::kd::parse_tracker_source(*tracker_source, "--tracker-likelihood");
+    if (pp.mode != pulsekd::tracking::TrackMode::None && *method != "wfpv")
+      throw std::invalid_argument("--track decodes the wfpv tracker: give --method wfpv (or drop --track)");
     const WindowSet ws = pulsekd::data::load_dataset(*spec_base);
     const std::clock_t c0 = std::clock();
     const auto rep = pulsekd::data::evaluate_baselines(ws, *method, tracker_by_name(*method));
@@ -91,6 +108,22 @@ pulsekd::cli::CommandRegistrar reg([](CLI::App& app) {
     j["mean_tracker"] = rep.mean_tracker;
     j["mean_ppg_peak"] = rep.mean_ppg_peak;
     j["cpu_seconds"] = cpu_s;
+    if (pp.mode != pulsekd::tracking::TrackMode::None) {
+      std::vector<int> all(ws.subjects.size());
+      for (size_t k = 0; k < all.size(); ++k) all[k] = int(k);
+      const pulsekd::kd::EvalResult tr = pulsekd::kd::evaluate_tracker(ws, all, pp, *tracker);
+      std::printf("%s (WFPV %s likelihood)\n%-18s %14s %14s\n", pp.describe().c_str(), tracker_source->c_str(), "subject", "wfpv MAE",
+                  "decoded MAE");
+      nlohmann::json jt = {{"post_process", pp.describe()}, {"likelihood", *tracker_source}, {"subjects", nlohmann::json::array()}};
+      for (const auto& se : tr.subjects) {
+        std::printf("%-18s %14.2f %14.2f\n", se.subject.c_str(), se.raw.mae, se.post.mae);
+        jt["subjects"].push_back({{"name", se.subject}, {"mae", se.raw.mae}, {"mae_decoded", se.post.mae}});
+      }
+      std::printf("%-18s %14.2f %14.2f\n", "mean of subjects", tr.mean_subject_mae_raw, tr.mean_subject_mae_post);
+      jt["mean"] = tr.mean_subject_mae_raw;
+      jt["mean_decoded"] = tr.mean_subject_mae_post;
+      j["tracked"] = jt;
+    }
     if (!json_path->empty()) {
       std::ofstream f(*json_path);
       if (!f) throw std::runtime_error("baseline --json: cannot write '" + *json_path + "'");

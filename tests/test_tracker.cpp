@@ -18,6 +18,7 @@
 #include "datasets/registry.h"
 #include "datasets/synth.h"
 #include "tests/motion_recordings.h"
+#include "kd/hybrid.h"
 #include "tests/run_pulsekd.h"
 #include "tracking/wfpv.h"
 
@@ -227,6 +228,28 @@ TEST_CASE("pulsekd baseline --method: wfpv (default), spectral, ppg-peak; JSON; 
   CHECK(bad.out.find("--method") != std::string::npos);
   CHECK(bad.out.find("wfpv") != std::string::npos);
   CHECK(bad.out.find("ppg-peak") != std::string::npos);
+}
+
+TEST_CASE("pulsekd baseline --track decodes WFPV with the HMM; the same figures as kd::evaluate_tracker") {
+  const std::string json = (std::filesystem::temp_directory_path() /
+                            ("pulsekd_tracker_track_" + std::to_string(::getpid()) + ".json")).string();
+  const auto r = run_pulsekd("baseline 'synth?subjects=2&minutes=2' --track viterbi --prior-scale 1.2 --json " + json);
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  CHECK(r.out.find("HMM viterbi (prior b = 1.20 BPM)") != std::string::npos);
+  std::ifstream f(json);
+  const auto j = nlohmann::json::parse(f);
+  REQUIRE(j["tracked"]["subjects"].size() == 2);
+  const data::WindowSet ws = data::load_dataset("synth?subjects=2&minutes=2");
+  kd::PostProcess pp;
+  pp.mode = tracking::TrackMode::Viterbi;
+  pp.prior.scale_bpm = 1.2;
+  const kd::EvalResult want = kd::evaluate_tracker(ws, {0, 1}, pp);
+  CHECK(j["tracked"]["mean_decoded"].get<double>() == doctest::Approx(want.mean_subject_mae_post));
+  CHECK(j["tracked"]["mean"].get<double>() == doctest::Approx(j["mean_tracker"].get<double>()));
+  std::filesystem::remove(json);
+  const auto bad = run_pulsekd("baseline 'synth?subjects=1&minutes=1' --method spectral --track viterbi");
+  CHECK(bad.code != 0);
+  CHECK(bad.out.find("--method wfpv") != std::string::npos);
 }
 
 TEST_CASE("SPC 2015 training recordings: WFPV mean and worst recording (needs /work/shared)") {
