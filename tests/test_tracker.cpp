@@ -20,6 +20,7 @@
 #include "tests/motion_recordings.h"
 #include "kd/hybrid.h"
 #include "tests/run_pulsekd.h"
+#include "tests/shared_data.h"
 #include "tracking/wfpv.h"
 
 using namespace pulsekd;
@@ -53,12 +54,8 @@ WindowSet make_plain(double dur, double hr_bpm, Ppg ppg, Acc acc) {
 
 double sine(double bpm, double t) { return std::sin(2 * kPi * bpm / 60 * t); }
 
-// Tests that read /work/shared skip here when it is absent.
-bool have_spc2015(const std::string& dir) {
-  if (std::filesystem::exists(dir + "/Training_data")) return true;
-  MESSAGE("skipped: SPC 2015 data not found at " << dir);
-  return false;
-}
+// Tests that read ../shared: a reported skip when it is absent (tests/shared_data.h).
+bool have_spc2015(const std::string& dir) { return require_shared(dir + "/Training_data", "the SPC 2015 recordings"); }
 
 }  // namespace
 
@@ -253,7 +250,7 @@ TEST_CASE("pulsekd baseline --track decodes WFPV with the HMM; the same figures 
 }
 
 TEST_CASE("SPC 2015 training recordings: WFPV mean and worst recording (needs /work/shared)") {
-  const std::string dir = std::string(PULSEKD_SHARED_DIR) + "/data/ieee-spc2015";
+  const std::string dir = shared_path("data/ieee-spc2015");
   if (!have_spc2015(dir)) return;
   const WindowSet ws = data::load_dataset("spc2015:" + dir);
   const auto rep = data::evaluate_baselines(ws, "wfpv", [](const WindowSet& w, int64_t f, int64_t c) {
