@@ -32,7 +32,8 @@ struct TrackerLikelihood {
 TrackerLikelihood::Source parse_tracker_source(const std::string& name, const std::string& flag);  // estimate|spectrum
 
 // The tracker alone on `subjects` of ws: raw = its own peak track (wfpv_track); post = the HMM
-// over its likelihood `lik` (pp.mode forward/viterbi, pp.prior, pp.grid), or PULSE's clamp for None.
+// over its likelihood `lik` (pp.mode forward/viterbi, pp.prior, pp.grid), or the raw track for None
+// (WFPV smooths its own track; PULSE's clamp is for networks).
 EvalResult evaluate_tracker(const data::WindowSet& ws, const std::vector<int>& subjects, const PostProcess& pp,
                             const TrackerLikelihood& lik = {});
 

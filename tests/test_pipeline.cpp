@@ -98,9 +98,10 @@ TEST_CASE("evaluate_tracker: raw track and HMM track per subject") {
     CHECK(r.subjects[s].pred_post.size() == r.subjects[s].pred.size());
     CHECK(std::isfinite(r.subjects[s].post.mae));
   }
-  pp.mode = tracking::TrackMode::None;  // PULSE's clamp of the raw track
+  pp.mode = tracking::TrackMode::None;  // no decoding: the tracker's own track
   const kd::EvalResult c = kd::evaluate_tracker(ws, {1}, pp);
-  CHECK(c.subjects[0].pred_post == data::postprocess_clamp(c.subjects[0].pred));
+  CHECK(c.subjects[0].pred_post == c.subjects[0].pred);
+  CHECK(c.subjects[0].pred == tracking::wfpv_track(ws, ws.subjects[1].first_window, ws.subjects[1].num_windows));
 }
 
 TEST_CASE("run_pipeline trains on one set and tests every stage on another, with the HMM fused with the tracker") {
