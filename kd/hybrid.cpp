@@ -44,6 +44,7 @@ tracking::Likelihoods TrackerLikelihood::operator()(const data::WindowSet& ws, i
 
 EvalResult evaluate_tracker(const data::WindowSet& ws, const std::vector<int>& subjects, const PostProcess& pp,
                             const TrackerLikelihood& lik) {
+  lik.validate();
   std::vector<SubjectEval> out;
   for (int s : subjects) {
     const data::SubjectInfo& info = ws.subjects.at(size_t(s));
@@ -54,7 +55,13 @@ EvalResult evaluate_tracker(const data::WindowSet& ws, const std::vector<int>& s
     // PULSE's clamp is for a network's jittery outputs; WFPV smooths its own track (and the
     // clamp, lagging behind a real change, costs it 3.8 -> 8.4 BPM on the demo's synthetic set).
     if (pp.mode == tracking::TrackMode::None) se.pred_post = se.pred;
-    else se.pred_post = tracking::track(lik(ws, info.first_window, info.num_windows, pp.grid), pp.grid, pp.prior, pp.mode);
+    else {
+      // The estimate source is a Laplace around the track just computed: no second WFPV run.
+      const tracking::Likelihoods l = lik.source == TrackerLikelihood::Source::Estimate
+                                          ? tracking::laplace_likelihoods(se.pred, pp.grid, lik.laplace_bpm, lik.outlier)
+                                          : lik(ws, info.first_window, info.num_windows, pp.grid);
+      se.pred_post = tracking::track(l, pp.grid, pp.prior, pp.mode);
+    }
     out.push_back(std::move(se));
   }
   return summarise(std::move(out));
