@@ -28,6 +28,10 @@ CommandRegistrar reg_pipeline([](CLI::App& app) {
   cmd->add_option("--threads", o->threads, "threads")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("--seed", o->seed, "random seed")->capture_default_str();
   cmd->add_flag("--augment", o->augment, "augment training windows: amplitude, time shift, noise, accelerometer rotation");
+  cmd->add_option("--augment-motion", o->augment_motion,
+                  "motion-aware augmentation strength (0-5, normalised units; implies --augment): ACC-driven PPG artefacts and "
+                  "synthetic arm motion at random cadences")
+      ->check(finite_range(0, 5));
   cmd->add_option("--teacher-init", o->teacher_init, "start the teacher from this checkpoint (.safetensors or a released .pt)");
   cmd->add_option("--student-init", o->student_init, "start both students from this checkpoint");
   cmd->add_option("--teacher-lr", o->teacher_lr, "teacher learning rate (default 5e-4)")->check(CLI::PositiveNumber);

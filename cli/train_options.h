@@ -21,6 +21,7 @@ struct RunArgs {
   std::string student_arch = "student";
   uint64_t seed = 0;
   bool loso = false, all = false, init_mean = false, augment = false;
+  double augment_motion = 0;
   std::string val_data;
   kd::DistillOptions kd_opts;
 };
@@ -78,6 +79,10 @@ inline void add_run_options(CLI::App* cmd, RunArgs& a, bool distill) {
   cmd->add_option("--freeze", a.freeze, "comma-separated parameter-name prefixes to keep fixed (e.g. conv1,conv2)");
   cmd->add_flag("--init-output-mean", a.init_mean, "start the output at the training heart rates (regression: bias = mean HR; binned: biases = log of the training HR distribution)");
   cmd->add_flag("--augment", a.augment, "augment: amplitude scaling, time shift, noise, accelerometer rotation");
+  cmd->add_option("--augment-motion", a.augment_motion,
+                  "motion-aware augmentation strength (0-5, normalised units; implies --augment): ACC-driven PPG artefacts and "
+                  "synthetic arm motion at random cadences")
+      ->check(finite_range(0, 5));
 }
 
 // The training data and the folds a run covers (--fold K, --loso, or --all [--val-data SPEC]).
@@ -130,7 +135,8 @@ inline kd::RunSpec make_spec(RunArgs& a, const data::WindowSet&) {
   t.clip_norm = a.clip;
   t.init_output_at_mean = a.init_mean;
   t.freeze = kd::split_list(a.freeze);
-  t.augment.enabled = a.augment;
+  t.augment.enabled = a.augment || a.augment_motion > 0;
+  t.augment.motion = a.augment_motion;
   t.progress = ::isatty(2);
   spec.init_checkpoint = a.init;
   if (distill) {

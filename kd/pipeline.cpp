@@ -69,7 +69,8 @@ RunSpec stage_spec(const PipelineOptions& o, const std::string& arch, int epochs
   // From scratch the output starts at the mean training HR (PULSE.md §6); a transferred model
   // keeps its trained output layer (moving its bias to the mean costs ~10 BPM on SPC 2015).
   t.init_output_at_mean = s.init_checkpoint.empty();
-  t.augment.enabled = o.augment;
+  t.augment.enabled = o.augment || o.augment_motion > 0;
+  t.augment.motion = o.augment_motion;
   t.progress = o.progress;
   return s;
 }

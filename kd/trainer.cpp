@@ -92,6 +92,70 @@ void augment_batch(float* x, int64_t b, const Augment& a, Rng& rng) {
         for (int k = 0; k < 3; ++k) ax[k * data::kWindow + t] = float(R[k][0] * v[0] + R[k][1] * v[1] + R[k][2] * v[2]);
       }
     }
+    if (a.motion > 0) augment_motion(w, a.motion, rng);
+  }
+}
+
+namespace {
+// A random direction in 3-D (normalised Gaussian vector).
+void random_direction(Rng& rng, double d[3]) {
+  double n = 0;
+  for (int k = 0; k < 3; ++k) {
+    d[k] = rng.normal();
+    n += d[k] * d[k];
+  }
+  n = std::sqrt(std::max(n, 1e-12));
+  for (int k = 0; k < 3; ++k) d[k] /= n;
+}
+}  // namespace
+
+void augment_motion(float* w, double strength, Rng& rng) {
+  constexpr int T = data::kWindow;
+  float* ppg = w;          // (256) row 0
+  float* acc = w + T;      // (3, 256) rows 1-3
+  if (rng.uniform() < 0.5) {
+    // (a) PPG += g1 (d . acc_dyn) + g2 (|acc_dyn|^2 - its mean): a linear and a quadratic
+    // artefact of the window's own dynamic acceleration (the gravity part, the row mean, removed).
+    double mean[3] = {0, 0, 0}, d[3];
+    for (int k = 0; k < 3; ++k) {
+      for (int t = 0; t < T; ++t) mean[k] += acc[k * T + t];
+      mean[k] /= T;
+    }
+    random_direction(rng, d);
+    const double g1 = rng.uniform(0, strength), g2 = rng.uniform(0, 0.3 * strength);
+    std::vector<double> sq(T);  // (256) |acc_dyn|^2
+    double sq_mean = 0;
+    for (int t = 0; t < T; ++t) {
+      double lin = 0, s2 = 0;
+      for (int k = 0; k < 3; ++k) {
+        const double v = acc[k * T + t] - mean[k];
+        lin += d[k] * v;
+        s2 += v * v;
+      }
+      ppg[t] += float(g1 * lin);
+      sq[size_t(t)] = s2;
+      sq_mean += s2 / T;
+    }
+    for (int t = 0; t < T; ++t) ppg[t] += float(g2 * (sq[size_t(t)] - sq_mean));
+  }
+  if (rng.uniform() < 0.5) {
+    // (b) A periodic arm motion m(t) = sin(p) + h2 sin(2p + f2) + h3 sin(3p + f3) at a cadence
+    // of 0.8-3 Hz: along a random ACC direction with amplitude a_acc, in the PPG with a_ppg and
+    // a delay (the artefact lags the motion).
+    const double hz = rng.uniform(0.8, 3.0), phase0 = rng.uniform(0, 6.283185307179586);
+    const double h2 = rng.uniform(0, 0.6), h3 = rng.uniform(0, 0.3);
+    const double f2 = rng.uniform(0, 6.283185307179586), f3 = rng.uniform(0, 6.283185307179586);
+    const double a_acc = rng.uniform(0.2, 1.0) * strength, a_ppg = rng.uniform(0, 1.0) * strength;
+    const double lag = rng.uniform(0, 6.283185307179586);
+    double d[3];
+    random_direction(rng, d);
+    for (int t = 0; t < T; ++t) {
+      const double p = phase0 + 6.283185307179586 * hz * t / data::kRateHz;
+      const double m = std::sin(p) + h2 * std::sin(2 * p + f2) + h3 * std::sin(3 * p + f3);
+      const double mp = std::sin(p + lag) + h2 * std::sin(2 * (p + lag) + f2) + h3 * std::sin(3 * (p + lag) + f3);
+      for (int k = 0; k < 3; ++k) acc[k * T + t] += float(a_acc * d[k] * m);
+      ppg[t] += float(a_ppg * mp);
+    }
   }
 }
 

@@ -21,6 +21,11 @@ struct Augment {
   int max_shift = 16;      // circular time shift, uniform in [-max_shift, max_shift] samples
   double noise = 0.05;     // additive Gaussian noise std (in normalised units)
   bool rotate = true;      // random 3-D rotation of the accelerometer axes
+  // Motion-aware artefacts (0: off), strength in normalised units (augment_motion): each
+  // window, independently with probability 1/2 each, gets (a) an artefact in the PPG that is a
+  // random function of its own accelerometer, (b) a synthetic periodic arm motion at a random
+  // cadence (48-180 per minute, with harmonics) in both the accelerometer and the PPG.
+  double motion = 0;
 };
 
 struct TrainOptions {
@@ -99,5 +104,8 @@ void save_model(const std::string& path, models::PulseModel& m, const data::Norm
 
 // Applies the augmentation in place to x (B, 4, 256) with rng.
 void augment_batch(float* x, int64_t b, const Augment& a, Rng& rng);
+// The motion-aware part on one window w (4, 256), labels unchanged: the network learns that
+// what the accelerometer explains is not the pulse, whatever the motion and its cadence.
+void augment_motion(float* w, double strength, Rng& rng);
 
 }  // namespace pulsekd::kd
