@@ -112,7 +112,7 @@ CommandRegistrar reg_predict([](CLI::App& app) {
   auto* opt_rec = cmd->add_option("--recording", rec->path, "a raw recording: IEEE SPC 2015 .mat or a CSV with columns ppg,acc_x,acc_y,acc_z")
                       ->excludes(opt_windows);
   cmd->add_option("--labels", rec->labels, "--recording: reference heart rates, one per 2 s window (.mat or one BPM per line)")->needs(opt_rec);
-  cmd->add_option("--rate", rec->rate_hz, "--recording: sampling rate of a CSV recording (Hz)")->needs(opt_rec)->check(CLI::Range(16.0, 2000.0));
+  cmd->add_option("--rate", rec->rate_hz, "--recording: sampling rate of a CSV recording (Hz)")->needs(opt_rec)->check(finite_range(16.0, 2000.0));
   cmd->add_flag("--ppg-mean", rec->mean_ppg, "--recording: average the two PPG channels when there are two")->needs(opt_rec);
   cmd->add_option("--out", *out, "output: JSON hr (B) and dense32 (B×32) for --windows; CSV time_s,hr,hr_post[,truth] for --recording")->required();
   cmd->add_flag("--normalized", *prenorm, "the windows are already z-scored: skip the checkpoint's normalisation");
@@ -166,7 +166,7 @@ CommandRegistrar reg_info([](CLI::App& app) {
   auto arch = std::make_shared<std::string>();
   cmd->add_option("checkpoint", *ckpt, "pulsekd .safetensors checkpoint (or give --arch)");
   cmd->add_option("--arch", *arch, "describe a family member instead: teacher, student or resnet")->check(CLI::IsMember({"teacher", "student", "resnet"}));
-  cmd->add_option("--width", cfg->width, "width multiplier on every channel count")->check(CLI::Range(0.01, 16.0));
+  cmd->add_option("--width", cfg->width, "width multiplier on every channel count")->check(finite_range(0.01, 16.0));
   cmd->add_option("--depth", cfg->convs_per_block, "convolutions per block")->check(CLI::Range(1, 8));
   cmd->add_option("--head", cfg->head, "regression or binned")->check(CLI::IsMember({"regression", "binned"}));
   cmd->add_option("--bins", cfg->bins, "bins of the binned head")->check(CLI::Range(2, 4096));

@@ -72,6 +72,25 @@ TEST_CASE("bad input: clear one-line reasons and non-zero exits") {
   CHECK(r.code != 0);
   CHECK(r.out.find(bad) != std::string::npos);
   fs::remove(bad);
+  // Numeric flags: NaN, infinity, non-numbers and out-of-range values are refused before any work,
+  // naming the flag and what it expects (--lr nan used to become the default learning rate).
+  const std::pair<const char*, const char*> numeric[] = {
+      {"train --data synth --fold 1 --lr nan", "--lr: expected a finite number > 0, got 'nan'"},
+      {"train --data synth --fold 1 --lr inf", "--lr: expected a finite number > 0, got 'inf'"},
+      {"train --data synth --fold 1 --lr abc", "(not a number)"},
+      {"train --data synth --fold 1 --weight-decay -1", "--weight-decay: expected a finite number >= 0"},
+      {"train --data synth --fold 1 --width 1e400", "(beyond the range of a double)"},
+      {"train --data synth --fold 1 --augment-motion 6", "--augment-motion: expected a number in [0, 5]"},
+      {"distill --teacher x --data synth --fold 1 --temperature nan", "--temperature: expected a finite number > 0"},
+      {"pipeline --data synth --laplace nan", "--laplace"},
+      {"pipeline --data synth --teacher-lr -nan", "--teacher-lr"}};
+  for (const auto& [args, message] : numeric) {
+    INFO(args);
+    r = run(std::string(args) + " --out " + tmp("num"));
+    CHECK(r.code != 0);
+    CHECK(r.out.find(message) != std::string::npos);
+    CHECK(!fs::exists(tmp("num")));
+  }
   r = run("info --help");
   CHECK(r.code == 0);
   for (const char* sub : {"import-torch", "predict", "info", "train", "distill", "eval", "pipeline", "data", "baseline"}) {
