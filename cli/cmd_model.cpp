@@ -61,6 +61,38 @@ CommandRegistrar reg_import([](CLI::App& app) {
   });
 });
 
+// The JSON windows of `predict --windows`: {"input_shape": [B, 1, 4, 256], "input": [B*1024 numbers]}.
+// Strict: integers only in the shape (no 2.5, no true), numbers only in the input, B bounded so
+// nothing overflows, every value finite. Returns the shape and the windows (B, 4, 256).
+std::pair<std::vector<int64_t>, std::vector<float>> parse_windows_json(const json& j, const std::string& what) {
+  if (!j.is_object() || !j.contains("input_shape") || !j.contains("input"))
+    throw std::runtime_error(what + ": expected keys 'input_shape' and 'input'");
+  const json& js = j["input_shape"];
+  const json& jx = j["input"];
+  if (!js.is_array() || js.size() != 4) throw std::runtime_error(what + ": input_shape must be [B, 1, 4, 256]");
+  std::vector<int64_t> shape;
+  for (const json& v : js) {
+    if (!v.is_number_integer()) throw std::runtime_error(what + ": input_shape must hold 4 integers, got " + v.dump());
+    shape.push_back(v.get<int64_t>());
+  }
+  constexpr int64_t kMaxWindows = int64_t(1) << 22;  // 16 GB of float windows: far beyond any request
+  if (shape[0] < 1 || shape[0] > kMaxWindows || shape[1] != 1 || shape[2] != 4 || shape[3] != 256)
+    throw std::runtime_error(what + ": input_shape must be [B, 1, 4, 256] with 1 <= B <= " + std::to_string(kMaxWindows));
+  if (!jx.is_array()) throw std::runtime_error(what + ": 'input' must be an array of numbers");
+  const int64_t need = shape[0] * 4 * 256;
+  if (int64_t(jx.size()) != need)
+    throw std::runtime_error(what + ": 'input' has " + std::to_string(jx.size()) + " values, input_shape needs " + std::to_string(need));
+  std::vector<float> x;
+  x.reserve(size_t(need));
+  for (const json& v : jx) {
+    if (!v.is_number()) throw std::runtime_error(what + ": 'input' must hold numbers only, got " + v.dump());
+    const double d = v.get<double>();
+    if (!std::isfinite(d) || std::fabs(d) > 1e30) throw std::runtime_error(what + ": 'input' contains NaN, infinity or a value beyond 1e30");
+    x.push_back(float(d));
+  }
+  return {shape, x};
+}
+
 // Heart rate per 2 s step of one raw recording, written as CSV (time = centre of each 8 s window).
 void predict_recording(const std::string& ckpt, const data::RecordingOptions& rec, const kd::PostProcess& pp,
                        const std::string& out) {
@@ -91,6 +123,10 @@ void predict_recording(const std::string& ckpt, const data::RecordingOptions& re
     os << "\n";
   }
   kd::write_file_atomic(out, os.str());
+  for (const auto& [v, name] : {std::make_pair(&hr, "predict (raw)"), std::make_pair(&post, "predict (post-processed)")}) {
+    const std::string warn = kd::implausible_warning(*v, name);
+    if (!warn.empty()) std::cerr << warn << "\n";
+  }
   std::cout << "wrote " << hr.size() << " heart rates (every 2 s, post-processing: " << pp.describe() << ") to " << out << "\n";
   if (labelled) {
     const std::vector<float> truth(ws.hr.begin(), ws.hr.end());
@@ -132,25 +168,14 @@ CommandRegistrar reg_predict([](CLI::App& app) {
     }
     if (!j.contains("input_shape") || !j.contains("input"))
       throw std::runtime_error("--windows '" + *windows + "': expected keys 'input_shape' and 'input'");
-    std::vector<int64_t> shape;
-    std::vector<float> x;
-    try {
-      shape = j["input_shape"].get<std::vector<int64_t>>();
-      x = j["input"].get<std::vector<float>>();
-    } catch (const std::exception&) {
-      throw std::runtime_error("--windows '" + *windows + "': 'input_shape' must be 4 integers and 'input' an array of numbers");
-    }
-    if (shape.size() != 4 || shape[0] < 1 || shape[1] != 1 || shape[2] != 4 || shape[3] != 256)
-      throw std::runtime_error("--windows '" + *windows + "': input_shape must be [B, 1, 4, 256] with B >= 1");
-    if (int64_t(x.size()) != shape[0] * 4 * 256)
-      throw std::runtime_error("--windows '" + *windows + "': 'input' has " + std::to_string(x.size()) +
-                               " values, input_shape needs " + std::to_string(shape[0] * 4 * 256));
-    for (float v : x)
-      if (!std::isfinite(v)) throw std::runtime_error("--windows '" + *windows + "': 'input' contains NaN or infinity");
+    auto [shape, x] = parse_windows_json(j, "--windows '" + *windows + "'");  // (B,1,4,256), (B*1024)
     if (lm.norm.present && !*prenorm) lm.norm.apply(x.data(), shape[0]);
     std::vector<float> hr, dense;
     lm.model->predict(x.data(), shape[0], hr, &dense);
-    json o = {{"checkpoint", *ckpt}, {"hr", hr}, {"dense32", dense}, {"dense32_shape", {shape[0], lm.model->config().dense}}};
+    const std::string warn = kd::implausible_warning(hr, "predict");
+    if (!warn.empty()) std::cerr << warn << "\n";
+    json o = {{"checkpoint", *ckpt}, {"hr", hr}, {"dense32", dense}, {"dense32_shape", {shape[0], lm.model->config().dense}},
+              {"implausible", kd::implausible_estimates(hr)}};
     std::ofstream f(*out);
     if (!f) throw std::runtime_error("--out '" + *out + "': cannot open for writing");
     f << o.dump() << "\n";

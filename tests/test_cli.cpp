@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "models/checkpoint.h"
+
 namespace fs = std::filesystem;
 static const std::string kRef = pulsekd::testing::shared_path("reference");
 
@@ -97,6 +99,51 @@ TEST_CASE("bad input: clear one-line reasons and non-zero exits") {
     INFO(sub);
     CHECK(run(std::string(sub) + " --help").code == 0);
   }
+}
+
+TEST_CASE("predict --windows: strict JSON (integer shapes, numbers, bounded B) and implausible heart rates flagged") {
+  // A tiny student whose output bias makes every prediction ~1e6 BPM.
+  pulsekd::models::ModelConfig cfg;
+  cfg.arch = "student";
+  cfg.width = 0.25;
+  pulsekd::models::PulseModel m(cfg, 1);
+  m.find("out.bias")->value[0] = 1e6f;
+  const std::string ckpt = tmp("huge.safetensors");
+  pulsekd::models::save_checkpoint(ckpt, m, pulsekd::models::RowNorm{});
+  int files = 0;
+  const auto windows = [&](const nlohmann::json& shape, const nlohmann::json& input) {
+    const std::string path = tmp("windows" + std::to_string(files++) + ".json");
+    std::ofstream(path) << nlohmann::json{{"input_shape", shape}, {"input", input}}.dump();
+    return path;
+  };
+  const nlohmann::json one_window = std::vector<double>(1024, 0.1);
+  const std::string out = tmp("pred.json");
+  // good input: written, and every estimate flagged (JSON list + a warning line)
+  Run r = run("predict --checkpoint " + ckpt + " --windows " + windows({1, 1, 4, 256}, one_window) + " --out " + out);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("warning: predict: 1 of 1 heart rates outside 20-300 BPM") != std::string::npos);
+  nlohmann::json j;
+  std::ifstream(out) >> j;
+  CHECK(j["implausible"] == nlohmann::json::array({0}));
+  fs::remove(out);
+  nlohmann::json with_bool = one_window;
+  with_bool[5] = true;
+  const std::pair<std::string, std::string> bad[] = {
+      {windows({1.5, 1, 4, 256}, one_window), "input_shape must hold 4 integers, got 1.5"},
+      {windows({true, 1, 4, 256}, one_window), "input_shape must hold 4 integers, got true"},
+      {windows({int64_t(1) << 62, 1, 4, 256}, one_window), "input_shape must be [B, 1, 4, 256] with 1 <= B"},
+      {windows({1, 1, 4, 256}, with_bool), "'input' must hold numbers only, got true"},
+      {windows({2, 1, 4, 256}, one_window), "'input' has 1024 values, input_shape needs 2048"},
+      {windows({1, 1, 4}, one_window), "input_shape must be [B, 1, 4, 256]"}};
+  for (const auto& [path, message] : bad) {
+    INFO(message);
+    r = run("predict --checkpoint " + ckpt + " --windows " + path + " --out " + out);
+    CHECK(r.code != 0);
+    CHECK(r.out.find(message) != std::string::npos);
+    CHECK(!fs::exists(out));
+  }
+  fs::remove(ckpt);
+  for (int k = 0; k < files; ++k) fs::remove(tmp("windows" + std::to_string(k) + ".json"));
 }
 
 TEST_CASE("pipeline end to end on a tiny synthetic set: report, JSON, CSV, plots, quantised stage, M4 firmware") {
