@@ -4,11 +4,14 @@
 #   loeo  leave-one-exercise-type-out: train on TYPE02 (recordings 2-12), test on TYPE01 (1) and
 #         the extra recording S04_T01 (13); and the reverse, train on 1 + 13, test on 2-12;
 #   logo  leave-one-group-out: the 12 recordings in 4 groups of 3 (1-3, 4-6, 7-9, 10-12); train
-#         on 9, test on the other 3.
+#         on 9, test on the other 3;
+#   shift synthetic shift: train on the 13 recordings (treadmill running), test on synthetic
+#         non-running motion with known truth (datasets/motion.h: arm swing, wrist rotation,
+#         punches; 2 seeds).
 # Every protocol runs the same `pulsekd pipeline` (teacher, student alone, distilled, int8 student,
 # classical tracker), so each line of the tables is one command. Run directories under
 # ${RUNS:-runs/generalisation}; each pipeline's report.json holds its per-recording MAEs.
-#   scripts/generalisation-results.sh [loso] [loeo] [logo]        (default: all three)
+#   scripts/generalisation-results.sh [loso] [loeo] [logo] [shift]   (default: all four)
 # Environment: B (binary), THREADS (default 2), EPOCHS (default 10), PIPE (extra pipeline flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +40,7 @@ pipe() {  # name train-spec [test-spec]
   grep -E "^(teacher|student|classical|MAE)|wall" "$RUNS/$name.log" || tail -5 "$RUNS/$name.log"
 }
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(loso loeo logo)
+[ ${#stages[@]} -gt 0 ] || stages=(loso loeo logo shift)
 for s in "${stages[@]}"; do
   case "$s" in
     loso) pipe loso "spc2015:$SPC?extra=0" ;;
@@ -50,6 +53,7 @@ for s in "${stages[@]}"; do
         rest=$(seq 1 12 | awk -v lo="$lo" -v hi="$hi" '$1 < lo || $1 > hi' | paste -sd, -)
         pipe "logo-test-$g" "spc2015:$SPC?subjects=$rest" "spc2015:$SPC?subjects=$g"
       done ;;
-    *) echo "unknown protocol '$s' (loso, loeo, logo)" >&2; exit 2 ;;
+    shift) pipe shift-motion "spc2015:$SPC" "motion?seeds=2" ;;
+    *) echo "unknown protocol '$s' (loso, loeo, logo, shift)" >&2; exit 2 ;;
   esac
 done
