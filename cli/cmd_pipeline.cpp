@@ -28,6 +28,7 @@ CommandRegistrar reg_pipeline([](CLI::App& app) {
   cmd->add_option("--threads", o->threads, "threads")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("--seed", o->seed, "random seed")->capture_default_str();
   cmd->add_flag("--augment", o->augment, "augment training windows: amplitude, time shift, noise, accelerometer rotation");
+  cmd->add_flag("--force", o->force, "resume stages (in --out) that were started with other settings (default: refused)");
   cmd->add_option("--augment-motion", o->augment_motion,
                   "motion-aware augmentation strength (0-5, normalised units; implies --augment): ACC-driven PPG artefacts and "
                   "synthetic arm motion at random cadences")

@@ -22,6 +22,7 @@ struct RunArgs {
   uint64_t seed = 0;
   bool loso = false, all = false, init_mean = false, augment = false;
   double augment_motion = 0;
+  bool force = false;
   std::string val_data;
   kd::DistillOptions kd_opts;
 };
@@ -79,6 +80,7 @@ inline void add_run_options(CLI::App* cmd, RunArgs& a, bool distill) {
   cmd->add_option("--freeze", a.freeze, "comma-separated parameter-name prefixes to keep fixed (e.g. conv1,conv2)");
   cmd->add_flag("--init-output-mean", a.init_mean, "start the output at the training heart rates (regression: bias = mean HR; binned: biases = log of the training HR distribution)");
   cmd->add_flag("--augment", a.augment, "augment: amplitude scaling, time shift, noise, accelerometer rotation");
+  cmd->add_flag("--force", a.force, "resume a run directory whose fold was started with other settings (default: refused, naming each difference)");
   cmd->add_option("--augment-motion", a.augment_motion,
                   "motion-aware augmentation strength (0-5, normalised units; implies --augment): ACC-driven PPG artefacts and "
                   "synthetic arm motion at random cadences")
@@ -139,6 +141,7 @@ inline kd::RunSpec make_spec(RunArgs& a, const data::WindowSet&) {
   t.augment.motion = a.augment_motion;
   t.progress = ::isatty(2);
   spec.init_checkpoint = a.init;
+  spec.force = a.force;
   if (distill) {
     a.kd_opts.strategies = kd::split_list(a.kd);
     a.kd_opts.task_loss = a.task_loss;

@@ -56,6 +56,7 @@ RunSpec stage_spec(const PipelineOptions& o, const std::string& arch, int epochs
   s.model.validate();
   const bool teacher = arch == "teacher";
   s.init_checkpoint = teacher ? o.teacher_init : o.student_init;
+  s.force = o.force;
   const Recipe recipe = default_recipe(arch);
   const double lr = teacher ? o.teacher_lr : o.student_lr;
   TrainOptions& t = s.train;

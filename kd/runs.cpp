@@ -143,6 +143,19 @@ InitReport init_from_checkpoint(models::PulseModel& model, const std::string& pa
   return r;
 }
 
+std::string run_provenance(const RunSpec& spec) {
+  nlohmann::json j = {{"init", spec.init_checkpoint}, {"teacher", spec.teacher}};
+  if (spec.kd) {
+    const DistillOptions& k = *spec.kd;
+    j["kd"] = {{"strategies", k.strategies}, {"weights", k.weights}, {"task_loss", k.task_loss},
+               {"pulse_b", k.pulse_b}, {"pulse_g", k.pulse_g}, {"rkd_distance", k.rkd_distance},
+               {"rkd_angle", k.rkd_angle}, {"temperature", k.temperature}, {"alpha", k.alpha},
+               {"dkd_alpha", k.dkd_alpha}, {"dkd_beta", k.dkd_beta}, {"dkd_warmup", k.dkd_warmup},
+               {"fitnet_lambda", k.fitnet_lambda}, {"fitnet_stage1_epochs", k.fitnet_stage1_epochs}};
+  }
+  return j.dump();
+}
+
 RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plans, const RunSpec& spec,
                     const std::string& out_dir) {
   ensure_dir(out_dir, "--out");
@@ -163,6 +176,8 @@ RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plan
     const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fp.fold.train));
     TrainOptions to = spec.train;
     to.out_dir = fdir;
+    to.provenance = run_provenance(spec);
+    to.force_resume = spec.force;
     to.label = (spec.kd ? "distil " : "train ") + spec.model.arch + (fp.number > 0 ? " fold " + std::to_string(fp.number) : " all");
     TrainResult tr;
     if (spec.kd) {

@@ -40,7 +40,11 @@ struct RunSpec {
   std::string init_checkpoint;      // --init: start from these weights (pulsekd .safetensors or PyTorch .pt)
   const DistillOptions* kd = nullptr;
   std::string teacher;              // DIR with fold<K>/best.safetensors, or one checkpoint for all folds
+  bool force = false;               // resume a fold whose state was saved with other settings (TrainOptions::force_resume)
 };
+// The settings of a run beyond TrainOptions (init source, teacher, distillation options) as
+// TrainOptions::provenance JSON.
+std::string run_provenance(const RunSpec& spec);
 
 struct RunReport {
   EvalResult eval;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "engine/blas.h"
@@ -198,6 +199,51 @@ void init_output_at_prior(models::PulseModel& m, const data::WindowSet& ws, cons
   for (int k = 0; k < c.bins; ++k) ob->value[k] = real(std::log(std::max(prior[size_t(k)], 1e-6)));
 }
 
+json run_settings(const TrainOptions& opt, const data::WindowSet& ws, const data::Fold& fold) {
+  const auto names = [&](const std::vector<int>& subjects) {
+    json a = json::array();
+    for (int s : subjects) a.push_back(ws.subjects[size_t(s)].name);
+    return a;
+  };
+  const Augment& au = opt.augment;
+  json j = {{"data", ws.source},
+            {"train_subjects", names(fold.train)},
+            {"val_subjects", names(fold.val)},
+            {"epochs", opt.epochs},
+            {"patience", opt.patience},
+            {"batch", opt.batch},
+            {"lr", opt.lr},
+            {"weight_decay", opt.weight_decay},
+            {"optimizer", opt.optimizer},
+            {"task_loss", opt.task_loss},
+            {"schedule", opt.schedule},
+            {"seed", opt.seed},
+            {"init_output_at_mean", opt.init_output_at_mean},
+            {"freeze", opt.freeze},
+            {"clip_norm", opt.clip_norm},
+            {"augment", au.enabled ? json{{"amplitude", au.amplitude}, {"max_shift", au.max_shift}, {"noise", au.noise},
+                                          {"rotate", au.rotate}, {"motion", au.motion}}
+                                   : json(false)}};
+  const json extra = json::parse(opt.provenance.empty() ? "{}" : opt.provenance);
+  for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
+  return j;
+}
+
+std::string settings_difference(const json& saved, const json& now) {
+  std::string out;
+  const auto text = [](const json& v) {
+    const std::string s = v.dump();
+    return s.size() > 80 ? s.substr(0, 77) + "..." : s;
+  };
+  for (auto it = now.begin(); it != now.end(); ++it) {
+    const json old = saved.contains(it.key()) ? saved[it.key()] : json("(unset)");
+    if (old != it.value()) out += (out.empty() ? "" : "; ") + it.key() + ": " + text(old) + " -> " + text(it.value());
+  }
+  for (auto it = saved.begin(); it != saved.end(); ++it)
+    if (!now.contains(it.key())) out += (out.empty() ? "" : "; ") + it.key() + ": " + text(it.value()) + " -> (unset)";
+  return out;
+}
+
 TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const data::Fold& fold,
                         const data::Normalizer& norm, const TrainOptions& opt, const LossFn& loss_fn) {
   if (opt.epochs < 1 || opt.batch < 1 || opt.patience < 1) throw std::invalid_argument("epochs, batch and patience must be >= 1");
@@ -230,10 +276,19 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
   const std::string log_path = opt.out_dir.empty() ? "" : opt.out_dir + "/log.jsonl";
   if (!opt.out_dir.empty()) ensure_dir(opt.out_dir, "--out");
 
+  const json settings = run_settings(opt, ws, fold);
   if (!state_path.empty() && opt.resume && std::filesystem::exists(state_path)) {
     SafeTensorsFile st = load_safetensors(state_path);
     if (st.metadata["pulsekd.config"] != m.config().to_json())
       throw std::runtime_error(state_path + ": saved for a different model (" + st.metadata["pulsekd.config"] + "); use a new --out");
+    // A state written before settings were recorded resumes unchecked (said once).
+    const bool recorded = st.metadata.count("pulsekd.settings") > 0;
+    if (!recorded) std::cerr << "note: " << state_path << " records no settings; resuming without checking them\n";
+    const std::string diff = recorded ? settings_difference(json::parse(st.metadata["pulsekd.settings"]), settings) : "";
+    if (!diff.empty() && !opt.force_resume)
+      throw std::runtime_error(state_path + ": this run was started with other settings (" + diff +
+                               "); rerun with the same flags to resume, give a new --out, or --force to continue with the new ones");
+    if (!diff.empty()) std::cerr << "--force: resuming " << state_path << " with changed settings (" << diff << ")\n";
     for (size_t i = 0; i < all.size(); ++i) {
       get(st, "model/" + all[i].first, all[i].second->value, state_path);
       get(st, "best/" + all[i].first, best[i], state_path);
@@ -332,6 +387,7 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
     if (!state_path.empty()) {
       SafeTensorsFile st;
       st.metadata["pulsekd.config"] = m.config().to_json();
+      st.metadata["pulsekd.settings"] = settings.dump();
       json hist = json::array();
       for (auto& h : res.history)
         hist.push_back({{"epoch", h.epoch}, {"train_loss", h.train_loss}, {"val_mae", h.val_mae}, {"seconds", h.seconds}, {"lr", h.lr}});

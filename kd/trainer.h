@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "datasets/dataset.h"
 #include "datasets/folds.h"
 #include "engine/graph.h"
@@ -51,7 +53,18 @@ struct TrainOptions {
   int64_t interrupt_after_batches = -1;  // testing: throw Interrupted after this many batches
   std::string label;                 // shown in progress lines and logs ("teacher fold 3")
   std::vector<Parameter*> extra_parameters;  // optimised beside the model (FitNets adapter)
+  // Settings beyond these options that decide the run (JSON object: the --init source, the
+  // teacher and the distillation options; run_folds fills it). With the options, the data spec
+  // and the fold's subjects they are recorded in state.safetensors; a resume with other
+  // settings is refused (naming each difference) unless force_resume.
+  std::string provenance = "{}";
+  bool force_resume = false;
 };
+
+// Everything that decides a training run, as recorded in its state (see TrainOptions::provenance).
+nlohmann::json run_settings(const TrainOptions& opt, const data::WindowSet& ws, const data::Fold& fold);
+// "" when equal, else "key: old -> new; ..." for each differing top-level key.
+std::string settings_difference(const nlohmann::json& saved, const nlohmann::json& now);
 
 struct EpochLog {
   int epoch = 0;
