@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/post_options.h"
+#include "datasets/folds.h"
 #include "datasets/recording.h"
 #include "kd/fileutil.h"
 #include "kd/runs.h"
@@ -151,7 +152,8 @@ CommandRegistrar reg_predict([](CLI::App& app) {
   cmd->add_option("--rate", rec->rate_hz, "--recording: sampling rate of a CSV recording (Hz)")->needs(opt_rec)->check(finite_range(16.0, 2000.0));
   cmd->add_flag("--ppg-mean", rec->mean_ppg, "--recording: average the two PPG channels when there are two")->needs(opt_rec);
   cmd->add_option("--out", *out, "output: JSON hr (B) and dense32 (B×32) for --windows; CSV time_s,hr,hr_post[,truth] for --recording")->required();
-  cmd->add_flag("--normalized", *prenorm, "the windows are already z-scored: skip the checkpoint's normalisation");
+  cmd->add_flag("--normalized", *prenorm,
+                "the windows are already z-scored: skip the checkpoint's normalisation (without one, predict z-scores the windows with their own statistics)");
   add_post_options(cmd, *post_args);
   cmd->callback([=]() {
     require_file(*ckpt, "--checkpoint");
@@ -169,7 +171,20 @@ CommandRegistrar reg_predict([](CLI::App& app) {
     if (!j.contains("input_shape") || !j.contains("input"))
       throw std::runtime_error("--windows '" + *windows + "': expected keys 'input_shape' and 'input'");
     auto [shape, x] = parse_windows_json(j, "--windows '" + *windows + "'");  // (B,1,4,256), (B*1024)
-    if (lm.norm.present && !*prenorm) lm.norm.apply(x.data(), shape[0]);
+    if (lm.norm.present && !*prenorm) {
+      lm.norm.apply(x.data(), shape[0]);
+    } else if (!*prenorm) {
+      // As eval does for a checkpoint without statistics (an imported .pt): z-score each row with
+      // the given windows' own statistics, and say so.
+      data::WindowSet given;
+      given.x = x;
+      given.hr.assign(size_t(shape[0]), 0.f);
+      std::vector<int64_t> every(static_cast<size_t>(shape[0]));  // (B) window indices
+      for (int64_t i = 0; i < shape[0]; ++i) every[size_t(i)] = i;
+      data::Normalizer::fit(given, every).apply(x.data(), shape[0]);
+      std::cerr << "note: " << *ckpt << " carries no normalisation; z-scoring the " << shape[0]
+                << " windows with their own per-row statistics (--normalized: they already are)\n";
+    }
     std::vector<float> hr, dense;
     lm.model->predict(x.data(), shape[0], hr, &dense);
     const std::string warn = kd::implausible_warning(hr, "predict");

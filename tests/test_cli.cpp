@@ -36,8 +36,14 @@ TEST_CASE("import-torch, info and predict reproduce the released student") {
   CHECK(r.code == 0);
   CHECK(r.out.find("27241") != std::string::npos);
   CHECK(r.out.find("3383328") != std::string::npos);  // MACs per window
+  // The reference windows are already normalised, and an imported .pt carries no statistics:
+  // without --normalized predict z-scores them again with their own statistics and says so.
   r = run("predict --checkpoint " + ck + " --windows " + kRef + "/kd_pulse_fold1.json --out " + out);
   REQUIRE(r.code == 0);
+  CHECK(r.out.find("carries no normalisation; z-scoring the 8 windows") != std::string::npos);
+  r = run("predict --normalized --checkpoint " + ck + " --windows " + kRef + "/kd_pulse_fold1.json --out " + out);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("carries no normalisation") == std::string::npos);
   std::ifstream f(out), g(kRef + "/kd_pulse_fold1.json");
   auto got = nlohmann::json::parse(f), want = nlohmann::json::parse(g);
   REQUIRE(got["hr"].size() == 8);
