@@ -107,6 +107,33 @@ TEST_CASE("bad input: clear one-line reasons and non-zero exits") {
   }
 }
 
+TEST_CASE("usage errors: 'pulsekd: error:', exit 2, unknown commands named with a suggestion; --version") {
+  Run r = run("trian --data synth");
+  CHECK(r.code == 2);
+  CHECK(r.out.find("pulsekd: error: unknown command 'trian' (did you mean 'train'?)") != std::string::npos);
+  r = run("trian --help");  // used to print the main help and exit 0
+  CHECK(r.code == 2);
+  CHECK(r.out.find("did you mean 'train'") != std::string::npos);
+  r = run("xyzzy");
+  CHECK(r.code == 2);
+  CHECK(r.out.find("unknown command 'xyzzy'") != std::string::npos);
+  CHECK(r.out.find("did you mean") == std::string::npos);
+  r = run("");
+  CHECK(r.code == 2);
+  CHECK(r.out.find("pulsekd: error: a command is required: ") != std::string::npos);
+  r = run("train --data synth --fold 1 --lr nan --out " + tmp("u"));
+  CHECK(r.code == 2);
+  CHECK(r.out.find("pulsekd: error: --lr: expected a finite number > 0") != std::string::npos);
+  r = run("train --data nosuch:thing --fold 1 --out " + tmp("u"));  // a failure of the command, not of its usage
+  CHECK(r.code == 1);
+  CHECK(r.out.find("pulsekd: error: ") != std::string::npos);
+  r = run("--version");
+  CHECK(r.code == 0);
+  CHECK(r.out.rfind("pulsekd ", 0) == 0);
+  CHECK(r.out.size() > 9);
+  CHECK(run("train --help").code == 0);
+}
+
 TEST_CASE("predict --windows: strict JSON (integer shapes, numbers, bounded B) and implausible heart rates flagged") {
   // A tiny student whose output bias makes every prediction ~1e6 BPM.
   pulsekd::models::ModelConfig cfg;
