@@ -50,6 +50,7 @@ CommandRegistrar reg_pipeline([](CLI::App& app) {
     // Without --prior-data / --prior-scale the prior is fitted to the training labels.
     o->fit_prior = post->prior_data.empty() && post->prior_scale <= 0;
     o->progress = ::isatty(2);
+    o->epoch_lines = !o->progress;
     const kd::PipelineReport rep = kd::run_pipeline(*o);
     std::cout << kd::format_pipeline_report(rep);
     kd::write_pipeline_report(rep, o->out);

@@ -140,6 +140,7 @@ inline kd::RunSpec make_spec(RunArgs& a, const data::WindowSet&) {
   t.augment.enabled = a.augment || a.augment_motion > 0;
   t.augment.motion = a.augment_motion;
   t.progress = ::isatty(2);
+  t.epoch_lines = !t.progress;  // without a terminal: one line per epoch
   spec.init_checkpoint = a.init;
   spec.force = a.force;
   if (distill) {

@@ -73,6 +73,7 @@ RunSpec stage_spec(const PipelineOptions& o, const std::string& arch, int epochs
   t.augment.enabled = o.augment || o.augment_motion > 0;
   t.augment.motion = o.augment_motion;
   t.progress = o.progress;
+  t.epoch_lines = o.epoch_lines;
   return s;
 }
 

@@ -41,6 +41,7 @@ struct PipelineOptions {
   bool fuse_tracker = false;
   TrackerLikelihood tracker;
   bool progress = false;
+  bool epoch_lines = false;  // one line per training epoch on stderr (TrainOptions::epoch_lines)
   void validate() const;  // throws std::invalid_argument naming the flag
 };
 

@@ -49,7 +49,8 @@ struct TrainOptions {
   double clip_norm = 0;              // 0: no gradient clipping
   std::string out_dir;               // state.safetensors, best.safetensors, log.jsonl
   bool resume = true;                // continue from out_dir/state.safetensors when present
-  bool progress = false;             // live progress line on stderr
+  bool progress = false;             // live progress line on stderr (a terminal)
+  bool epoch_lines = false;          // one line per epoch on stderr (no terminal: logs, CI)
   int64_t interrupt_after_batches = -1;  // testing: throw Interrupted after this many batches
   std::string label;                 // shown in progress lines and logs ("teacher fold 3")
   std::vector<Parameter*> extra_parameters;  // optimised beside the model (FitNets adapter)
@@ -67,13 +68,13 @@ nlohmann::json run_settings(const TrainOptions& opt, const data::WindowSet& ws, 
 std::string settings_difference(const nlohmann::json& saved, const nlohmann::json& now);
 
 struct EpochLog {
-  int epoch = 0;
+  int epoch = 0;  // from 1, as everywhere a user sees epochs
   double train_loss = 0, val_mae = 0, seconds = 0, lr = 0;
 };
 
 struct TrainResult {
   std::vector<EpochLog> history;
-  int best_epoch = -1;
+  int best_epoch = -1;  // from 1; -1: no validation yet
   double best_val_mae = 0;
   double seconds = 0;
   bool resumed = false;
