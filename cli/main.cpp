@@ -2,8 +2,10 @@
 //
 // Exit codes: 0 success (and --help, --version); 1 the command failed (a bad file, a failed
 // run); 2 a usage error (unknown command or flag, a bad flag value) — each printed as one line
-// `pulsekd: error: ...` on stderr.
+// `pulsekd: error: ...` on stderr; 130 interrupted (Ctrl-C / SIGTERM during training: the
+// message says from which epoch the same command resumes).
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "kd/trainer.h"
 
 #ifndef PULSEKD_VERSION
 #define PULSEKD_VERSION "unknown"
@@ -29,6 +32,13 @@ size_t edit_distance(const std::string& a, const std::string& b) {
       if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
   return d[a.size()][b.size()];
+}
+
+// SIGINT / SIGTERM: ask training to stop after its current batch (kd::request_stop); a second
+// signal ends the process at once (the handler restores the default action).
+extern "C" void on_stop_signal(int sig) {
+  pulsekd::kd::request_stop();
+  std::signal(sig, SIG_DFL);
 }
 
 int usage_error(const std::string& message) {
@@ -59,6 +69,8 @@ int main(int argc, char** argv) {
     }
     return usage_error("unknown command '" + std::string(argv[1]) + "'" + (best.empty() ? "" : " (did you mean '" + best + "'?)"));
   }
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -76,6 +88,9 @@ int main(int argc, char** argv) {
     return usage_error(e.what());
   } catch (const CLI::ParseError& e) {
     return usage_error(e.what());
+  } catch (const pulsekd::kd::Interrupted& e) {
+    std::fprintf(stderr, "pulsekd: %s\n", e.what());
+    return 130;  // the shell's code for a command ended by SIGINT
   } catch (const std::exception& e) {
     // Subcommand callbacks run inside parse(); their failures are user-facing errors.
     std::fprintf(stderr, "pulsekd: error: %s\n", e.what());

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -199,6 +200,12 @@ void init_output_at_prior(models::PulseModel& m, const data::WindowSet& ws, cons
   for (int k = 0; k < c.bins; ++k) ob->value[k] = real(std::log(std::max(prior[size_t(k)], 1e-6)));
 }
 
+namespace {
+std::atomic<bool> g_stop{false};  // set by request_stop (a signal handler), read after each batch
+}  // namespace
+void request_stop() { g_stop.store(true); }
+bool stop_requested() { return g_stop.load(); }
+
 json run_settings(const TrainOptions& opt, const data::WindowSet& ws, const data::Fold& fold) {
   const auto names = [&](const std::vector<int>& subjects) {
     json a = json::array();
@@ -395,6 +402,11 @@ struct TrainSession {
       ++b_i;
       if (opt.interrupt_after_batches >= 0 && ++batches_done >= opt.interrupt_after_batches)
         throw Interrupted("interrupted after " + std::to_string(batches_done) + " batches");
+      if (stop_requested())
+        throw Interrupted(label() + ": interrupted in epoch " + std::to_string(epoch + 1) +
+                          (state_path.empty() ? std::string("; nothing was saved")
+                                              : "; the state of epoch " + std::to_string(epoch) + " is in " + state_path +
+                                                    ": run the same command again to resume from epoch " + std::to_string(epoch + 1)));
       if (opt.progress) {
         const double el = seconds_since(t0);
         const double done = double(epoch - start_epoch) + double(b_i) / double(batches);

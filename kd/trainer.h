@@ -84,6 +84,11 @@ struct TrainResult {
 struct Interrupted : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// A stop asked from outside (the command line's SIGINT/SIGTERM handler: async-signal-safe, it
+// only sets a flag). Training checks it after every batch and throws Interrupted, whose message
+// says from which epoch the same command resumes (the state is saved at every epoch's end).
+void request_stop();
+bool stop_requested();
 struct TrainingDiverged : std::runtime_error {
   using std::runtime_error::runtime_error;
 };

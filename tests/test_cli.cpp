@@ -5,6 +5,7 @@
 #include "tests/run_pulsekd.h"
 #include "tests/shared_data.h"
 #include <sys/wait.h>
+#include <csignal>
 #include <unistd.h>
 
 #include <cmath>
@@ -132,6 +133,40 @@ TEST_CASE("usage errors: 'pulsekd: error:', exit 2, unknown commands named with 
   CHECK(r.out.rfind("pulsekd ", 0) == 0);
   CHECK(r.out.size() > 9);
   CHECK(run("train --help").code == 0);
+}
+
+TEST_CASE("Ctrl-C during training: exit 130, a message saying how to resume, and the same command resumes") {
+  const std::string dir = tmp("sigint"), out = tmp("sigint.out");
+  fs::remove_all(dir);
+  const std::string cmd = pulsekd::testing::pulsekd_binary() + " train --data 'synth?subjects=4&minutes=3' --fold 1 --epochs 200 --out " + dir;
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::freopen(out.c_str(), "w", stderr);
+    std::freopen("/dev/null", "w", stdout);
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait for the first finished epoch (its line in log.jsonl), then interrupt.
+  for (int i = 0; i < 600 && !(fs::exists(dir + "/fold1/log.jsonl") && fs::file_size(dir + "/fold1/log.jsonl") > 0); ++i) usleep(100000);
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  std::ifstream f(out);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  CHECK(text.find("interrupted in epoch") != std::string::npos);
+  CHECK(text.find("run the same command again to resume from epoch") != std::string::npos);
+  CHECK(fs::exists(dir + "/fold1/state.safetensors"));
+  CHECK(fs::exists(dir + "/fold1/best.safetensors"));
+  // Resuming says so (here ending sooner: --force, since the settings differ).
+  const Run r = run("train --data 'synth?subjects=4&minutes=3' --fold 1 --epochs 3 --force --out " + dir);
+  CHECK(r.code == 0);
+  CHECK(r.out.find("changed settings (epochs: 200 -> 3") != std::string::npos);
+  CHECK(r.out.find("resuming from epoch ") != std::string::npos);
+  fs::remove_all(dir);
+  fs::remove(out);
 }
 
 TEST_CASE("predict --windows: strict JSON (integer shapes, numbers, bounded B) and implausible heart rates flagged") {
