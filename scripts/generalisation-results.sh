@@ -12,7 +12,8 @@
 # classical tracker), so each line of the tables is one command. Run directories under
 # ${RUNS:-runs/generalisation}; each pipeline's report.json holds its per-recording MAEs.
 #   scripts/generalisation-results.sh [loso] [loeo] [logo] [shift]   (default: all four)
-# Environment: B (binary), THREADS (default 2), EPOCHS (default 10), PIPE (extra pipeline flags).
+# Environment: B (binary), THREADS (default 2), EPOCHS (default 10), PIPE (extra pipeline flags),
+# TEACHER_INIT / STUDENT_INIT (starting checkpoints; default the released PPG-DaLiA fold-1 ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${B:-build/pulsekd}
@@ -26,7 +27,8 @@ EPOCHS=${EPOCHS:-10}
 # WFPV tracker's estimate (a Laplace of 2 BPM around it), the networks' estimates read as a
 # Laplace of 15 BPM (their error on unseen exercise types is 10-25 BPM: a narrower one lets a
 # network that is far off outvote the tracker), the prior fitted to the training labels.
-BEST=(--teacher-init "$REF/pulse_teacher_fold1.pt" --student-init "$REF/pulse_student_fold1.pt" --teacher-lr 2e-4
+# TEACHER_INIT / STUDENT_INIT: other starting checkpoints (e.g. pretrained ones).
+BEST=(--teacher-init "${TEACHER_INIT:-$REF/pulse_teacher_fold1.pt}" --student-init "${STUDENT_INIT:-$REF/pulse_student_fold1.pt}" --teacher-lr 2e-4
       --teacher-epochs "$EPOCHS" --student-epochs "$EPOCHS" --batch 64 --augment --threads "$THREADS"
       --track viterbi --fuse-tracker --laplace 15 --mcu none)
 read -r -a EXTRA <<<"${PIPE:-}"
