@@ -156,7 +156,7 @@ CommandRegistrar reg_predict([](CLI::App& app) {
                 "the windows are already z-scored: skip the checkpoint's normalisation (without one, predict z-scores the windows with their own statistics)");
   add_post_options(cmd, *post_args);
   cmd->callback([=]() {
-    require_file(*ckpt, "--checkpoint");
+    kd::require_checkpoint_file(*ckpt, "--checkpoint");
     if (windows->empty() == rec->path.empty()) throw std::runtime_error("predict: give --windows FILE or --recording FILE");
     if (!rec->path.empty()) return predict_recording(*ckpt, *rec, make_post(*post_args), *out);
     require_file(*windows, "--windows");
@@ -216,7 +216,7 @@ CommandRegistrar reg_info([](CLI::App& app) {
   cmd->callback([=]() {
     if (ckpt->empty() == arch->empty()) throw std::runtime_error("info: give either a checkpoint or --arch");
     if (!ckpt->empty()) {
-      require_file(*ckpt, "checkpoint");
+      kd::require_checkpoint_file(*ckpt, "checkpoint");
       auto lm = models::load_checkpoint(*ckpt);
       std::cout << "checkpoint: " << *ckpt << "\n";
       print_info(*lm.model, std::cout);

@@ -100,6 +100,18 @@ TEST_CASE("bad input: clear one-line reasons and non-zero exits") {
     CHECK(r.out.find(message) != std::string::npos);
     CHECK(!fs::exists(tmp("num")));
   }
+  // A run directory where a checkpoint file is expected is named as such, with its checkpoints.
+  const std::string rundir = tmp("rundir");
+  fs::create_directories(rundir + "/fold2");
+  std::ofstream(rundir + "/fold2/best.safetensors") << "x";
+  r = run("predict --checkpoint " + rundir + " --windows x.json --out y.json");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("is a run directory; give one of its checkpoints, e.g. " + rundir + "/fold2/best.safetensors") != std::string::npos);
+  r = run("info " + rundir);
+  CHECK(r.out.find("is a run directory") != std::string::npos);
+  fs::remove_all(rundir);
+  r = run("predict --checkpoint /dev/null --windows x.json --out y.json");
+  CHECK(r.out.find("is not a regular file") != std::string::npos);
   r = run("info --help");
   CHECK(r.code == 0);
   for (const char* sub : {"import-torch", "predict", "info", "train", "distill", "eval", "pipeline", "data", "baseline"}) {
