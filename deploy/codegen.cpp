@@ -28,13 +28,6 @@ std::string pulsekd_source_root() {
 static int64_t bytes_of(int bits, int64_t n) { return n * (bits / 8); }
 static int64_t align4(int64_t v) { return (v + 3) & ~int64_t(3); }
 
-bool inplace_layer(const QuantModel& q, int i, bool dsp) {
-  if (!dsp || i < 1 || i >= q.row_layers - 1) return false;  // reads a row layer's output, writes a plain slot
-  const QLayer& L = q.layers[size_t(i)];
-  return L.op == QOp::Conv && L.in.bits == 16 && L.out.bits == 16 && L.c_in == L.c_out && L.c_in % 4 == 0 &&
-         L.c_out <= kernels::kDspMaxRow && L.pad <= L.t_in;
-}
-
 McuExport plan_arena(const QuantModel& q, bool dsp) {
   // Steps: layer i runs at step i (per-row layers each row, in a loop; the loop is steps
   // 0 .. row_layers-1). "input" (one row) is written at step -1.
@@ -131,26 +124,79 @@ static void copy_glob(const fs::path& from, const fs::path& to, const std::vecto
   }
 }
 
-// The one kernel instantiation (mcu/runtime/pk_kernels.h) layer L runs: the packed DSP variant
-// for int8 (_dsp8p) or int16 (_dsp16) inputs with c_in % 4 == 0 (SXTB16/SMLAD, M4 and M7 both have them; int16 layers
-// get their weights interleaved, int_dsp.h), else the reference loop.
-std::string kernel_name(const QLayer& L, bool dsp) {
-  auto ty = [](int bits) { return bits == 8 ? std::string("int8_t") : bits == 16 ? std::string("int16_t") : std::string("int32_t"); };
-  if (L.op == QOp::AvgPool) return "pk::avgpool<" + ty(L.in.bits) + ">";
-  // the teacher's attention part: reference loops (engine/kernels/attention.h)
-  if (L.op == QOp::AttnInProj) return "pk::attn_in_proj_ref<" + ty(L.in.bits) + ">";
-  if (L.op == QOp::Attention) return "pk::attention_ref";
-  if (L.op == QOp::LayerNorm) return "pk::layer_norm_ref<" + ty(L.in.bits) + ", " + ty(L.out.bits) + ">";
-  if (L.op == QOp::Linear && L.t_in > 1) return "pk::token_linear_ref<" + ty(L.in.bits) + ", " + ty(L.out.bits) + ">";
-  const char* base = L.op == QOp::Conv ? "pk::conv" : L.op == QOp::ModalityConv ? "pk::modality" : "pk::linear";
-  // (int8 linear layers keep the unpacked 2-channel kernel: they are small, and a packed int8
-  // instantiation next to the int16 ones makes -Os inline less in the int16 convs, +2.6 %.)
-  if (dsp && L.c_in % 4 == 0 && L.in.bits == 8 && L.op == QOp::Linear) return std::string(base) + "_dsp<" + ty(L.out.bits) + ">";
-  if (dsp && L.c_in % 4 == 0) return std::string(base) + (L.in.bits == 8 ? "_dsp8p<" : "_dsp16<") + ty(L.out.bits) + ">";
-  if (dsp && L.op == QOp::Conv && L.in.bits == 16 && kernels::dsp_col_len(L.kernel, L.c_in) <= kernels::kDspMaxCol)
-    return "pk::conv_col16<" + ty(L.out.bits) + ">";
-  return std::string(base) + "_ref<" + ty(L.in.bits) + ", " + ty(L.out.bits) + ">";
+std::vector<pk_layer> layer_table(const QuantModel& q, const McuExport& plan) {
+  auto offset = [&](const std::string& name) {
+    for (auto& s : plan.slots)
+      if (s.tensor == name) return uint32_t(s.offset);
+    throw std::logic_error("layer_table: no arena slot " + name);
+  };
+  const int rl = q.row_layers;
+  std::vector<pk_layer> t(q.layers.size());  // (n_layers)
+  for (size_t i = 0; i < q.layers.size(); ++i) {
+    const QLayer& L = q.layers[i];
+    pk_layer& e = t[i];
+    e.op = int16_t(L.op);  // QOp and the PK_* enum list the ops in the same order
+    e.in_bits = int16_t(L.in.bits), e.out_bits = int16_t(L.out.bits);
+    e.c_in = int16_t(L.c_in), e.c_out = int16_t(L.c_out), e.kernel = int16_t(L.kernel), e.dilation = int16_t(L.dilation);
+    e.pad = int16_t(L.pad), e.pool = int16_t(L.pool), e.rows = int16_t(L.rows), e.t_in = int16_t(L.t_in);
+    e.in_zp = int16_t(L.in.zp), e.out_zp = int16_t(L.out.zp), e.heads = int16_t(L.heads);
+    e.act_min = L.act_min, e.act_max = L.act_max;
+    e.in_off = i == 0 ? offset("input") : int(i) == rl ? offset("rows") : offset(q.layers[i - 1].name);
+    e.out_off = int(i) == rl - 1 ? offset("rows") : offset(L.name);
+  }
+  return t;
 }
+
+pk_model model_header(const QuantModel& q, const McuExport& plan) {
+  const QLayer& lr = q.layers[size_t(q.row_layers) - 1];
+  return pk_model{q.rows, q.row_layers, int32_t(q.layers.size()), q.input.bits, uint32_t(bytes_of(lr.out.bits, lr.out_elems())),
+                  uint32_t(plan.arena_bytes), nullptr};
+}
+
+namespace {
+
+// The const arrays of every layer: weights as its kernel reads them, biases, requantisation.
+void write_params(std::ostream& os, const QuantModel& q, bool dsp) {
+  for (size_t i = 0; i < q.layers.size(); ++i) {
+    const QLayer& L = q.layers[i];
+    if (L.weights_per_channel() >= 0) {  // avgpool and attention have none (attention: two multipliers)
+      write_array(os, "int8_t", "w_" + L.name, kernel_weights(L, choose_kernel(q, int(i), dsp).kernel));
+      write_array(os, "int32_t", "b_" + L.name, kernel_bias(L));
+    }
+    if (!L.mult.empty()) {
+      write_array(os, "int32_t", "m_" + L.name, L.mult);
+      write_array(os, "int32_t", "s_" + L.name, L.shift);
+    }
+  }
+}
+
+std::string int32_text(int32_t v) {
+  return v == INT32_MIN ? std::string("INT32_MIN") : v == INT32_MAX ? std::string("INT32_MAX") : std::to_string(v);
+}
+
+// The layer table and the model header of model_data.cpp.
+void write_table(std::ostream& os, const QuantModel& q, const McuExport& e, bool dsp) {
+  static const char* const op_enum[] = {"PK_CONV",         "PK_AVGPOOL",   "PK_MODALITY",  "PK_LINEAR",
+                                        "PK_ATTN_IN_PROJ", "PK_ATTENTION", "PK_LAYER_NORM"};
+  const std::vector<pk_layer> table = layer_table(q, e);
+  os << "static const pk_layer layers[" << q.layers.size() << "] = {\n";
+  for (size_t i = 0; i < q.layers.size(); ++i) {
+    const QLayer& L = q.layers[i];
+    const pk_layer& t = table[i];
+    const bool hasw = L.weights_per_channel() >= 0, hasm = !L.mult.empty();
+    os << "  {" << kernel_symbol(choose_kernel(q, int(i), dsp)) << ", " << op_enum[t.op] << ", " << t.in_bits << ", " << t.out_bits
+       << ", " << t.c_in << ", " << t.c_out << ", " << t.kernel << ", " << t.dilation << ", " << t.pad << ", " << t.pool << ", "
+       << t.rows << ", " << t.t_in << ", " << t.in_zp << ", " << t.out_zp << ", " << t.heads << ", " << int32_text(t.act_min)
+       << ", " << int32_text(t.act_max) << ", " << (hasw ? "w_" + L.name : "0") << ", " << (hasw ? "b_" + L.name : "0") << ", "
+       << (hasm ? "m_" + L.name : "0") << ", " << (hasm ? "s_" + L.name : "0") << ", " << t.in_off << "u, " << t.out_off
+       << "u},  // " << L.name << "\n";
+  }
+  const pk_model h = model_header(q, e);
+  os << "};\n\nextern \"C\" const pk_model pk_the_model = {" << h.rows << ", " << h.row_layers << ", " << h.n_layers << ", "
+     << h.input_bits << ", " << h.row_out_bytes << "u, " << h.arena_bytes << "u, layers};\n";
+}
+
+}  // namespace
 
 McuExport export_mcu(const QuantModel& q, const std::string& target, const std::string& out_dir, const std::string& root_in,
                      bool dsp) {
@@ -160,11 +206,6 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
     throw std::runtime_error("export-mcu: '" + root.string() + "' is not a pulsekd source tree (no mcu/runtime, engine/kernels)");
   validate_quant_model(q, q.source.empty() ? std::string("export-mcu") : q.source);
   McuExport e = plan_arena(q, dsp);
-  auto slot = [&](const std::string& name) -> const ArenaSlot& {
-    for (auto& s : e.slots)
-      if (s.tensor == name) return s;
-    throw std::logic_error("export-mcu: no arena slot " + name);
-  };
   const fs::path dir(out_dir);
   fs::create_directories(dir);
 
@@ -175,69 +216,12 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
   os << "// Generated by `pulsekd export-mcu` from " << src << " (target " << target << "). Do not edit.\n"
      << "// Arena " << e.arena_bytes << " bytes (liveness-planned); const data " << e.weight_bytes << " bytes.\n"
      << "#include \"model_data.h\"\n#include \"pk_kernels.h\"\n\n";
-  for (auto& L : q.layers) {
-    if (L.weights_per_channel() < 0) {  // avgpool; attention has only its two multipliers
-      if (!L.mult.empty()) {
-        write_array(os, "int32_t", "m_" + L.name, L.mult);
-        write_array(os, "int32_t", "s_" + L.name, L.shift);
-      }
-      continue;
-    }
-    const std::string kn = kernel_name(L, dsp);
-    if (kn.find("_dsp8p<") != std::string::npos) {
-      // packed for the int8 DSP kernels (int_dsp.h: dsp_pack_weights_s8)
-      const int ntaps = L.op == QOp::Conv ? L.kernel : L.op == QOp::ModalityConv ? L.rows : 1;
-      std::vector<int8_t> wp(kernels::dsp_packed_size_s16(L.c_out, ntaps, L.c_in));
-      kernels::dsp_pack_weights_s8(wp.data(), L.w.data(), L.c_out, ntaps, L.c_in, L.c_in);
-      write_array(os, "int8_t", "w_" + L.name, wp);
-    } else if (kn.find("_col16<") != std::string::npos || kn.find("_dsp16<") != std::string::npos) {
-      // packed for the int16 DSP kernels (int_dsp.h: dsp_pack_weights_s16)
-      const bool col = kn.find("_col16<") != std::string::npos;
-      const int ntaps = col ? 1 : L.op == QOp::Conv ? L.kernel : L.op == QOp::ModalityConv ? L.rows : 1;
-      const int cin = col ? L.kernel * L.c_in : L.c_in, cpad = col ? kernels::dsp_col_len(L.kernel, L.c_in) : L.c_in;
-      std::vector<int8_t> wp(kernels::dsp_packed_size_s16(L.c_out, ntaps, cpad));
-      kernels::dsp_pack_weights_s16(wp.data(), L.w.data(), L.c_out, ntaps, cin, cpad);
-      write_array(os, "int8_t", "w_" + L.name, wp);
-    } else {
-      write_array(os, "int8_t", "w_" + L.name, L.w);
-    }
-    std::vector<int32_t> bias = L.bias;
-    if (L.op == QOp::LayerNorm) {  // the 64-bit eps term after the biases (pk_model.h)
-      bias.push_back(int32_t(uint32_t(uint64_t(L.norm_eps) & 0xffffffffu)));
-      bias.push_back(int32_t(uint32_t(uint64_t(L.norm_eps) >> 32)));
-    }
-    write_array(os, "int32_t", "b_" + L.name, bias);
-    if (!L.mult.empty()) {
-      write_array(os, "int32_t", "m_" + L.name, L.mult);
-      write_array(os, "int32_t", "s_" + L.name, L.shift);
-    }
-  }
+  write_params(os, q, dsp);
   os << "\n// Arena layout:\n";
   for (auto& s : e.slots)
     os << "//   " << s.tensor << ": [" << s.offset << ", " << s.offset + s.bytes << ") live in steps " << s.first << ".." << s.last << "\n";
   os << "__attribute__((aligned(8))) uint8_t pk_arena[" << e.arena_bytes << "];\n\n";
-  os << "static const pk_layer layers[" << q.layers.size() << "] = {\n";
-  const int rl = q.row_layers;
-  for (size_t i = 0; i < q.layers.size(); ++i) {
-    const QLayer& L = q.layers[i];
-    const int64_t in_off = i == 0 ? slot("input").offset : (int(i) == rl ? slot("rows").offset : slot(q.layers[i - 1].name).offset);
-    const int64_t out_off = int(i) == rl - 1 ? slot("rows").offset : slot(L.name).offset;
-    os << "  {" << (inplace_layer(q, int(i), dsp) ? "pk::conv_dsp16_inplace<int16_t>" : kernel_name(L, dsp)) << ", ";
-    static const char* const op_enum[] = {"PK_CONV",         "PK_AVGPOOL",   "PK_MODALITY",  "PK_LINEAR",
-                                          "PK_ATTN_IN_PROJ", "PK_ATTENTION", "PK_LAYER_NORM"};
-    const char* op = op_enum[int(L.op)];
-    const bool hasw = L.weights_per_channel() >= 0;
-    os << op << ", " << L.in.bits << ", " << L.out.bits << ", " << L.c_in << ", " << L.c_out << ", " << L.kernel
-       << ", " << L.dilation << ", " << L.pad << ", " << L.pool << ", " << L.rows << ", " << L.t_in << ", " << L.in.zp << ", "
-       << L.out.zp << ", " << L.heads << ", " << (L.act_min == INT32_MIN ? std::string("INT32_MIN") : std::to_string(L.act_min)) << ", "
-       << (L.act_max == INT32_MAX ? std::string("INT32_MAX") : std::to_string(L.act_max)) << ", "
-       << (hasw ? "w_" + L.name : "0") << ", " << (hasw ? "b_" + L.name : "0") << ", "
-       << (L.mult.empty() ? "0" : "m_" + L.name) << ", " << (L.mult.empty() ? "0" : "s_" + L.name) << ", " << in_off << "u, "
-       << out_off << "u},  // " << L.name << "\n";
-  }
-  const QLayer& lr = q.layers[size_t(rl) - 1];
-  os << "};\n\nextern \"C\" const pk_model pk_the_model = {" << q.rows << ", " << rl << ", " << q.layers.size() << ", "
-     << q.input.bits << ", " << bytes_of(lr.out.bits, lr.out_elems()) << "u, " << e.arena_bytes << "u, layers};\n";
+  write_table(os, q, e, dsp);
   std::ofstream(dir / "model_data.cpp") << os.str();
 
   std::ostringstream h;
@@ -253,13 +237,14 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
   copy_glob(root / "mcu" / "cmake", dir / "pulsekd" / "mcu" / "cmake", {".cmake"});
   copy_glob(root / "mcu" / "tools" / "qemu_count", dir / "pulsekd" / "mcu" / "tools" / "qemu_count", {".c", ".h"});
   // The schedule for `pulsekd mcu-report` (marker sequence, MACs per layer).
+  const int rl = q.row_layers;
   nlohmann::json sched = {{"target", target}, {"rows", q.rows}, {"row_layers", rl}, {"arena_bytes", e.arena_bytes},
                           {"weight_bytes", e.weight_bytes}, {"input_bits", q.input.bits}, {"source", src}};
   nlohmann::json lj = nlohmann::json::array();
   for (size_t i = 0; i < q.layers.size(); ++i) {
     const QLayer& L = q.layers[i];
     lj.push_back({{"name", L.name}, {"op", qop_name(L.op)},
-                  {"kernel_fn", inplace_layer(q, int(i), dsp) ? std::string("pk::conv_dsp16_inplace<int16_t>") : kernel_name(L, dsp)}, {"in_bits", L.in.bits},
+                  {"kernel_fn", kernel_symbol(choose_kernel(q, int(i), dsp))}, {"in_bits", L.in.bits},
                   {"out_bits", L.out.bits}, {"macs", L.macs_per_row()}, {"runs", int(i) < rl ? q.rows : 1}});
   }
   sched["layers"] = lj;

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "deploy/kernel_variants.h"
 #include "deploy/quant_model.h"
+#include "mcu/runtime/pk_model.h"
 
 namespace pulsekd::deploy {
 
@@ -29,15 +31,20 @@ struct McuExport {
 // conv's output with its own input (inplace_layer: int16 conv, c_in == c_out, DSP on; output
 // row t overwrites input row t - pad, which nothing reads afterwards).
 McuExport plan_arena(const QuantModel& q, bool dsp = true);
-bool inplace_layer(const QuantModel& q, int i, bool dsp);
+
+// The firmware's layer table for q over the arena `plan` (n_layers entries, mcu/runtime/pk_model.h):
+// shapes, zero points, clamps and arena offsets. The pointers (run, w, bias, mult, shift) are left
+// null: export_mcu prints symbol names in their place, the host runtime fills them in.
+std::vector<pk_layer> layer_table(const QuantModel& q, const McuExport& plan);
+// The table's header (model.layers null).
+pk_model model_header(const QuantModel& q, const McuExport& plan);
 
 // target: "m4" or "m7". root: the pulsekd source tree (holds mcu/ and engine/kernels/);
 // empty = the tree this binary was built from. The generated layer table names one kernel
-// instantiation per layer (kernel_name), so only the combinations the model uses are compiled;
+// instantiation per layer (choose_kernel), so only the combinations the model uses are compiled;
 // dsp = false: reference loops only (for comparisons).
 McuExport export_mcu(const QuantModel& q, const std::string& target, const std::string& out_dir,
                      const std::string& root = "", bool dsp = true);
-std::string kernel_name(const QLayer& L, bool dsp);
 
 // The source tree this binary was built from.
 std::string pulsekd_source_root();

@@ -29,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const int v = data[i % size] * 257 - 32768;
       x[i] = int16_t(q.input.bits == 8 ? v / 256 : v);
     }
-    deploy::simulate(q, x.data(), 1);
+    deploy::HostModel(q).infer(x.data(), 1);
   }
   // Round trip through the file format.
   const std::vector<uint8_t> bytes = deploy::serialize_quant_model(q);

@@ -140,7 +140,7 @@ StageResult quantised_stage(const PipelineOptions& o, const data::WindowSet& tra
       std::vector<float> tx(idx.size() * data::kRows * data::kWindow), ty(idx.size());  // (n,4,256), (n)
       data::gather_batch(ews, idx, norm, tx.data(), ty.data());
       const std::vector<int16_t> qin = deploy::quantize_input(qm, tx.data(), n);  // (n, 4, 256)
-      const std::vector<int32_t> host = deploy::simulate(qm, qin.data(), n);      // (n) raw accumulators
+      const std::vector<int32_t> host = deploy::HostModel(qm).infer(qin.data(), n);      // (n) raw accumulators
       std::vector<int32_t> raw = host;
       if (fw.skipped.empty()) {
         deploy::export_mcu(qm, o.mcu, fw.dir);

@@ -171,7 +171,7 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
       check_dsp_dispatch(dir, config);
       runs.push_back({config, target, dir, e.arena_bytes, {}, start_firmware(dir / "build" / "fw.elf", target, dir, qin, n, 1)});
     }
-    const std::vector<int32_t> host = deploy::simulate(q, qin.data(), n);  // while QEMU runs
+    const std::vector<int32_t> host = deploy::HostModel(q).infer(qin.data(), n);  // while QEMU runs
     for (Run& r : runs)
       if (r.config == config) r.host = host;
   }
@@ -215,7 +215,7 @@ TEST_CASE("teacher firmware on QEMU Cortex-M7: every output equals the host inte
   // then that firmware runs every window in two QEMU processes while the host simulates them
   const std::vector<int32_t> first = deploy::mcu_run(dir.string(), "m7", qin.data(), 1);
   const FirmwareRuns fw = start_firmware(dir / "run-m7" / "build" / "fw.elf", "m7", dir, qin, n, 2);
-  const std::vector<int32_t> host = deploy::simulate(q, qin.data(), n);  // (n) raw outputs
+  const std::vector<int32_t> host = deploy::HostModel(q).infer(qin.data(), n);  // (n) raw outputs
   const std::vector<int32_t> mcu = finish_firmware(fw);
   CHECK(first == std::vector<int32_t>{host[0]});
   const int64_t mismatches = count_mismatches(mcu, host);

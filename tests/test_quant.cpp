@@ -220,7 +220,7 @@ TEST_CASE("released student quantised: MAE within 0.15 BPM of float, mean per-wi
   deploy::save_quant_model(path, q);
   const deploy::QuantModel q2 = deploy::load_quant_model(path);
   const std::vector<int16_t> qi = deploy::quantize_input(q, x.data(), 32);
-  CHECK(deploy::simulate(q, qi.data(), 32) == deploy::simulate(q2, qi.data(), 32));
+  CHECK(deploy::HostModel(q).infer(qi.data(), 32) == deploy::HostModel(q2).infer(qi.data(), 32));
   // liveness planning: live tensors never share bytes
   const deploy::McuExport e = deploy::plan_arena(q);
   int inplace = 0;
@@ -562,5 +562,5 @@ TEST_CASE("released teacher quantised: host simulation vs float on the SPC 2015 
   deploy::save_quant_model(path, q);
   const deploy::QuantModel q2 = deploy::load_quant_model(path);
   const std::vector<int16_t> qi = deploy::quantize_input(q, x.data(), 4);
-  CHECK(deploy::simulate(q, qi.data(), 4) == deploy::simulate(q2, qi.data(), 4));
+  CHECK(deploy::HostModel(q).infer(qi.data(), 4) == deploy::HostModel(q2).infer(qi.data(), 4));
 }

@@ -94,7 +94,7 @@ TEST_CASE("quantised model: the tiny model round-trips and simulates identically
   std::vector<int16_t> x(2 * 1024);
   std::mt19937 rng(1);
   for (auto& v : x) v = int16_t(int(rng() % 65536) - 32768);
-  CHECK(deploy::simulate(q, x.data(), 2) == deploy::simulate(r, x.data(), 2));
+  CHECK(deploy::HostModel(q).infer(x.data(), 2) == deploy::HostModel(r).infer(x.data(), 2));
 }
 
 TEST_CASE("quantised model: crafted bad files raise clear errors naming the file") {
@@ -193,8 +193,8 @@ TEST_CASE("quantised model: the tiny teacher round-trips, simulates identically,
   std::vector<int16_t> x(2 * 1024);
   std::mt19937 rng(2);
   for (auto& v : x) v = int16_t(int(rng() % 65536) - 32768);
-  const std::vector<int32_t> y = deploy::simulate(q, x.data(), 2);
-  CHECK(y == deploy::simulate(r, x.data(), 2));
+  const std::vector<int32_t> y = deploy::HostModel(q).infer(x.data(), 2);
+  CHECK(y == deploy::HostModel(r).infer(x.data(), 2));
   CHECK(y[0] != y[1]);
 
   using F = SafeTensorsFile;
@@ -300,7 +300,7 @@ TEST_CASE("quantised model: random byte mutations are rejected or give a model t
       if (rng() % 8 == 0) b.resize(rng() % b.size());
       try {
         const deploy::QuantModel q = deploy::parse_quant_model(b.data(), b.size(), "mutant");
-        deploy::simulate(q, x.data(), 1);
+        deploy::HostModel(q).infer(x.data(), 1);
         ++accepted;
       } catch (const std::runtime_error&) {
       }
