@@ -1,7 +1,8 @@
 // Firmware built for Cortex-M4 (mps2-an386) and Cortex-M7 (mps2-an500) from `export-mcu`
 // output, run under QEMU with semihosting on EVERY SPC 2015 window (all 1,875 for the student,
-// all 1,768 of extra=0 for the teacher): every raw int32 output must equal the host integer
-// simulation exactly. The windows of one firmware go through a few QEMU processes started
+// all 1,768 of extra=0 for the teacher): every raw int32 output must equal the host runtime's
+// (deploy::HostModel) with the reference loops exactly; the firmware's DSP kernels share nothing
+// with them but the requantisation rules. The windows of one firmware go through a few QEMU processes started
 // together (each runs a batch of windows), overlapping the host simulation and the next builds.
 // A reported skip (tests/shared_data.h) when the ARM toolchain, QEMU or ../shared is absent.
 #include <doctest/doctest.h>
@@ -171,7 +172,10 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
       check_dsp_dispatch(dir, config);
       runs.push_back({config, target, dir, e.arena_bytes, {}, start_firmware(dir / "build" / "fw.elf", target, dir, qin, n, 1)});
     }
-    const std::vector<int32_t> host = deploy::HostModel(q).infer(qin.data(), n);  // while QEMU runs
+    // the firmware's DSP kernels are compared with the reference loops (dsp = false), which share
+    // nothing with int_dsp.h; the host runtime with the firmware's own kernels must agree too
+    const std::vector<int32_t> host = deploy::HostModel(q, false).infer(qin.data(), n);  // while QEMU runs
+    CHECK(deploy::HostModel(q).infer(qin.data(), n) == host);
     for (Run& r : runs)
       if (r.config == config) r.host = host;
   }
@@ -215,7 +219,7 @@ TEST_CASE("teacher firmware on QEMU Cortex-M7: every output equals the host inte
   // then that firmware runs every window in two QEMU processes while the host simulates them
   const std::vector<int32_t> first = deploy::mcu_run(dir.string(), "m7", qin.data(), 1);
   const FirmwareRuns fw = start_firmware(dir / "run-m7" / "build" / "fw.elf", "m7", dir, qin, n, 2);
-  const std::vector<int32_t> host = deploy::HostModel(q).infer(qin.data(), n);  // (n) raw outputs
+  const std::vector<int32_t> host = deploy::HostModel(q, false).infer(qin.data(), n);  // (n) raw outputs, reference loops
   const std::vector<int32_t> mcu = finish_firmware(fw);
   CHECK(first == std::vector<int32_t>{host[0]});
   const int64_t mismatches = count_mismatches(mcu, host);
