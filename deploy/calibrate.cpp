@@ -253,6 +253,21 @@ static Calibration observe(PulseModel& m, const PulseGeom& g, const float* calib
   return cal;
 }
 
+// The output layer (dense -> 1): the raw int32 accumulator, heart rate = out.scale * output.
+static QLayer output_layer(PulseModel& m, const PulseGeom& g, const QTensor& in, const Hess* H) {
+  QLayer L;
+  L.name = "out";
+  L.op = QOp::Linear;
+  L.c_in = g.dense;
+  L.c_out = 1;
+  L.in = in;
+  L.out.bits = 32;
+  L.out.scale = 1.f;
+  quantize_weights(L, to_f(param(m, "out.weight").value), to_f(param(m, "out.bias").value), H);
+  L.out.scale = float(double(L.in.scale) * double(L.w_scale[0]));
+  return L;
+}
+
 QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib, int64_t n,
                           const QuantOptions& opt, const std::string& source) {
   if (opt.calib != "minmax" && opt.calib != "percentile")
@@ -358,20 +373,8 @@ QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib
     cur = L.out;
     q.layers.push_back(std::move(L));
   }
-  {
-    QLayer L;
-    L.name = "out";
-    L.op = QOp::Linear;
-    L.c_in = g.dense;
-    L.c_out = 1;
-    L.in = cur;
-    L.out.bits = 32;
-    L.out.scale = 1.f;
-    quantize_weights(L, to_f(param(m, "out.weight").value), to_f(param(m, "out.bias").value), H_of("out"));
-    q.out_scale = float(double(L.in.scale) * double(L.w_scale[0]));
-    L.out.scale = q.out_scale;
-    q.layers.push_back(std::move(L));
-  }
+  q.layers.push_back(output_layer(m, g, cur, H_of("out")));
+  q.out_scale = q.layers.back().out.scale;
   return q;
 }
 
