@@ -15,6 +15,7 @@
 
 #include "models/checkpoint.h"
 #include "tests/mat_fixtures.h"
+#include "deploy/quant_format.h"
 #include "tests/quant_fixtures.h"
 
 using namespace pulsekd;
@@ -73,8 +74,8 @@ void write_mat_seeds(const fs::path& d) {
 // path with a normalisation block; teacher-like (attention, layer norm).
 void write_quant_seeds(const fs::path& d) {
   fs::create_directories(d);
-  models::QuantModel q = testing::tiny_model();
-  models::save_quant_model((d / "tiny_int16.safetensors").string(), q);
+  deploy::QuantModel q = testing::tiny_model();
+  deploy::save_quant_model((d / "tiny_int16.safetensors").string(), q);
   q.input = {8, 0.02f, -3};
   q.layers[0].in = q.input;
   q.layers[0].out = {8, 0.03f, -128};
@@ -83,8 +84,8 @@ void write_quant_seeds(const fs::path& d) {
   q.layers[1].act_min = -128, q.layers[1].act_max = 127;
   q.layers[2].in = q.layers[0].out;
   q.norm.present = true;
-  models::save_quant_model((d / "tiny_int8_norm.safetensors").string(), q);
-  models::save_quant_model((d / "tiny_teacher.safetensors").string(), testing::tiny_teacher());
+  deploy::save_quant_model((d / "tiny_int8_norm.safetensors").string(), q);
+  deploy::save_quant_model((d / "tiny_teacher.safetensors").string(), testing::tiny_teacher());
 }
 
 }  // namespace
