@@ -10,6 +10,7 @@
 #include "datasets/folds.h"
 #include "datasets/registry.h"
 #include "kd/evaluate.h"
+#include "kd/predictor.h"
 #include "models/checkpoint.h"
 #include "deploy/calibrate.h"
 #include "deploy/codegen.h"
@@ -85,13 +86,15 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     deploy::QuantModel q = deploy::quantize_model(*lm.model, lm.norm, cal.data(), int64_t(cal.size() / 1024), qo, o->ckpt);
     deploy::save_quant_model(o->out, q);
 
-    std::vector<float> hf, hq, tmp;
-    for (int64_t s = 0; s < ws.size(); s += 256) {
-      const int64_t b = std::min<int64_t>(256, ws.size() - s);
-      lm.model->predict(x.data() + s * 1024, b, tmp);
-      hf.insert(hf.end(), tmp.begin(), tmp.end());
-    }
-    hq = deploy::predict_quantized(q, x.data(), ws.size());
+    // The float network and the integer model (host runtime) on the same normalised windows x.
+    std::vector<int> all_subjects(ws.subjects.size());
+    for (size_t k = 0; k < all_subjects.size(); ++k) all_subjects[k] = int(k);
+    const auto windows_of_subject = [&](int k) {
+      const data::SubjectInfo& sub = ws.subjects[size_t(k)];
+      return std::vector<float>(x.begin() + sub.first_window * 1024, x.begin() + (sub.first_window + sub.num_windows) * 1024);
+    };
+    const kd::EvalResult ef = kd::evaluate_subjects(kd::float_predictor(*lm.model), ws, all_subjects, windows_of_subject);
+    const kd::EvalResult eq = kd::evaluate_subjects(kd::integer_predictor(q), ws, all_subjects, windows_of_subject);
 
     char line[256];
     std::snprintf(line, sizeof line, "%-18s %7s %9s %9s %9s %9s %9s %9s\n", "subject", "windows", "MAE f32", "MAE int",
@@ -100,23 +103,20 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     json rep = json::array();
     double sf = 0, sq = 0, spf = 0, spq = 0, sd = 0, dmax = 0;
     int64_t nd = 0;
-    for (const auto& sub : ws.subjects) {
-      std::vector<float> f(hf.begin() + sub.first_window, hf.begin() + sub.first_window + sub.num_windows);
-      std::vector<float> g(hq.begin() + sub.first_window, hq.begin() + sub.first_window + sub.num_windows);
-      std::vector<float> t(ws.hr.begin() + sub.first_window, ws.hr.begin() + sub.first_window + sub.num_windows);
-      const double mf = kd::compute_metrics(f, t).mae, mq = kd::compute_metrics(g, t).mae;
-      const double pf = kd::compute_metrics(data::postprocess_clamp(f), t).mae;
-      const double pq = kd::compute_metrics(data::postprocess_clamp(g), t).mae;
+    for (size_t k = 0; k < ws.subjects.size(); ++k) {
+      const kd::SubjectEval &f = ef.subjects[k], &g = eq.subjects[k];
+      const double mf = f.raw.mae, mq = g.raw.mae, pf = f.post.mae, pq = g.post.mae;
       double d = 0, dm = 0;
-      for (size_t i = 0; i < f.size(); ++i) {
-        d += std::fabs(double(g[i]) - double(f[i]));
-        dm = std::max(dm, std::fabs(double(g[i]) - double(f[i])));
+      for (size_t i = 0; i < f.pred.size(); ++i) {
+        d += std::fabs(double(g.pred[i]) - double(f.pred[i]));
+        dm = std::max(dm, std::fabs(double(g.pred[i]) - double(f.pred[i])));
       }
       sd += d;
-      nd += int64_t(f.size());
-      d /= double(std::max<size_t>(1, f.size()));
+      nd += int64_t(f.pred.size());
+      d /= double(std::max<size_t>(1, f.pred.size()));
       dmax = std::max(dmax, dm);
       sf += mf, sq += mq, spf += pf, spq += pq;
+      const data::SubjectInfo& sub = ws.subjects[k];
       std::snprintf(line, sizeof line, "%-18s %7lld %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n", sub.name.c_str(),
                     (long long)sub.num_windows, mf, mq, pf, pq, d, dm);
       std::cout << line;

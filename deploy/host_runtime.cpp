@@ -46,12 +46,15 @@ std::vector<int32_t> HostModel::infer(const int16_t* qin, int64_t n) {
   return out;
 }
 
+std::vector<float> heart_rates(const QuantModel& q, const std::vector<int32_t>& raw) {
+  std::vector<float> hr(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) hr[i] = q.out_scale * float(raw[i]);  // in float, as on the MCU
+  return hr;
+}
+
 std::vector<float> predict_quantized(const QuantModel& q, const float* x, int64_t n) {
   const std::vector<int16_t> qi = quantize_input(q, x, n);
-  const std::vector<int32_t> acc = HostModel(q).infer(qi.data(), n);
-  std::vector<float> hr(acc.size());
-  for (size_t i = 0; i < acc.size(); ++i) hr[i] = float(double(acc[i]) * double(q.out_scale));
-  return hr;
+  return heart_rates(q, HostModel(q).infer(qi.data(), n));
 }
 
 }  // namespace pulsekd::deploy

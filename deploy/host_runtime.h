@@ -42,6 +42,9 @@ class HostModel {
   int rows_ = 4;
 };
 
+// Raw outputs (n) -> heart rates (BPM): out_scale * output in float, as the firmware's
+// PK_OUT_SCALE * pk_infer(window).
+std::vector<float> heart_rates(const QuantModel& q, const std::vector<int32_t>& raw);
 // Normalised float windows (n, 4, 256) -> heart rates (BPM) through the integer model.
 std::vector<float> predict_quantized(const QuantModel& q, const float* x, int64_t n);
 

@@ -32,6 +32,13 @@ std::string read_text(const fs::path& p) {
 
 }  // namespace
 
+std::string firmware_tools_missing() {
+  for (const char* tool : {"arm-none-eabi-gcc", "qemu-system-arm", "cmake", "cc"})
+    if (std::system((std::string("command -v ") + tool + " >/dev/null 2>&1").c_str()) != 0)
+      return std::string(tool) + " not found (scripts/install-deps installs it)";
+  return "";
+}
+
 std::vector<McuCoreReport> mcu_report(const std::string& dir_in, const McuReportOptions& o) {
   const fs::path dir = fs::absolute(dir_in);
   if (!fs::is_regular_file(dir / "schedule.json") || !fs::is_regular_file(dir / "CMakeLists.txt"))

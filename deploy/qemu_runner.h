@@ -29,6 +29,10 @@ struct McuReportOptions {
   std::string opt = "-Os";  // firmware PK_OPT (docs/MCU.md: -Os is smaller and, with the DSP kernels, about as fast)
   std::string input;        // file with int16 windows (first one used); empty: DIR/input.bin, else synthetic
 };
+// "" when the tools to build and run firmware are on PATH (arm-none-eabi-gcc, qemu-system-arm,
+// cmake, cc), else which one is missing and how to get it.
+std::string firmware_tools_missing();
+
 std::vector<McuCoreReport> mcu_report(const std::string& dir, const McuReportOptions& o = {});
 
 // Builds the exported firmware in DIR for `core` (DIR/run-<core>/build) and runs it under QEMU on

@@ -88,41 +88,78 @@ std::vector<float> post_process(const PostProcess& pp, const std::vector<float>&
   return tracking::track(lik, pp.grid, pp.prior, pp.mode);
 }
 
-std::vector<float> predict_windows(models::PulseModel& m, const data::WindowSet& ws, const std::vector<int64_t>& idx,
-                                   const data::Normalizer& norm, int batch, std::vector<float>* logits) {
-  std::vector<float> out;
-  out.reserve(idx.size());
+namespace {
+// Runs p over the n windows x (n, 4, 256) in its batches; hr (n), logits (n, bins) if asked.
+void predict_all(const Predictor& p, const float* x, int64_t n, std::vector<float>& hr, std::vector<float>* logits) {
+  hr.clear();
   if (logits) logits->clear();
-  std::vector<float> x, y, hr, lg;  // x (B,4,256), y (B), hr (B), lg (B, bins)
-  std::vector<int64_t> b;       // (B) this chunk's window indices
-  data::BatchIterator chunks(ws, idx, batch, 0, false, false);  // in order; checks batch and indices
+  std::vector<float> h, lg;  // one batch: (B), (B, bins)
+  for (int64_t s = 0; s < n; s += p.batch) {
+    const int64_t b = std::min<int64_t>(p.batch, n - s);
+    p.predict(x + s * data::kRows * data::kWindow, b, h, logits && !p.bin_centres.empty() ? &lg : nullptr);
+    hr.insert(hr.end(), h.begin(), h.end());
+    if (logits) logits->insert(logits->end(), lg.begin(), lg.end());
+  }
+}
+
+// The windows idx of ws normalised with norm: (idx.size(), 4, 256).
+std::vector<float> gather_normalised(const data::WindowSet& ws, const std::vector<int64_t>& idx, const data::Normalizer& norm) {
+  std::vector<float> x(idx.size() * data::kRows * data::kWindow), y(idx.size());  // (n,4,256), (n)
+  if (!idx.empty()) data::gather_batch(ws, idx, norm, x.data(), y.data());
+  return x;
+}
+}  // namespace
+
+std::vector<float> predict_windows(const Predictor& p, const data::WindowSet& ws, const std::vector<int64_t>& idx,
+                                   const data::Normalizer& norm, std::vector<float>* logits) {
+  std::vector<float> out, hr, lg;
+  if (logits) logits->clear();
+  data::BatchIterator chunks(ws, idx, p.batch, 0, false, false);  // in order; checks batch and indices
+  std::vector<int64_t> b;  // (B) this chunk's window indices
   while (chunks.next(b)) {
-    x.resize(b.size() * data::kRows * data::kWindow);
-    y.resize(b.size());
-    data::gather_batch(ws, b, norm, x.data(), y.data());
-    m.predict(x.data(), int64_t(b.size()), hr, nullptr, logits ? &lg : nullptr);
+    const std::vector<float> x = gather_normalised(ws, b, norm);
+    predict_all(p, x.data(), int64_t(b.size()), hr, logits ? &lg : nullptr);
     out.insert(out.end(), hr.begin(), hr.end());
     if (logits) logits->insert(logits->end(), lg.begin(), lg.end());
   }
   return out;
 }
 
-EvalResult evaluate(models::PulseModel& m, const data::WindowSet& ws, const std::vector<int>& subjects,
-                    const data::Normalizer& norm, const PostProcess& pp) {
+std::vector<float> predict_windows(models::PulseModel& m, const data::WindowSet& ws, const std::vector<int64_t>& idx,
+                                   const data::Normalizer& norm, int batch, std::vector<float>* logits) {
+  Predictor p = float_predictor(m);
+  p.batch = batch;
+  return predict_windows(p, ws, idx, norm, logits);
+}
+
+EvalResult evaluate_subjects(const Predictor& p, const data::WindowSet& ws, const std::vector<int>& subjects,
+                             const std::function<std::vector<float>(int s)>& windows, const PostProcess& pp) {
   std::vector<SubjectEval> out;
-  const bool binned = m.config().head == "binned";
-  const std::vector<float> centres = binned ? m.bin_centres() : std::vector<float>{};
   for (int s : subjects) {
+    const data::SubjectInfo& info = ws.subjects.at(size_t(s));
     SubjectEval se;
-    se.subject = ws.subjects.at(size_t(s)).name;
-    const std::vector<int64_t> idx = data::windows_of(ws, {s});
+    se.subject = info.name;
+    const std::vector<float> x = windows(s);  // (num_windows, 4, 256)
+    if (int64_t(x.size()) != info.num_windows * data::kRows * data::kWindow)
+      throw std::logic_error("evaluate_subjects: windows of subject " + info.name + " have the wrong size");
     std::vector<float> logits;  // (windows, bins), binned head only
-    se.pred = predict_windows(m, ws, idx, norm, 256, binned ? &logits : nullptr);
-    for (int64_t i : idx) se.truth.push_back(ws.hr[size_t(i)]);
-    se.pred_post = post_process(pp, se.pred, logits, centres, ws, ws.subjects.at(size_t(s)).first_window);
+    predict_all(p, x.data(), info.num_windows, se.pred, p.bin_centres.empty() ? nullptr : &logits);
+    se.truth.assign(ws.hr.begin() + info.first_window, ws.hr.begin() + info.first_window + info.num_windows);
+    se.pred_post = post_process(pp, se.pred, logits, p.bin_centres, ws, info.first_window);
     out.push_back(std::move(se));
   }
   return summarise(std::move(out));
+}
+
+EvalResult evaluate(const Predictor& p, const data::WindowSet& ws, const std::vector<int>& subjects,
+                    const data::Normalizer& norm, const PostProcess& pp) {
+  return evaluate_subjects(
+      p, ws, subjects, [&](int s) { return gather_normalised(ws, data::windows_of(ws, {s}), norm); }, pp);
+}
+
+EvalResult evaluate(models::PulseModel& m, const data::WindowSet& ws, const std::vector<int>& subjects,
+                    const data::Normalizer& norm, const PostProcess& pp) {
+  return evaluate(float_predictor(m), ws, subjects, norm, pp);
 }
 
 std::vector<std::vector<float>> label_traces(const data::WindowSet& ws, const std::vector<int>& subjects) {

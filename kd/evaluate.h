@@ -6,6 +6,7 @@
 
 #include "datasets/dataset.h"
 #include "datasets/folds.h"
+#include "kd/predictor.h"
 #include "models/pulse.h"
 #include "tracking/hmm.h"
 
@@ -59,10 +60,19 @@ struct EvalResult {
   Metrics pooled_raw, pooled_post;
 };
 
-// Predicts every window of the given subjects (normalised with norm) in batches; for the binned
+// Predicts the windows idx of ws (normalised with norm) in the predictor's batches; for a binned
 // head also their logits (idx.size(), bins) when `logits` is given.
+std::vector<float> predict_windows(const Predictor& p, const data::WindowSet& ws, const std::vector<int64_t>& idx,
+                                   const data::Normalizer& norm, std::vector<float>* logits = nullptr);
 std::vector<float> predict_windows(models::PulseModel& m, const data::WindowSet& ws, const std::vector<int64_t>& idx,
                                    const data::Normalizer& norm, int batch = 256, std::vector<float>* logits = nullptr);
+// Each subject's windows through the predictor, post-processed with pp, and summarised.
+// windows(s): subject s's windows (num_windows, 4, 256) normalised as the predictor expects.
+EvalResult evaluate_subjects(const Predictor& p, const data::WindowSet& ws, const std::vector<int>& subjects,
+                             const std::function<std::vector<float>(int s)>& windows, const PostProcess& pp = {});
+// The same with the subjects' windows normalised with norm.
+EvalResult evaluate(const Predictor& p, const data::WindowSet& ws, const std::vector<int>& subjects,
+                    const data::Normalizer& norm, const PostProcess& pp = {});
 EvalResult evaluate(models::PulseModel& m, const data::WindowSet& ws, const std::vector<int>& subjects,
                     const data::Normalizer& norm, const PostProcess& pp = {});
 // Metrics of subjects whose pred / pred_post / truth are filled in; the means and pooled figures.

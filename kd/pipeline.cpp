@@ -91,10 +91,7 @@ EvalResult evaluate_stage(const PipelineOptions& o, const std::string& dir, cons
 // The firmware stage's tools, or why it cannot run.
 std::string firmware_skip_reason(const std::string& core) {
   if (core == "none") return "--mcu none";
-  for (const char* tool : {"arm-none-eabi-gcc", "qemu-system-arm", "cmake", "cc"})
-    if (std::system((std::string("command -v ") + tool + " >/dev/null 2>&1").c_str()) != 0)
-      return std::string(tool) + " not found (scripts/install-deps installs it)";
-  return "";
+  return deploy::firmware_tools_missing();
 }
 
 // Post-training quantisation of each fold's distilled student (deploy/calibrate.h), calibrated
@@ -112,7 +109,7 @@ StageResult quantised_stage(const PipelineOptions& o, const data::WindowSet& tra
   std::vector<EvalResult> parts;
   double diff_sum = 0;
   int64_t diff_n = 0;
-  const data::WindowSet& ews = *target.ws;
+  auto check = std::make_shared<FirmwareCheck>();
   for (const FoldPlan& fp : plans) {
     models::LoadedModel lm = models::load_checkpoint(checkpoint_for_fold(distilled_dir, fp.number));
     data::Normalizer norm;
@@ -135,36 +132,19 @@ StageResult quantised_stage(const PipelineOptions& o, const data::WindowSet& tra
     st.params = lm.model->num_parameters();
     st.macs = lm.model->macs_per_window();
     const PostProcess pp = post_for_fold(o, train, fp);
-    std::vector<SubjectEval> subjects;
-    for (int s : target.subjects(fp)) {
-      const data::SubjectInfo& info = ews.subjects.at(size_t(s));
-      const std::vector<int64_t> idx = data::windows_of(ews, {s});
-      const int64_t n = int64_t(idx.size());
-      std::vector<float> tx(idx.size() * data::kRows * data::kWindow), ty(idx.size());  // (n,4,256), (n)
-      data::gather_batch(ews, idx, norm, tx.data(), ty.data());
-      const std::vector<int16_t> qin = deploy::quantize_input(qm, tx.data(), n);  // (n, 4, 256)
-      const std::vector<int32_t> host = deploy::HostModel(qm).infer(qin.data(), n);      // (n) raw accumulators
-      std::vector<int32_t> raw = host;
-      if (fw.skipped.empty()) {
-        deploy::export_mcu(qm, o.mcu, fw.dir);
-        raw = deploy::mcu_run(fw.dir, o.mcu, qin.data(), n);
-        for (int64_t i = 0; i < n; ++i) fw.mismatches += raw[size_t(i)] != host[size_t(i)];
-        fw.windows += n;
-      }
-      SubjectEval se;
-      se.subject = info.name;
-      se.pred.resize(size_t(n));
-      for (int64_t i = 0; i < n; ++i) se.pred[size_t(i)] = qm.out_scale * float(raw[size_t(i)]);
-      std::vector<float> fl;  // (n) the float model on the same windows
-      lm.model->predict(tx.data(), n, fl);
-      for (size_t i = 0; i < fl.size(); ++i) diff_sum += std::fabs(double(fl[i]) - se.pred[i]);
-      diff_n += n;
-      se.truth = ty;
-      se.pred_post = post_process(pp, se.pred, {}, {}, ews, info.first_window);
-      subjects.push_back(std::move(se));
-    }
-    parts.push_back(summarise(std::move(subjects)));
+    // The firmware's outputs ARE the quantised predictions when it runs (checked against the
+    // host runtime window by window); otherwise the host runtime's.
+    const Predictor quantised = fw.skipped.empty() ? firmware_predictor(qm, fw.dir, o.mcu, check) : integer_predictor(qm);
+    const EvalResult ev = evaluate(quantised, *target.ws, target.subjects(fp), norm, pp);
+    const EvalResult fl = evaluate(float_predictor(*lm.model), *target.ws, target.subjects(fp), norm);  // the same windows in float
+    for (size_t s = 0; s < ev.subjects.size(); ++s)
+      for (size_t i = 0; i < ev.subjects[s].pred.size(); ++i)
+        diff_sum += std::fabs(double(fl.subjects[s].pred[i]) - double(ev.subjects[s].pred[i]));
+    for (const SubjectEval& se : ev.subjects) diff_n += int64_t(se.pred.size());
+    parts.push_back(ev);
   }
+  fw.windows = check->windows;
+  fw.mismatches = check->mismatches;
   st.eval = merge_evals(parts);
   rep.quant_mean_abs_diff = diff_n ? diff_sum / double(diff_n) : 0;
   if (fw.skipped.empty()) {

@@ -7,7 +7,9 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
+#include <memory>
 #include <set>
 
 #include "datasets/folds.h"
@@ -16,6 +18,8 @@
 #include "deploy/codegen.h"
 #include "deploy/host_runtime.h"
 #include "deploy/qemu_runner.h"
+#include "kd/evaluate.h"
+#include "kd/predictor.h"
 #include "kd/trainer.h"
 #include "tests/shared_data.h"
 
@@ -98,4 +102,37 @@ TEST_CASE("synthetic student: firmware on M4 and M7 equals the host runtime bit 
     }
   }
   fs::remove_all(root);
+}
+
+TEST_CASE("predictors: firmware, host integer and float evaluate the same subjects through one kd::evaluate") {
+  if (!have_tools()) return;
+  const SynthStudent s = train_synth_student();
+  const std::vector<float> x = deploy::normalised_windows(s.ws, s.norm);  // (windows, 4, 256)
+  deploy::QuantOptions qo;
+  qo.bits = deploy::default_layer_bits();
+  const deploy::QuantModel q = deploy::quantize_model(*s.model, s.norm, x.data(), int64_t(s.ws.size()), qo, "synth");
+  data::Normalizer nz;
+  for (int r = 0; r < 4; ++r) nz.mean[r] = s.norm.mean[r], nz.std[r] = s.norm.std[r];
+  const std::string dir = (fs::temp_directory_path() / ("pulsekd_test_predictors_" + std::to_string(::getpid()))).string();
+  auto check = std::make_shared<kd::FirmwareCheck>();
+  const std::vector<int> subjects = {2};  // the held-out subject
+  const kd::EvalResult fw = kd::evaluate(kd::firmware_predictor(q, dir, "m4", check), s.ws, subjects, nz);
+  const kd::EvalResult host = kd::evaluate(kd::integer_predictor(q), s.ws, subjects, nz);
+  const kd::EvalResult fl = kd::evaluate(*s.model, s.ws, subjects, nz);
+  const int64_t n = s.ws.subjects[2].num_windows;
+  CHECK(check->windows == n);
+  CHECK(check->mismatches == 0);
+  REQUIRE(fw.subjects.size() == 1);
+  CHECK(fw.subjects[0].pred == host.subjects[0].pred);  // bit-exact heart rates
+  CHECK(fw.subjects[0].pred_post == host.subjects[0].pred_post);
+  // the integer model is close to the float one (docs/MCU.md: well under 1 BPM per window)
+  double d = 0;
+  for (int64_t i = 0; i < n; ++i) d += std::fabs(double(fl.subjects[0].pred[size_t(i)]) - host.subjects[0].pred[size_t(i)]) / double(n);
+  CHECK(d < 1.0);
+  CHECK(d > 0.0);  // and not the float model itself
+  // the host predictor equals predict_quantized on the same normalised windows
+  std::vector<float> xs(static_cast<size_t>(n) * 1024), ys(static_cast<size_t>(n));  // (n, 4, 256), (n): normalised as evaluate does
+  data::gather_batch(s.ws, data::windows_of(s.ws, {2}), nz, xs.data(), ys.data());
+  CHECK(deploy::predict_quantized(q, xs.data(), n) == host.subjects[0].pred);
+  fs::remove_all(dir);
 }
