@@ -44,6 +44,20 @@ std::map<std::string, int> parse_bits(const std::string& s) {
   return m;
 }
 
+// The subjects of ws (indices) that the checkpoint was trained on, from the settings its training
+// recorded (kd::run_settings "train_subjects"); empty when none is recorded or none is in ws.
+std::vector<int> recorded_training_subjects(const models::LoadedModel& lm, const data::WindowSet& ws) {
+  const auto it = lm.metadata.find("pulsekd.settings");
+  if (it == lm.metadata.end()) return {};
+  const json settings = json::parse(it->second, nullptr, false);
+  if (!settings.is_object() || !settings.contains("train_subjects") || !settings["train_subjects"].is_array()) return {};
+  std::vector<int> out;
+  for (size_t k = 0; k < ws.subjects.size(); ++k)
+    for (const json& name : settings["train_subjects"])
+      if (name.is_string() && name.get<std::string>() == ws.subjects[k].name) out.push_back(int(k));
+  return out;
+}
+
 CommandRegistrar reg_quantize([](CLI::App& app) {
   auto* cmd = app.add_subcommand("quantize", "Post-training quantisation of a student or teacher checkpoint; float vs integer MAE per subject");
   struct Opts {
@@ -58,7 +72,8 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
   cmd->add_option("--out", o->out, "output quantised model (.safetensors)")->required();
   cmd->add_option("--calib", o->calib, "calibration: minmax or percentile")->check(CLI::IsMember({"minmax", "percentile"}));
   cmd->add_option("--percentile", o->percentile, "two-sided percentile for --calib percentile")->check(CLI::Range(50.0, 100.0));
-  cmd->add_option("--calib-data", o->calib_data, "dataset SPEC of the calibration windows (default: --data)");
+  cmd->add_option("--calib-data", o->calib_data,
+                  "dataset SPEC of the calibration windows (default: the checkpoint's training subjects within --data)");
   cmd->add_option("--bits", o->bits, "activation bits per tensor, e.g. input=16,conv11=16 (default: docs/MCU.md choice)");
   cmd->add_option("--default-bits", o->default_bits, "bits of the tensors --bits does not name")->check(CLI::IsMember({8, 16}));
   cmd->add_flag("--round-nearest", o->nearest, "round weights to nearest (default: error-compensating GPTQ rounding)");
@@ -70,8 +85,27 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     if (ws.size() == 0) throw std::runtime_error("--data '" + o->data + "': no windows");
     const std::vector<float> x = deploy::normalised_windows(ws, lm.norm);
     std::vector<float> xc;
-    if (!o->calib_data.empty()) xc = deploy::normalised_windows(data::load_dataset(o->calib_data), lm.norm);
-    const std::vector<float>& cal = o->calib_data.empty() ? x : xc;
+    std::string calib_from = o->calib_data;
+    if (!o->calib_data.empty()) {
+      xc = deploy::normalised_windows(data::load_dataset(o->calib_data), lm.norm);
+    } else {
+      // By default only the checkpoint's own training subjects calibrate: the evaluated (test)
+      // subjects must not shape the quantisation.
+      const std::vector<int> train = recorded_training_subjects(lm, ws);
+      if (train.empty()) {
+        xc = x;
+        calib_from = o->data + " (every subject: the checkpoint records no training subjects found in --data; "
+                     "give --calib-data to keep test subjects out)";
+        std::cerr << "warning: " << o->ckpt << " records no training subjects found in --data; calibrating on every subject\n";
+      } else {
+        for (int k : train) {
+          const data::SubjectInfo& sub = ws.subjects[size_t(k)];
+          xc.insert(xc.end(), x.begin() + sub.first_window * 1024, x.begin() + (sub.first_window + sub.num_windows) * 1024);
+        }
+        calib_from = o->data + ": the checkpoint's " + std::to_string(train.size()) + " training subjects";
+      }
+    }
+    const std::vector<float>& cal = xc;
     deploy::QuantOptions qo;
     qo.calib = o->calib;
     qo.percentile = o->percentile;
@@ -81,8 +115,7 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     std::cout << "normalisation: "
               << (lm.norm.present ? "the checkpoint's per-row statistics"
                                   : "none in the checkpoint: each recording z-scored with its own per-row statistics")
-              << "\ncalibration: " << o->calib << " on " << cal.size() / 1024 << " windows of "
-              << (o->calib_data.empty() ? o->data : o->calib_data) << "\n";
+              << "\ncalibration: " << o->calib << " on " << cal.size() / 1024 << " windows of " << calib_from << "\n";
     deploy::QuantModel q = deploy::quantize_model(*lm.model, lm.norm, cal.data(), int64_t(cal.size() / 1024), qo, o->ckpt);
     deploy::save_quant_model(o->out, q);
 

@@ -253,6 +253,16 @@ std::string settings_difference(const json& saved, const json& now) {
 
 namespace {
 
+// What best.safetensors records beside the weights: the best epoch and validation MAE, and the
+// run's settings (data spec, training/validation subjects, options; run_settings), so that a
+// checkpoint tells how it was made (`pulsekd info`) and `quantize` can calibrate on its
+// training subjects.
+std::map<std::string, std::string> best_metadata(const TrainResult& res, const json& settings) {
+  return {{"pulsekd.best_epoch", std::to_string(res.best_epoch)},
+          {"pulsekd.best_val_mae", std::to_string(res.best_val_mae)},
+          {"pulsekd.settings", settings.dump()}};
+}
+
 // One call of train_model: the model, its optimiser, the best weights so far and the result,
 // with the steps of a run (resume, one epoch, validation, saving) as methods. Epochs are
 // counted from 0 in the loop and from 1 wherever a user sees them (EpochLog, best_epoch,
@@ -362,8 +372,7 @@ struct TrainSession {
       current[i] = all[i].second->value;
       all[i].second->value = best[i];
     }
-    save_model(opt.out_dir + "/best.safetensors", m, norm,
-               {{"pulsekd.best_epoch", std::to_string(res.best_epoch)}, {"pulsekd.best_val_mae", std::to_string(res.best_val_mae)}});
+    save_model(opt.out_dir + "/best.safetensors", m, norm, best_metadata(res, settings));
     for (size_t i = 0; i < all.size(); ++i) all[i].second->value = std::move(current[i]);
   }
 
@@ -493,8 +502,7 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
   TrainResult res = std::move(s.res);
   res.seconds = seconds_since(t0);
   if (!opt.out_dir.empty())
-    save_model(opt.out_dir + "/best.safetensors", m, norm,
-               {{"pulsekd.best_epoch", std::to_string(res.best_epoch)}, {"pulsekd.best_val_mae", std::to_string(res.best_val_mae)}});
+    save_model(opt.out_dir + "/best.safetensors", m, norm, best_metadata(res, s.settings));
   return res;
 }
 

@@ -181,6 +181,39 @@ TEST_CASE("Ctrl-C during training: exit 130, a message saying how to resume, and
   fs::remove(out);
 }
 
+TEST_CASE("quantize calibrates on the checkpoint's training subjects by default, never silently on the test subject") {
+  const std::string run_dir = tmp("qrun"), q = tmp("q.safetensors"), rep = tmp("q.json");
+  fs::remove_all(run_dir);
+  const std::string data = "'synth?subjects=4&minutes=1'";
+  Run r = run("train --model student --width 0.25 --data " + data + " --fold 1 --epochs 1 --out " + run_dir);
+  REQUIRE(r.code == 0);
+  // the checkpoint records how it was made
+  const auto lm = pulsekd::models::load_checkpoint(run_dir + "/fold1/best.safetensors");
+  const nlohmann::json settings = nlohmann::json::parse(lm.metadata.at("pulsekd.settings"));
+  const std::vector<std::string> train = settings["train_subjects"];
+  REQUIRE(!train.empty());
+  r = run("quantize --checkpoint " + run_dir + "/fold1/best.safetensors --data " + data + " --out " + q + " --report " + rep);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("the checkpoint's " + std::to_string(train.size()) + " training subjects") != std::string::npos);
+  CHECK(r.out.find("warning") == std::string::npos);
+  nlohmann::json j;
+  std::ifstream(rep) >> j;
+  CHECK(j["subjects"].size() == 4);  // evaluated on every subject, calibrated on the training ones
+  // a checkpoint without a record (like an imported .pt) calibrates on everything, and says so
+  pulsekd::models::ModelConfig cfg;
+  cfg.arch = "student";
+  cfg.width = 0.25;
+  pulsekd::models::PulseModel m(cfg, 2);
+  const std::string bare = tmp("bare.safetensors");
+  pulsekd::models::save_checkpoint(bare, m, pulsekd::models::RowNorm{});
+  r = run("quantize --checkpoint " + bare + " --data " + data + " --out " + q);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("warning: " + bare + " records no training subjects") != std::string::npos);
+  CHECK(r.out.find("(every subject:") != std::string::npos);
+  fs::remove_all(run_dir);
+  for (const std::string& f : {q, rep, bare}) fs::remove(f);
+}
+
 TEST_CASE("predict --windows: strict JSON (integer shapes, numbers, bounded B) and implausible heart rates flagged") {
   // A tiny student whose output bias makes every prediction ~1e6 BPM.
   pulsekd::models::ModelConfig cfg;
