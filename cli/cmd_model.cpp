@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -10,6 +11,9 @@
 #include "cli/post_options.h"
 #include "datasets/folds.h"
 #include "datasets/recording.h"
+#include "deploy/quant_format.h"
+#include "deploy/kernel_variants.h"
+#include "engine/safetensors.h"
 #include "kd/fileutil.h"
 #include "kd/runs.h"
 #include "models/checkpoint.h"
@@ -199,6 +203,43 @@ CommandRegistrar reg_predict([](CLI::App& app) {
   });
 });
 
+// How a checkpoint was made, from the metadata training wrote (kd::run_settings).
+void print_provenance(const std::map<std::string, std::string>& meta, std::ostream& os) {
+  for (const char* key : {"pulsekd.source", "pulsekd.best_epoch", "pulsekd.best_val_mae"})
+    if (meta.count(key)) os << std::string(key).substr(8) << ": " << meta.at(key) << "\n";
+  const auto it = meta.find("pulsekd.settings");
+  if (it == meta.end()) {
+    os << "made by: not recorded (imported, or written before pulsekd recorded its settings)\n";
+    return;
+  }
+  const json st = json::parse(it->second, nullptr, false);
+  if (!st.is_object()) return;
+  os << "made by: training with\n";
+  for (auto kv = st.begin(); kv != st.end(); ++kv) os << "  " << kv.key() << ": " << kv.value().dump() << "\n";
+}
+
+// A quantised model (deploy/quant_model.h): its layers, bits, kernels and sizes.
+void print_quant_info(const std::string& path, std::ostream& os) {
+  const deploy::QuantModel q = deploy::load_quant_model(path);
+  os << "quantised " << q.arch << ": " << path << "\nsource: " << (q.source.empty() ? "-" : q.source) << "\ncalibration: " << q.calib
+     << "\ninput: " << q.input.bits << "-bit, scale " << q.input.scale << ", zero point " << q.input.zp
+     << "\nnormalisation: " << (q.norm.present ? "stored" : "none (each recording z-scored with its own statistics)") << "\n\n";
+  char line[200];
+  std::snprintf(line, sizeof line, "%-14s %-13s %5s %5s %6s %6s %12s  %s\n", "layer", "op", "in", "out", "c_in", "c_out", "MACs", "kernel");
+  os << line;
+  int64_t macs = 0;
+  for (size_t i = 0; i < q.layers.size(); ++i) {
+    const deploy::QLayer& L = q.layers[i];
+    const int64_t m = L.macs_per_row() * (int(i) < q.row_layers ? q.rows : 1);
+    macs += m;
+    std::snprintf(line, sizeof line, "%-14s %-13s %5d %5d %6d %6d %12lld  %s\n", L.name.c_str(), deploy::qop_name(L.op), L.in.bits,
+                  L.out.bits, L.c_in, L.c_out, (long long)m, deploy::kernel_symbol(deploy::choose_kernel(q, int(i), true)).c_str());
+    os << line;
+  }
+  os << "\nMACs per window: " << macs << "; weights + biases + requantisation tables: " << deploy::quant_param_bytes(q)
+     << " bytes; heart rate = " << q.out_scale << " x output\n";
+}
+
 CommandRegistrar reg_info([](CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Architecture, parameters per layer and MACs per window of a checkpoint or family member");
   auto ckpt = std::make_shared<std::string>();
@@ -217,14 +258,19 @@ CommandRegistrar reg_info([](CLI::App& app) {
     if (ckpt->empty() == arch->empty()) throw std::runtime_error("info: give either a checkpoint or --arch");
     if (!ckpt->empty()) {
       kd::require_checkpoint_file(*ckpt, "checkpoint");
-      auto lm = models::load_checkpoint(*ckpt);
-      std::cout << "checkpoint: " << *ckpt << "\n";
+      const bool torch = fs::path(*ckpt).extension() == ".pt";
+      if (!torch && load_safetensors(*ckpt).metadata.count("pulsekd.quant")) return print_quant_info(*ckpt, std::cout);
+      auto lm = kd::load_any_checkpoint(*ckpt);  // a .pt is imported (architecture from its name)
+      std::cout << "checkpoint: " << *ckpt << (torch ? " (PyTorch state_dict, imported)" : "") << "\n";
       print_info(*lm.model, std::cout);
       if (lm.norm.present) {
         std::cout << "normalisation (mean/std per row PPG, accX, accY, accZ):";
         for (int r = 0; r < 4; ++r) std::cout << " " << lm.norm.mean[r] << "/" << lm.norm.std[r];
         std::cout << "\n";
+      } else {
+        std::cout << "normalisation: none stored (eval and predict z-score each recording with its own statistics)\n";
       }
+      print_provenance(lm.metadata, std::cout);
     } else {
       models::ModelConfig c = *cfg;
       c.arch = *arch;

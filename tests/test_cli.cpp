@@ -36,6 +36,10 @@ TEST_CASE("import-torch, info and predict reproduce the released student") {
   r = run("info " + ck);
   CHECK(r.code == 0);
   CHECK(r.out.find("27241") != std::string::npos);
+  r = run("info " + kRef + "/pulse_student_fold1.pt");  // a .pt is imported, not read as safetensors
+  CHECK(r.code == 0);
+  CHECK(r.out.find("PyTorch state_dict, imported") != std::string::npos);
+  CHECK(r.out.find("27241") != std::string::npos);
   CHECK(r.out.find("3383328") != std::string::npos);  // MACs per window
   // The reference windows are already normalised, and an imported .pt carries no statistics:
   // without --normalized predict z-scores them again with their own statistics and says so.
@@ -199,6 +203,16 @@ TEST_CASE("quantize calibrates on the checkpoint's training subjects by default,
   nlohmann::json j;
   std::ifstream(rep) >> j;
   CHECK(j["subjects"].size() == 4);  // evaluated on every subject, calibrated on the training ones
+  // info shows how the checkpoint was made, and inspects the quantised model
+  r = run("info " + run_dir + "/fold1/best.safetensors");
+  CHECK(r.code == 0);
+  CHECK(r.out.find("made by: training with") != std::string::npos);
+  CHECK(r.out.find("train_subjects: [\"" + train.front()) != std::string::npos);
+  r = run("info " + q);
+  CHECK(r.code == 0);
+  CHECK(r.out.find("quantised student: " + q) != std::string::npos);
+  CHECK(r.out.find("pk::") != std::string::npos);  // the kernel each layer runs
+  CHECK(r.out.find("MACs per window: ") != std::string::npos);
   // a checkpoint without a record (like an imported .pt) calibrates on everything, and says so
   pulsekd::models::ModelConfig cfg;
   cfg.arch = "student";
