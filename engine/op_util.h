@@ -1,5 +1,5 @@
-// Helpers shared by the op implementations (engine/ops.cpp, engine/ops_shape.cpp,
-// engine/kd_losses.cpp).
+// Helpers for implementing ops: shape errors, the graph of the inputs, axis arithmetic. Used by
+// engine/ops*.cpp and by ops defined outside the engine on the same terms.
 #pragma once
 #include <cstdint>
 #include <initializer_list>

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/blas.h"
-#include "engine/kd_losses.h"
+#include "kd/losses.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/rng.h"
