@@ -9,9 +9,9 @@
 #include <sstream>
 
 #include "engine/blas.h"
-#include "engine/conv_fast.h"
+#include "engine/host_fast/dispatch.h"
 #include "engine/kernels/activation.h"
-#include "engine/fast_kernels.h"
+#include "engine/host_fast/pool_modality.h"
 #include "engine/kernels/conv1d.h"
 #include "engine/kernels/elementwise.h"
 #include "engine/kernels/loss.h"
