@@ -1,4 +1,4 @@
-#include "datasets/pickle_numpy.h"
+#include "formats/pickle_numpy.h"
 
 #include <cstring>
 #include <limits>

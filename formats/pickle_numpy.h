@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "datasets/pickle.h"
+#include "formats/pickle.h"
 
 namespace pulsekd::data {
 

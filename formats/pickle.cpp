@@ -1,4 +1,4 @@
-#include "datasets/pickle.h"
+#include "formats/pickle.h"
 
 #include <cmath>
 #include <cstdio>
