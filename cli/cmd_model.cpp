@@ -90,7 +90,7 @@ void predict_recording(const std::string& ckpt, const data::RecordingOptions& re
     if (labelled) os << "," << ws.hr[k];
     os << "\n";
   }
-  kd::write_file_atomic(out, os.str());
+  write_file_atomic(out, os.str());
   std::cout << "wrote " << hr.size() << " heart rates (every 2 s, post-processing: " << pp.describe() << ") to " << out << "\n";
   if (labelled) {
     const std::vector<float> truth(ws.hr.begin(), ws.hr.end());
