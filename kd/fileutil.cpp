@@ -1,6 +1,8 @@
 #include "kd/fileutil.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -18,6 +20,16 @@ void append_line(const std::string& path, const std::string& line) {
   std::ofstream f(path, std::ios::app);
   if (!f) throw std::runtime_error("cannot append to '" + path + "'");
   f << line << "\n";
+}
+
+std::string format_duration(double seconds) {
+  if (!(seconds >= 0) || !std::isfinite(seconds)) return "?";
+  char b[32];
+  const long t = long(seconds + 0.5);
+  if (t >= 3600) std::snprintf(b, sizeof b, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+  else if (t >= 60) std::snprintf(b, sizeof b, "%ldm%02lds", t / 60, t % 60);
+  else std::snprintf(b, sizeof b, "%lds", t);
+  return b;
 }
 
 std::vector<std::string> split_list(const std::string& csv) {

@@ -11,6 +11,9 @@ namespace pulsekd::kd {
 void ensure_dir(const std::string& dir, const std::string& flag);
 // Appends one line to a file (JSON-lines logs).
 void append_line(const std::string& path, const std::string& line);
+// A duration for progress lines, rounded to the second: "42s", "3m07s", "2h05m"; "?" when
+// negative or not finite.
+std::string format_duration(double seconds);
 // "a,b,,c" -> {"a", "b", "c"}: a comma-separated list, empty items dropped.
 std::vector<std::string> split_list(const std::string& csv);
 

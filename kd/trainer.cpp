@@ -27,13 +27,6 @@ namespace {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::string fmt_time(double s) {
-  char b[32];
-  if (s >= 3600) std::snprintf(b, sizeof b, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
-  else std::snprintf(b, sizeof b, "%dm%02ds", int(s / 60), int(s) % 60);
-  return b;
-}
-
 models::RowNorm row_norm(const data::Normalizer& n) {
   models::RowNorm r;
   r.present = true;
@@ -244,7 +237,7 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
         const double eta = done > 0 ? el / done * double(opt.epochs - start_epoch) - el : 0;
         std::fprintf(stderr, "\r%s epoch %d/%d batch %lld/%lld loss %.3f best val MAE %.2f ETA %s (max)   ",
                      opt.label.c_str(), epoch + 1, opt.epochs, (long long)b_i, (long long)batches, loss_sum / double(b_i),
-                     res.best_val_mae < 1e29 ? res.best_val_mae : 0.0, fmt_time(eta).c_str());
+                     res.best_val_mae < 1e29 ? res.best_val_mae : 0.0, format_duration(eta).c_str());
       }
     }
     // Validation on the held-out subjects, in eval mode.
