@@ -121,11 +121,130 @@ void Machine::check_graph() {
   }
 }
 
+// None, booleans, numbers, strings and bytes: pushes the value and returns true, or returns
+// false when op is not one of these opcodes.
+bool Machine::scalar_op(uint8_t op) {
+  switch (op) {
+    case 'N': push(make(Kind::None)); break;
+    case 0x88: case 0x89: { auto o = make(Kind::Bool); o->b = op == 0x88; push(o); break; }
+    case 'J': push(make_int(int32_t(uint32_t(le(4, "int32"))))); break;
+    case 'K': push(make_int(int64_t(le(1, "uint8")))); break;
+    case 'M': push(make_int(int64_t(le(2, "uint16")))); break;
+    case 'I': {  // INT (text); I00/I01 are protocol-0 booleans
+      const std::string s = line();
+      if (s == "00" || s == "01") { auto o = make(Kind::Bool); o->b = s == "01"; push(o); }
+      else push(make_int(signed_line(s)));
+      break;
+    }
+    case 'L': push(make_int(signed_line(line()))); break;
+    case 0x8a: case 0x8b: {  // LONG1 / LONG4: little-endian two's complement
+      const uint64_t n = le(op == 0x8a ? 1 : 4, "length");
+      need(n, "long bytes");
+      const uint8_t* b = d_ + pos_;
+      // Strip redundant sign-extension bytes, then require it to fit in 8 bytes.
+      uint64_t len = n;
+      while (len > 8 && ((b[len - 1] == 0x00 && (b[len - 2] & 0x80) == 0) || (b[len - 1] == 0xFF && (b[len - 2] & 0x80))))
+        --len;
+      if (len > 8) fail("LONG of " + std::to_string(n) + " bytes does not fit in 64 bits");
+      uint64_t v = 0;
+      for (uint64_t k = len; k-- > 0;) v = (v << 8) | b[k];
+      if (len > 0 && len < 8 && (b[len - 1] & 0x80)) v |= ~uint64_t(0) << (8 * len);  // sign-extend
+      pos_ += n;
+      push(make_int(int64_t(v)));
+      break;
+    }
+    case 'G': {  // BINFLOAT: big-endian double
+      need(8, "double");
+      uint64_t bits = 0;
+      for (int k = 0; k < 8; ++k) bits = (bits << 8) | d_[pos_ + k];
+      pos_ += 8;
+      auto o = make(Kind::Float);
+      std::memcpy(&o->f, &bits, 8);
+      push(o);
+      break;
+    }
+    case 'F': {  // FLOAT (text)
+      const std::string s = line();
+      char* end = nullptr;
+      auto o = make(Kind::Float);
+      o->f = std::strtod(s.c_str(), &end);
+      if (s.empty() || end != s.c_str() + s.size()) fail("FLOAT argument \"" + s + "\" is not a number");
+      push(o);
+      break;
+    }
+    case 'X': push(make_str(take(le(4, "length"), "UTF-8 string"))); break;
+    case 0x8c: push(make_str(take(le(1, "length"), "UTF-8 string"))); break;
+    case 0x8d: push(make_str(take(le(8, "length"), "UTF-8 string"))); break;
+    case 'V': push(make_text(Kind::Str, raw_unicode_escape(line()))); break;
+    case 'T': {  // BINSTRING: signed 4-byte length
+      const int64_t n = int32_t(uint32_t(le(4, "length")));
+      if (n < 0) fail("BINSTRING with negative length " + std::to_string(n));
+      push(make_text(Kind::Bytes, take(uint64_t(n), "byte string")));
+      break;
+    }
+    case 'U': push(make_text(Kind::Bytes, take(le(1, "length"), "byte string"))); break;
+    case 'S': push(make_text(Kind::Bytes, unescape_string(line()))); break;
+    case 'B': push(make_text(Kind::Bytes, take(le(4, "length"), "bytes"))); break;
+    case 'C': push(make_text(Kind::Bytes, take(le(1, "length"), "bytes"))); break;
+    case 0x8e: push(make_text(Kind::Bytes, take(le(8, "length"), "bytes"))); break;
+    case 0x96: push(make_text(Kind::Bytes, take(le(8, "length"), "bytearray"))); break;
+    default: return false;
+  }
+  return true;
+}
+
+// Calls, objects and persistent ids (REDUCE, NEWOBJ(_EX), INST, OBJ, BUILD, (BIN)PERSID):
+// returns false when op is not one of these opcodes.
+bool Machine::object_op(uint8_t op) {
+  switch (op) {
+    case 'R': { PyRef args = pop(), fn = pop(); push(call(fn, args, false)); break; }
+    case 0x81: { PyRef args = pop(), cls = pop(); push(call(cls, args, true)); break; }  // NEWOBJ
+    case 0x92: {  // NEWOBJ_EX
+      PyRef kw = pop(), args = pop(), cls = pop();
+      if (kw->kind != Kind::Dict) fail("NEWOBJ_EX expects a kwargs dict, got " + kw->type_name());
+      PyRef o = call(cls, args, true);
+      if (o->kind == Kind::Object) o->kwargs = kw;
+      push(o);
+      break;
+    }
+    case 'i': {  // INST: module\nname\n, args from the mark
+      std::string m = line();
+      std::string n = line();
+      PyRef cls = global(std::move(m), std::move(n));
+      push(call(cls, tuple_of(pop_mark()), false));
+      break;
+    }
+    case 'o': {  // OBJ: cls and args from the mark
+      auto v = pop_mark();
+      if (v.empty()) fail("OBJ needs a class after the MARK");
+      PyRef cls = v[0];
+      v.erase(v.begin());
+      push(call(cls, tuple_of(std::move(v)), true));
+      break;
+    }
+    case 'b': {  // BUILD
+      PyRef st = pop();
+      PyRef& obj = top();
+      if (obj->kind == Kind::Object) obj->state = st;
+      // A dict subclass's attributes (e.g. a state_dict's _metadata) carry no values.
+      else if (obj->kind != Kind::Dict) fail("BUILD on a " + obj->type_name() + " (expected an object)");
+      break;
+    }
+    case 'Q': { auto p = make(Kind::PersistentId); p->args = pop(); push(p); break; }
+    case 'P': { auto p = make(Kind::PersistentId); p->args = make_text(Kind::Str, line()); push(p); break; }
+    default: return false;
+  }
+  return true;
+}
+
+// Protocol framing, stack, memo, containers and globals here; values in scalar_op, calls and
+// objects in object_op.
 PyRef Machine::run() {
   while (true) {
     if (pos_ >= n_) fail("pickle truncated: expected an opcode (no STOP)", pos_);
     op_off_ = pos_;
     const uint8_t op = d_[pos_++];
+    if (scalar_op(op) || object_op(op)) continue;
     switch (op) {
       case 0x80: {  // PROTO
         proto_ = int(le(1, "protocol number"));
@@ -195,104 +314,6 @@ PyRef Machine::run() {
       case 0x8f: push(make(Kind::List)); break;  // EMPTY_SET (sets become lists)
       case 0x90: { auto v = pop_mark(); append_to(*top(), std::move(v)); break; }  // ADDITEMS
       case 0x91: { auto l = make(Kind::List); l->items = pop_mark(); push(l); break; }  // FROZENSET
-      case 'N': push(make(Kind::None)); break;
-      case 0x88: case 0x89: { auto o = make(Kind::Bool); o->b = op == 0x88; push(o); break; }
-      case 'J': push(make_int(int32_t(uint32_t(le(4, "int32"))))); break;
-      case 'K': push(make_int(int64_t(le(1, "uint8")))); break;
-      case 'M': push(make_int(int64_t(le(2, "uint16")))); break;
-      case 'I': {  // INT (text); I00/I01 are protocol-0 booleans
-        const std::string s = line();
-        if (s == "00" || s == "01") { auto o = make(Kind::Bool); o->b = s == "01"; push(o); }
-        else push(make_int(signed_line(s)));
-        break;
-      }
-      case 'L': push(make_int(signed_line(line()))); break;
-      case 0x8a: case 0x8b: {  // LONG1 / LONG4: little-endian two's complement
-        const uint64_t n = le(op == 0x8a ? 1 : 4, "length");
-        need(n, "long bytes");
-        const uint8_t* b = d_ + pos_;
-        // Strip redundant sign-extension bytes, then require it to fit in 8 bytes.
-        uint64_t len = n;
-        while (len > 8 && ((b[len - 1] == 0x00 && (b[len - 2] & 0x80) == 0) || (b[len - 1] == 0xFF && (b[len - 2] & 0x80))))
-          --len;
-        if (len > 8) fail("LONG of " + std::to_string(n) + " bytes does not fit in 64 bits");
-        uint64_t v = 0;
-        for (uint64_t k = len; k-- > 0;) v = (v << 8) | b[k];
-        if (len > 0 && len < 8 && (b[len - 1] & 0x80)) v |= ~uint64_t(0) << (8 * len);  // sign-extend
-        pos_ += n;
-        push(make_int(int64_t(v)));
-        break;
-      }
-      case 'G': {  // BINFLOAT: big-endian double
-        need(8, "double");
-        uint64_t bits = 0;
-        for (int k = 0; k < 8; ++k) bits = (bits << 8) | d_[pos_ + k];
-        pos_ += 8;
-        auto o = make(Kind::Float);
-        std::memcpy(&o->f, &bits, 8);
-        push(o);
-        break;
-      }
-      case 'F': {  // FLOAT (text)
-        const std::string s = line();
-        char* end = nullptr;
-        auto o = make(Kind::Float);
-        o->f = std::strtod(s.c_str(), &end);
-        if (s.empty() || end != s.c_str() + s.size()) fail("FLOAT argument \"" + s + "\" is not a number");
-        push(o);
-        break;
-      }
-      case 'X': push(make_str(take(le(4, "length"), "UTF-8 string"))); break;
-      case 0x8c: push(make_str(take(le(1, "length"), "UTF-8 string"))); break;
-      case 0x8d: push(make_str(take(le(8, "length"), "UTF-8 string"))); break;
-      case 'V': push(make_text(Kind::Str, raw_unicode_escape(line()))); break;
-      case 'T': {  // BINSTRING: signed 4-byte length
-        const int64_t n = int32_t(uint32_t(le(4, "length")));
-        if (n < 0) fail("BINSTRING with negative length " + std::to_string(n));
-        push(make_text(Kind::Bytes, take(uint64_t(n), "byte string")));
-        break;
-      }
-      case 'U': push(make_text(Kind::Bytes, take(le(1, "length"), "byte string"))); break;
-      case 'S': push(make_text(Kind::Bytes, unescape_string(line()))); break;
-      case 'B': push(make_text(Kind::Bytes, take(le(4, "length"), "bytes"))); break;
-      case 'C': push(make_text(Kind::Bytes, take(le(1, "length"), "bytes"))); break;
-      case 0x8e: push(make_text(Kind::Bytes, take(le(8, "length"), "bytes"))); break;
-      case 0x96: push(make_text(Kind::Bytes, take(le(8, "length"), "bytearray"))); break;
-      case 'R': { PyRef args = pop(), fn = pop(); push(call(fn, args, false)); break; }
-      case 0x81: { PyRef args = pop(), cls = pop(); push(call(cls, args, true)); break; }  // NEWOBJ
-      case 0x92: {  // NEWOBJ_EX
-        PyRef kw = pop(), args = pop(), cls = pop();
-        if (kw->kind != Kind::Dict) fail("NEWOBJ_EX expects a kwargs dict, got " + kw->type_name());
-        PyRef o = call(cls, args, true);
-        if (o->kind == Kind::Object) o->kwargs = kw;
-        push(o);
-        break;
-      }
-      case 'i': {  // INST: module\nname\n, args from the mark
-        std::string m = line();
-        std::string n = line();
-        PyRef cls = global(std::move(m), std::move(n));
-        push(call(cls, tuple_of(pop_mark()), false));
-        break;
-      }
-      case 'o': {  // OBJ: cls and args from the mark
-        auto v = pop_mark();
-        if (v.empty()) fail("OBJ needs a class after the MARK");
-        PyRef cls = v[0];
-        v.erase(v.begin());
-        push(call(cls, tuple_of(std::move(v)), true));
-        break;
-      }
-      case 'b': {  // BUILD
-        PyRef st = pop();
-        PyRef& obj = top();
-        if (obj->kind == Kind::Object) obj->state = st;
-        // A dict subclass's attributes (e.g. a state_dict's _metadata) carry no values.
-        else if (obj->kind != Kind::Dict) fail("BUILD on a " + obj->type_name() + " (expected an object)");
-        break;
-      }
-      case 'Q': { auto p = make(Kind::PersistentId); p->args = pop(); push(p); break; }
-      case 'P': { auto p = make(Kind::PersistentId); p->args = make_text(Kind::Str, line()); push(p); break; }
       case 0x82: case 0x83: case 0x84:
         fail("extension registry opcode " + op_text() + " is not supported");
       case 0x97: case 0x98:

@@ -273,6 +273,8 @@ class Machine {
     return o;
   }
 
+  bool scalar_op(uint8_t op);
+  bool object_op(uint8_t op);
   std::string unescape_string(const std::string& raw);
   std::string raw_unicode_escape(const std::string& raw);
   void check_graph();
