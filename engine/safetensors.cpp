@@ -4,11 +4,11 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "engine/atomic_file.h"
+#include "engine/tensor.h"
 
 namespace pulsekd {
 namespace {
@@ -20,17 +20,6 @@ constexpr uint64_t kMaxHeaderBytes = 100u * 1024u * 1024u;
   std::ostringstream os;
   os << what << ": byte " << offset << ": " << msg;
   throw SafeTensorsError(os.str());
-}
-
-// numel of a shape, or -1 when a dimension is negative or the product overflows int64.
-int64_t checked_numel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    if (d < 0) return -1;
-    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) return -1;
-    n *= d;
-  }
-  return n;
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) {
