@@ -80,7 +80,7 @@ pulsekd::cli::CommandRegistrar reg([](CLI::App& app) {
       ->check(CLI::IsMember({"none", "forward", "viterbi"}));
   base->add_option("--prior-data", post->prior_data, "--track: fit the transition prior to this dataset's labels");
   base->add_option("--prior-scale", post->prior_scale, "--track: or give the prior's Laplace scale (BPM per 2 s step)")
-      ->check(CLI::Range(0.05, 50.0));
+      ->check(pulsekd::cli::finite_range(0.05, 50.0));
   pulsekd::cli::add_tracker_options(base, *tracker, *tracker_source);
   base->callback([spec_base, json_path, method, post, tracker, tracker_source] {
     const pulsekd::kd::PostProcess pp = pulsekd::cli::make_post(*post);

@@ -11,8 +11,11 @@
 #include "datasets/registry.h"
 #include "kd/evaluate.h"
 #include "models/checkpoint.h"
-#include "models/export_mcu.h"
-#include "models/quantize.h"
+#include "deploy/calibrate.h"
+#include "deploy/codegen.h"
+#include "deploy/host_runtime.h"
+#include "deploy/qemu_runner.h"
+#include "deploy/quant_format.h"
 
 namespace pulsekd::cli {
 namespace {
@@ -64,23 +67,23 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     auto lm = models::load_checkpoint(o->ckpt);
     const data::WindowSet ws = data::load_dataset(o->data);
     if (ws.size() == 0) throw std::runtime_error("--data '" + o->data + "': no windows");
-    const std::vector<float> x = models::normalised_windows(ws, lm.norm);
+    const std::vector<float> x = deploy::normalised_windows(ws, lm.norm);
     std::vector<float> xc;
-    if (!o->calib_data.empty()) xc = models::normalised_windows(data::load_dataset(o->calib_data), lm.norm);
+    if (!o->calib_data.empty()) xc = deploy::normalised_windows(data::load_dataset(o->calib_data), lm.norm);
     const std::vector<float>& cal = o->calib_data.empty() ? x : xc;
-    models::QuantOptions qo;
+    deploy::QuantOptions qo;
     qo.calib = o->calib;
     qo.percentile = o->percentile;
     qo.default_bits = o->default_bits;
     qo.gptq = !o->nearest;
-    qo.bits = o->bits.empty() ? models::default_layer_bits(lm.model->config().arch) : parse_bits(o->bits);
+    qo.bits = o->bits.empty() ? deploy::default_layer_bits(lm.model->config().arch) : parse_bits(o->bits);
     std::cout << "normalisation: "
               << (lm.norm.present ? "the checkpoint's per-row statistics"
                                   : "none in the checkpoint: each recording z-scored with its own per-row statistics")
               << "\ncalibration: " << o->calib << " on " << cal.size() / 1024 << " windows of "
               << (o->calib_data.empty() ? o->data : o->calib_data) << "\n";
-    models::QuantModel q = models::quantize_model(*lm.model, lm.norm, cal.data(), int64_t(cal.size() / 1024), qo, o->ckpt);
-    models::save_quant_model(o->out, q);
+    deploy::QuantModel q = deploy::quantize_model(*lm.model, lm.norm, cal.data(), int64_t(cal.size() / 1024), qo, o->ckpt);
+    deploy::save_quant_model(o->out, q);
 
     std::vector<float> hf, hq, tmp;
     for (int64_t s = 0; s < ws.size(); s += 256) {
@@ -88,7 +91,7 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
       lm.model->predict(x.data() + s * 1024, b, tmp);
       hf.insert(hf.end(), tmp.begin(), tmp.end());
     }
-    hq = models::predict_quantized(q, x.data(), ws.size());
+    hq = deploy::predict_quantized(q, x.data(), ws.size());
 
     char line[256];
     std::snprintf(line, sizeof line, "%-18s %7s %9s %9s %9s %9s %9s %9s\n", "subject", "windows", "MAE f32", "MAE int",
@@ -126,11 +129,11 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     std::cout << line;
     std::cout << "\nMAE change (int - float): raw " << (sq - sf) / ns << " BPM, post-processed " << (spq - spf) / ns
               << " BPM; mean |HR_int - HR_float| per window " << sd / double(nd) << " BPM\n";
-    std::cout << "int8 weights + int32 biases + requantisation tables: " << models::quant_param_bytes(q) << " bytes\n";
+    std::cout << "int8 weights + int32 biases + requantisation tables: " << deploy::quant_param_bytes(q) << " bytes\n";
     std::cout << "activation bits:";
     std::cout << " input=" << q.input.bits;
     for (auto& L : q.layers)
-      if (L.op != models::QOp::AvgPool) std::cout << " " << L.name << "=" << L.out.bits;
+      if (L.op != deploy::QOp::AvgPool) std::cout << " " << L.name << "=" << L.out.bits;
     std::cout << "\nwrote " << o->out << "\n";
     if (!o->report.empty()) {
       json j = {{"checkpoint", o->ckpt}, {"data", o->data}, {"calib", o->calib}, {"subjects", rep},
@@ -155,8 +158,8 @@ CommandRegistrar reg_export([](CLI::App& app) {
   cmd->add_option("--source-root", *root, "pulsekd source tree holding mcu/ and engine/kernels/ (default: the build's)");
   cmd->callback([=]() {
     need_file(*model, "--model");
-    const models::QuantModel q = models::load_quant_model(*model);
-    const models::McuExport e = models::export_mcu(q, *target, *out, *root);
+    const deploy::QuantModel q = deploy::load_quant_model(*model);
+    const deploy::McuExport e = deploy::export_mcu(q, *target, *out, *root);
     std::cout << "wrote " << *out << "/model_data.cpp (" << q.layers.size() << " layers, const data " << e.weight_bytes
               << " bytes, activation arena " << e.arena_bytes << " bytes) and a CMake build for " << *target << "\n"
               << "build: " << *out << "/build.sh  (then: qemu-system-arm -M " << (*target == "m4" ? "mps2-an386" : "mps2-an500")
@@ -181,14 +184,14 @@ CommandRegistrar reg_report([](CLI::App& app) {
   cmd->add_option("--cores", o->cores, "comma-separated: m4,m7");
   cmd->add_option("--clock-mhz", o->mhz, "clock for the latency estimate (1 instruction per cycle assumed)");
   cmd->callback([=]() {
-    models::McuReportOptions ro;
+    deploy::McuReportOptions ro;
     ro.opt = o->opt;
     ro.input = o->input;
     ro.cores.clear();
     std::stringstream ss(o->cores);
     for (std::string c; std::getline(ss, c, ',');)
       if (!c.empty()) ro.cores.push_back(c);
-    const std::vector<models::McuCoreReport> rs = models::mcu_report(o->dir, ro);
+    const std::vector<deploy::McuCoreReport> rs = deploy::mcu_report(o->dir, ro);
     if (o->json) {
       json j = {{"dir", o->dir}, {"opt", o->opt}, {"clock_mhz", o->mhz}};
       for (auto& r : rs) {

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/post_options.h"
+#include "datasets/folds.h"
 #include "datasets/recording.h"
 #include "kd/fileutil.h"
 #include "kd/runs.h"
@@ -61,6 +62,38 @@ CommandRegistrar reg_import([](CLI::App& app) {
   });
 });
 
+// The JSON windows of `predict --windows`: {"input_shape": [B, 1, 4, 256], "input": [B*1024 numbers]}.
+// Strict: integers only in the shape (no 2.5, no true), numbers only in the input, B bounded so
+// nothing overflows, every value finite. Returns the shape and the windows (B, 4, 256).
+std::pair<std::vector<int64_t>, std::vector<float>> parse_windows_json(const json& j, const std::string& what) {
+  if (!j.is_object() || !j.contains("input_shape") || !j.contains("input"))
+    throw std::runtime_error(what + ": expected keys 'input_shape' and 'input'");
+  const json& js = j["input_shape"];
+  const json& jx = j["input"];
+  if (!js.is_array() || js.size() != 4) throw std::runtime_error(what + ": input_shape must be [B, 1, 4, 256]");
+  std::vector<int64_t> shape;
+  for (const json& v : js) {
+    if (!v.is_number_integer()) throw std::runtime_error(what + ": input_shape must hold 4 integers, got " + v.dump());
+    shape.push_back(v.get<int64_t>());
+  }
+  constexpr int64_t kMaxWindows = int64_t(1) << 22;  // 16 GB of float windows: far beyond any request
+  if (shape[0] < 1 || shape[0] > kMaxWindows || shape[1] != 1 || shape[2] != 4 || shape[3] != 256)
+    throw std::runtime_error(what + ": input_shape must be [B, 1, 4, 256] with 1 <= B <= " + std::to_string(kMaxWindows));
+  if (!jx.is_array()) throw std::runtime_error(what + ": 'input' must be an array of numbers");
+  const int64_t need = shape[0] * 4 * 256;
+  if (int64_t(jx.size()) != need)
+    throw std::runtime_error(what + ": 'input' has " + std::to_string(jx.size()) + " values, input_shape needs " + std::to_string(need));
+  std::vector<float> x;
+  x.reserve(size_t(need));
+  for (const json& v : jx) {
+    if (!v.is_number()) throw std::runtime_error(what + ": 'input' must hold numbers only, got " + v.dump());
+    const double d = v.get<double>();
+    if (!std::isfinite(d) || std::fabs(d) > 1e30) throw std::runtime_error(what + ": 'input' contains NaN, infinity or a value beyond 1e30");
+    x.push_back(float(d));
+  }
+  return {shape, x};
+}
+
 // Heart rate per 2 s step of one raw recording, written as CSV (time = centre of each 8 s window).
 void predict_recording(const std::string& ckpt, const data::RecordingOptions& rec, const kd::PostProcess& pp,
                        const std::string& out) {
@@ -91,6 +124,10 @@ void predict_recording(const std::string& ckpt, const data::RecordingOptions& re
     os << "\n";
   }
   write_file_atomic(out, os.str());
+  for (const auto& [v, name] : {std::make_pair(&hr, "predict (raw)"), std::make_pair(&post, "predict (post-processed)")}) {
+    const std::string warn = kd::implausible_warning(*v, name);
+    if (!warn.empty()) std::cerr << warn << "\n";
+  }
   std::cout << "wrote " << hr.size() << " heart rates (every 2 s, post-processing: " << pp.describe() << ") to " << out << "\n";
   if (labelled) {
     const std::vector<float> truth(ws.hr.begin(), ws.hr.end());
@@ -112,13 +149,14 @@ CommandRegistrar reg_predict([](CLI::App& app) {
   auto* opt_rec = cmd->add_option("--recording", rec->path, "a raw recording: IEEE SPC 2015 .mat or a CSV with columns ppg,acc_x,acc_y,acc_z")
                       ->excludes(opt_windows);
   cmd->add_option("--labels", rec->labels, "--recording: reference heart rates, one per 2 s window (.mat or one BPM per line)")->needs(opt_rec);
-  cmd->add_option("--rate", rec->rate_hz, "--recording: sampling rate of a CSV recording (Hz)")->needs(opt_rec)->check(CLI::Range(16.0, 2000.0));
+  cmd->add_option("--rate", rec->rate_hz, "--recording: sampling rate of a CSV recording (Hz)")->needs(opt_rec)->check(finite_range(16.0, 2000.0));
   cmd->add_flag("--ppg-mean", rec->mean_ppg, "--recording: average the two PPG channels when there are two")->needs(opt_rec);
   cmd->add_option("--out", *out, "output: JSON hr (B) and dense32 (B×32) for --windows; CSV time_s,hr,hr_post[,truth] for --recording")->required();
-  cmd->add_flag("--normalized", *prenorm, "the windows are already z-scored: skip the checkpoint's normalisation");
+  cmd->add_flag("--normalized", *prenorm,
+                "the windows are already z-scored: skip the checkpoint's normalisation (without one, predict z-scores the windows with their own statistics)");
   add_post_options(cmd, *post_args);
   cmd->callback([=]() {
-    require_file(*ckpt, "--checkpoint");
+    kd::require_checkpoint_file(*ckpt, "--checkpoint");
     if (windows->empty() == rec->path.empty()) throw std::runtime_error("predict: give --windows FILE or --recording FILE");
     if (!rec->path.empty()) return predict_recording(*ckpt, *rec, make_post(*post_args), *out);
     require_file(*windows, "--windows");
@@ -132,25 +170,27 @@ CommandRegistrar reg_predict([](CLI::App& app) {
     }
     if (!j.contains("input_shape") || !j.contains("input"))
       throw std::runtime_error("--windows '" + *windows + "': expected keys 'input_shape' and 'input'");
-    std::vector<int64_t> shape;
-    std::vector<float> x;
-    try {
-      shape = j["input_shape"].get<std::vector<int64_t>>();
-      x = j["input"].get<std::vector<float>>();
-    } catch (const std::exception&) {
-      throw std::runtime_error("--windows '" + *windows + "': 'input_shape' must be 4 integers and 'input' an array of numbers");
+    auto [shape, x] = parse_windows_json(j, "--windows '" + *windows + "'");  // (B,1,4,256), (B*1024)
+    if (lm.norm.present && !*prenorm) {
+      lm.norm.apply(x.data(), shape[0]);
+    } else if (!*prenorm) {
+      // As eval does for a checkpoint without statistics (an imported .pt): z-score each row with
+      // the given windows' own statistics, and say so.
+      data::WindowSet given;
+      given.x = x;
+      given.hr.assign(size_t(shape[0]), 0.f);
+      std::vector<int64_t> every(static_cast<size_t>(shape[0]));  // (B) window indices
+      for (int64_t i = 0; i < shape[0]; ++i) every[size_t(i)] = i;
+      data::Normalizer::fit(given, every).apply(x.data(), shape[0]);
+      std::cerr << "note: " << *ckpt << " carries no normalisation; z-scoring the " << shape[0]
+                << " windows with their own per-row statistics (--normalized: they already are)\n";
     }
-    if (shape.size() != 4 || shape[0] < 1 || shape[1] != 1 || shape[2] != 4 || shape[3] != 256)
-      throw std::runtime_error("--windows '" + *windows + "': input_shape must be [B, 1, 4, 256] with B >= 1");
-    if (int64_t(x.size()) != shape[0] * 4 * 256)
-      throw std::runtime_error("--windows '" + *windows + "': 'input' has " + std::to_string(x.size()) +
-                               " values, input_shape needs " + std::to_string(shape[0] * 4 * 256));
-    for (float v : x)
-      if (!std::isfinite(v)) throw std::runtime_error("--windows '" + *windows + "': 'input' contains NaN or infinity");
-    if (lm.norm.present && !*prenorm) lm.norm.apply(x.data(), shape[0]);
     std::vector<float> hr, dense;
     lm.model->predict(x.data(), shape[0], hr, &dense);
-    json o = {{"checkpoint", *ckpt}, {"hr", hr}, {"dense32", dense}, {"dense32_shape", {shape[0], lm.model->config().dense}}};
+    const std::string warn = kd::implausible_warning(hr, "predict");
+    if (!warn.empty()) std::cerr << warn << "\n";
+    json o = {{"checkpoint", *ckpt}, {"hr", hr}, {"dense32", dense}, {"dense32_shape", {shape[0], lm.model->config().dense}},
+              {"implausible", kd::implausible_estimates(hr)}};
     std::ofstream f(*out);
     if (!f) throw std::runtime_error("--out '" + *out + "': cannot open for writing");
     f << o.dump() << "\n";
@@ -166,7 +206,7 @@ CommandRegistrar reg_info([](CLI::App& app) {
   auto arch = std::make_shared<std::string>();
   cmd->add_option("checkpoint", *ckpt, "pulsekd .safetensors checkpoint (or give --arch)");
   cmd->add_option("--arch", *arch, "describe a family member instead: teacher, student or resnet")->check(CLI::IsMember({"teacher", "student", "resnet"}));
-  cmd->add_option("--width", cfg->width, "width multiplier on every channel count")->check(CLI::Range(0.01, 16.0));
+  cmd->add_option("--width", cfg->width, "width multiplier on every channel count")->check(finite_range(0.01, 16.0));
   cmd->add_option("--depth", cfg->convs_per_block, "convolutions per block")->check(CLI::Range(1, 8));
   cmd->add_option("--head", cfg->head, "regression or binned")->check(CLI::IsMember({"regression", "binned"}));
   cmd->add_option("--bins", cfg->bins, "bins of the binned head")->check(CLI::Range(2, 4096));
@@ -176,7 +216,7 @@ CommandRegistrar reg_info([](CLI::App& app) {
   cmd->callback([=]() {
     if (ckpt->empty() == arch->empty()) throw std::runtime_error("info: give either a checkpoint or --arch");
     if (!ckpt->empty()) {
-      require_file(*ckpt, "checkpoint");
+      kd::require_checkpoint_file(*ckpt, "checkpoint");
       auto lm = models::load_checkpoint(*ckpt);
       std::cout << "checkpoint: " << *ckpt << "\n";
       print_info(*lm.model, std::cout);

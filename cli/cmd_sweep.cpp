@@ -19,7 +19,7 @@ CommandRegistrar reg_sweep([](CLI::App& app) {
   auto report = std::make_shared<bool>(false);
   cmd->add_option("--config", *config, "sweep config JSON (docs/SWEEPS.md)")->required();
   cmd->add_option("--out", *out, "sweep directory (re-running skips finished points)")->required();
-  cmd->add_option("--max-points", *max_points, "stop after this many newly run points")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-points", *max_points, "stop after this many newly run points")->check(finite_non_negative());
   cmd->add_flag("--dry-run", *dry, "list the teacher runs and points (done/todo) without running");
   cmd->add_flag("--force", *force, "run although DIR was made with other settings");
   cmd->add_flag("--report", *report, "write the report (as sweep-report) when the sweep finishes");

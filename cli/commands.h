@@ -2,7 +2,11 @@
 // command never touches main.cpp.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <functional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace pulsekd::cli {
@@ -17,5 +21,37 @@ inline std::vector<Registration>& registrations() {
 struct CommandRegistrar {
   explicit CommandRegistrar(Registration r) { registrations().push_back(std::move(r)); }
 };
+
+// Numeric flag checks. Unlike CLI::Range / CLI::PositiveNumber they refuse NaN (which compares
+// false with every bound) and say plainly what was expected, without printing a 300-digit bound.
+inline CLI::Validator number_check(double lo, double hi, bool lo_open, const std::string& expected) {
+  return CLI::Validator(
+      [=](std::string& s) -> std::string {
+        double v = 0;
+        size_t used = 0;
+        try {
+          v = std::stod(s, &used);
+        } catch (const std::out_of_range&) {
+          return "expected " + expected + ", got '" + s + "' (beyond the range of a double)";
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != s.size()) return "expected " + expected + ", got '" + s + "' (not a number)";
+        if (!std::isfinite(v) || v < lo || v > hi || (lo_open && v == lo)) return "expected " + expected + ", got '" + s + "'";
+        return "";
+      },
+      expected);
+}
+inline std::string bound_text(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+// A finite number in [lo, hi].
+inline CLI::Validator finite_range(double lo, double hi) {
+  return number_check(lo, hi, false, "a number in [" + bound_text(lo) + ", " + bound_text(hi) + "]");
+}
+inline CLI::Validator finite_positive() { return number_check(0, HUGE_VAL, true, "a finite number > 0"); }
+inline CLI::Validator finite_non_negative() { return number_check(0, HUGE_VAL, false, "a finite number >= 0"); }
 
 }  // namespace pulsekd::cli

@@ -29,10 +29,10 @@ inline void add_post_options(CLI::App* cmd, PostArgs& a) {
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "forward", "viterbi"}));
   cmd->add_option("--prior-data", a.prior_data, "fit the HMM's heart-rate transition prior to this dataset's labels (a training set)");
-  cmd->add_option("--prior-scale", a.prior_scale, "or give the prior's Laplace scale (BPM per 2 s step)")->check(CLI::Range(0.05, 50.0));
+  cmd->add_option("--prior-scale", a.prior_scale, "or give the prior's Laplace scale (BPM per 2 s step)")->check(finite_range(0.05, 50.0));
   cmd->add_option("--laplace", a.laplace, "regression head: width of the likelihood around each estimate (BPM)")
       ->capture_default_str()
-      ->check(CLI::Range(0.1, 100.0));
+      ->check(finite_range(0.1, 100.0));
 }
 
 inline kd::PostProcess make_post(const PostArgs& a) {
@@ -53,9 +53,9 @@ inline void add_tracker_options(CLI::App* cmd, kd::TrackerLikelihood& t, std::st
       ->check(CLI::IsMember({"estimate", "spectrum"}));
   cmd->add_option("--tracker-laplace", t.laplace_bpm, "estimate: width of the Laplace around the tracker's estimate (BPM)")
       ->capture_default_str()
-      ->check(CLI::Range(0.1, 100.0));
-  cmd->add_option("--tracker-sharpness", t.sharpness, "spectrum: exponent on the normalised spectrum")->capture_default_str()->check(CLI::Range(0.01, 100.0));
-  cmd->add_option("--tracker-floor", t.floor, "spectrum: constant added so no heart rate is ruled out")->capture_default_str()->check(CLI::Range(0.0, 0.99));
+      ->check(finite_range(0.1, 100.0));
+  cmd->add_option("--tracker-sharpness", t.sharpness, "spectrum: exponent on the normalised spectrum")->capture_default_str()->check(finite_range(0.01, 100.0));
+  cmd->add_option("--tracker-floor", t.floor, "spectrum: constant added so no heart rate is ruled out")->capture_default_str()->check(finite_range(0.0, 0.99));
 }
 
 }  // namespace pulsekd::cli

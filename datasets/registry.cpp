@@ -1,9 +1,11 @@
 #include "datasets/registry.h"
 
+#include <cmath>
 #include <map>
 #include <stdexcept>
 
 #include "datasets/dalia.h"
+#include "datasets/motion.h"
 #include "datasets/spc2015.h"
 #include "datasets/subsets.h"
 #include "datasets/synth.h"
@@ -12,8 +14,8 @@
 namespace pulsekd::data {
 
 const char* dataset_spec_help() {
-  return "synth[:SEED] | spc2015:DIR | dalia:DIR | wesad:DIR, options after '?': "
-         "synth?subjects=N&minutes=M, spc2015:DIR?extra=0&ppg=mean, dalia:DIR?antialias=1; "
+  return "synth[:SEED] | motion[:SEED] | spc2015:DIR | dalia:DIR | wesad:DIR, options after '?': "
+         "synth?subjects=N&minutes=M, motion?seeds=N&gain=G&seconds=S, spc2015:DIR?extra=0&ppg=mean, dalia:DIR?antialias=1; "
          "a subject filter on real sets: ?subjects=LIST (e.g. 1-9,12 or DATA_01_TYPE01), on any set: ?select=LIST";
 }
 
@@ -70,20 +72,37 @@ WindowSet load_unfiltered(const std::string& full_spec, std::map<std::string, st
     if (arg.empty())
       throw std::runtime_error("dataset spec '" + spec + "': " + kind + " needs a directory (" + kind + ":DIR)");
   };
+  const auto seed_arg = [&](uint64_t fallback) -> uint64_t {
+    if (colon == std::string::npos) return fallback;
+    size_t used = 0;
+    unsigned long long seed = 0;
+    try {
+      seed = std::stoull(arg, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (arg.empty() || used != arg.size() || arg[0] == '-')
+      throw std::runtime_error("dataset spec '" + spec + "': the seed after " + kind + ": must be a non-negative integer");
+    return seed;
+  };
+  if (kind == "motion") {  // synthetic non-running motion (datasets/motion.h)
+    MotionOptions opt;
+    opt.first_seed = seed_arg(1);
+    reject_unknown(spec, opts, {"seeds", "gain", "seconds"});
+    if (opts.count("seeds")) {
+      const double n = number_option(spec, "seeds", opts.at("seeds"), 1, 100);
+      if (n != std::floor(n)) throw std::runtime_error("dataset spec '" + spec + "': option seeds must be a whole number");
+      opt.seeds = int(n);
+    }
+    if (opts.count("gain")) opt.artefact_gain = number_option(spec, "gain", opts.at("gain"), 0, 10);
+    if (opts.count("seconds")) opt.seconds = number_option(spec, "seconds", opts.at("seconds"), 8, 36000);
+    WindowSet ws = make_motion_set(opt);
+    ws.source = full_spec;
+    return ws;
+  }
   if (kind == "synth") {
     SynthOptions opt;
-    if (colon != std::string::npos) {
-      size_t used = 0;
-      unsigned long long seed = 0;
-      try {
-        seed = std::stoull(arg, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (arg.empty() || used != arg.size() || arg[0] == '-')
-        throw std::runtime_error("dataset spec '" + spec + "': the seed after synth: must be a non-negative integer");
-      opt.seed = seed;
-    }
+    opt.seed = seed_arg(opt.seed);
     reject_unknown(spec, opts, {"subjects", "minutes"});
     if (opts.count("subjects")) opt.subjects = int(number_option(spec, "subjects", opts.at("subjects"), 2, 1000));
     if (opts.count("minutes")) opt.minutes = number_option(spec, "minutes", opts.at("minutes"), 0.2, 600);
@@ -131,7 +150,7 @@ WindowSet load_dataset(const std::string& full_spec) {
   auto opts = q == std::string::npos ? std::map<std::string, std::string>{} : parse_options(full_spec, full_spec.substr(q + 1));
   // The subject filter applies after loading, whatever the kind: `select` anywhere, and
   // `subjects` on real sets (synth?subjects=N is the synthetic set's subject count).
-  const bool synth = full_spec.rfind("synth", 0) == 0;
+  const bool synth = full_spec.rfind("synth", 0) == 0;  // (motion has no subjects= option of its own)
   std::string filter_key;
   for (const char* key : {"select", "subjects"})
     if (opts.count(key) && !(synth && std::string(key) == "subjects")) {

@@ -68,6 +68,40 @@ void check_matrix_header(const std::string& path, const unsigned char* b, size_t
   }
 }
 
+// Inflates one miCOMPRESSED element (at byte `off`, `n` compressed bytes) to its end and keeps
+// its first 256 bytes in `head`. libmatio inflates without reporting zlib errors, so a damaged
+// stream would be read as garbage samples; here a bad code, a wrong Adler-32 check value (zlib
+// verifies it at the stream's end), a stream cut short, or more output than any accepted matrix
+// is an error naming the file and the element.
+void inflate_verified(const std::string& path, size_t off, const unsigned char* in, uint32_t n,
+                      std::vector<unsigned char>& head) {
+  const std::string where = "compressed MAT-file element at byte " + std::to_string(off);
+  constexpr size_t kMaxInflated = kMaxElements * sizeof(double) + 4096;  // the data + headers
+  std::vector<unsigned char> chunk(size_t(1) << 16);  // (64 KiB) output scratch
+  z_stream z{};
+  if (inflateInit(&z) != Z_OK) fail(path, "zlib init failed");
+  z.next_in = const_cast<unsigned char*>(in);
+  z.avail_in = n;
+  size_t total = 0;
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    z.next_out = chunk.data();
+    z.avail_out = static_cast<uInt>(chunk.size());
+    rc = inflate(&z, Z_NO_FLUSH);
+    const size_t got = chunk.size() - z.avail_out;
+    if (head.size() < 256) head.insert(head.end(), chunk.begin(), chunk.begin() + std::min(got, 256 - head.size()));
+    total += got;
+    if (total > kMaxInflated) rc = Z_MEM_ERROR;
+    if (rc == Z_BUF_ERROR && z.avail_in == 0) break;  // input exhausted before the end
+  }
+  const char* msg = z.msg;
+  inflateEnd(&z);
+  if (rc == Z_MEM_ERROR) fail(path, where + " inflates beyond " + std::to_string(kMaxInflated) + " bytes");
+  if (rc != Z_STREAM_END)
+    fail(path, where + " is damaged: " +
+                   (rc == Z_DATA_ERROR ? std::string("zlib: ") + (msg ? msg : "data error") : std::string("the stream ends early")));
+}
+
 // Validates the element structure of a little-endian MAT-5 file before libmatio reads it.
 void precheck_mat5(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -81,19 +115,10 @@ void precheck_mat5(const std::string& path) {
     if (nbytes > d.size() - off - 8)
       fail(path, "MAT-file element at byte " + std::to_string(off) + " claims " + std::to_string(nbytes) +
                      " bytes, beyond the end of the file");
-    if (type == 15) {  // miCOMPRESSED: inflate just the matrix header
-      unsigned char head[256];
-      z_stream z{};
-      if (inflateInit(&z) != Z_OK) fail(path, "zlib init failed");
-      z.next_in = &d[off + 8];
-      z.avail_in = nbytes;
-      z.next_out = head;
-      z.avail_out = sizeof head;
-      const int rc = inflate(&z, Z_SYNC_FLUSH);
-      const size_t got = sizeof head - z.avail_out;
-      inflateEnd(&z);
-      if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) fail(path, "corrupt compressed MAT-file element");
-      check_matrix_header(path, head, got);
+    if (type == 15) {  // miCOMPRESSED: the matrix header is checked, the whole stream verified
+      std::vector<unsigned char> head;
+      inflate_verified(path, off, &d[off + 8], nbytes, head);
+      check_matrix_header(path, head.data(), head.size());
       off += 8 + nbytes;
     } else if (type == 14) {
       check_matrix_header(path, &d[off], d.size() - off);

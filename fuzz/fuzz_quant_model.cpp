@@ -1,4 +1,4 @@
-// libFuzzer target: the quantised-model parser (models/quantize_io.cpp). Whatever parses must
+// libFuzzer target: the quantised-model parser (deploy/quant_format.cpp). Whatever parses must
 // pass validate_quant_model, run through the host integer simulation without a sanitizer report
 // (no out-of-bounds access, no int32 overflow, no bad shift), and survive save -> parse.
 #include <cstdint>
@@ -7,14 +7,15 @@
 #include <stdexcept>
 #include <vector>
 
-#include "models/quantize.h"
+#include "deploy/host_runtime.h"
+#include "deploy/quant_format.h"
 
 using namespace pulsekd;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  models::QuantModel q;
+  deploy::QuantModel q;
   try {
-    q = models::parse_quant_model(data, size, "fuzz");
+    q = deploy::parse_quant_model(data, size, "fuzz");
   } catch (const std::runtime_error&) {
     return 0;
   }
@@ -28,11 +29,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const int v = data[i % size] * 257 - 32768;
       x[i] = int16_t(q.input.bits == 8 ? v / 256 : v);
     }
-    models::simulate(q, x.data(), 1);
+    deploy::HostModel(q).infer(x.data(), 1);
   }
   // Round trip through the file format.
-  const std::vector<uint8_t> bytes = models::serialize_quant_model(q);
-  const models::QuantModel r = models::parse_quant_model(bytes.data(), bytes.size(), "fuzz-roundtrip");
+  const std::vector<uint8_t> bytes = deploy::serialize_quant_model(q);
+  const deploy::QuantModel r = deploy::parse_quant_model(bytes.data(), bytes.size(), "fuzz-roundtrip");
   if (r.layers.size() != q.layers.size()) std::abort();
   for (size_t i = 0; i < q.layers.size(); ++i)
     if (r.layers[i].w != q.layers[i].w || r.layers[i].bias != q.layers[i].bias || r.layers[i].mult != q.layers[i].mult ||

@@ -11,6 +11,22 @@
 
 namespace pulsekd::kd {
 
+std::vector<int64_t> implausible_estimates(const std::vector<float>& hr) {
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < hr.size(); ++i)
+    if (!(hr[i] >= kPlausibleHrMin && hr[i] <= kPlausibleHrMax)) out.push_back(int64_t(i));  // NaN fails both
+  return out;
+}
+
+std::string implausible_warning(const std::vector<float>& hr, const std::string& what) {
+  const std::vector<int64_t> bad = implausible_estimates(hr);
+  if (bad.empty()) return "";
+  std::ostringstream os;
+  os << "warning: " << what << ": " << bad.size() << " of " << hr.size() << " heart rates outside " << kPlausibleHrMin << "-"
+     << kPlausibleHrMax << " BPM (first: window " << bad[0] << ", " << hr[size_t(bad[0])] << " BPM)";
+  return os.str();
+}
+
 Metrics compute_metrics(const std::vector<float>& pred, const std::vector<float>& truth) {
   Metrics m;
   m.n = int64_t(pred.size());

@@ -17,6 +17,13 @@ struct Metrics {
 };
 Metrics compute_metrics(const std::vector<float>& pred, const std::vector<float>& truth);
 
+// Heart rates a human can have (BPM); outputs outside are flagged, never silently written.
+constexpr float kPlausibleHrMin = 20, kPlausibleHrMax = 300;
+// Indices of estimates outside [kPlausibleHrMin, kPlausibleHrMax] or not finite.
+std::vector<int64_t> implausible_estimates(const std::vector<float>& hr);
+// "" when every estimate is plausible, else one warning line naming `what`, the count and the first.
+std::string implausible_warning(const std::vector<float>& hr, const std::string& what);
+
 struct SubjectEval {
   std::string subject;
   Metrics raw, post;

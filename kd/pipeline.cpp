@@ -16,8 +16,10 @@
 #include "kd/fileutil.h"
 #include "kd/plots.h"
 #include "kd/runs.h"
-#include "models/export_mcu.h"
-#include "models/quantize.h"
+#include "deploy/calibrate.h"
+#include "deploy/codegen.h"
+#include "deploy/host_runtime.h"
+#include "deploy/qemu_runner.h"
 
 namespace pulsekd::kd {
 namespace {
@@ -56,6 +58,7 @@ RunSpec stage_spec(const PipelineOptions& o, const std::string& arch, int epochs
   s.model.validate();
   const bool teacher = arch == "teacher";
   s.init_checkpoint = teacher ? o.teacher_init : o.student_init;
+  s.force = o.force;
   const Recipe recipe = default_recipe(arch);
   const double lr = teacher ? o.teacher_lr : o.student_lr;
   TrainOptions& t = s.train;
@@ -69,8 +72,10 @@ RunSpec stage_spec(const PipelineOptions& o, const std::string& arch, int epochs
   // From scratch the output starts at the mean training HR (PULSE.md §6); a transferred model
   // keeps its trained output layer (moving its bias to the mean costs ~10 BPM on SPC 2015).
   t.init_output_at_mean = s.init_checkpoint.empty();
-  t.augment.enabled = o.augment;
+  t.augment.enabled = o.augment || o.augment_motion > 0;
+  t.augment.motion = o.augment_motion;
   t.progress = o.progress;
+  t.epoch_lines = o.epoch_lines;
   return s;
 }
 
@@ -92,7 +97,7 @@ std::string firmware_skip_reason(const std::string& core) {
   return "";
 }
 
-// Post-training quantisation of each fold's distilled student (models/quantize.h), calibrated
+// Post-training quantisation of each fold's distilled student (deploy/calibrate.h), calibrated
 // on up to 512 of its training windows; on the firmware (docs/MCU.md) when the tools are there:
 // each fold's integer model is exported, built with arm-none-eabi-gcc and run under QEMU on its
 // test windows — those outputs ARE the quantised predictions, checked against the host simulation.
@@ -123,10 +128,10 @@ StageResult quantised_stage(const PipelineOptions& o, const data::WindowSet& tra
     }
     std::vector<float> cx(calib_idx.size() * data::kRows * data::kWindow), cy(calib_idx.size());  // (n,4,256), (n)
     data::gather_batch(train, calib_idx, norm, cx.data(), cy.data());
-    models::QuantOptions qo;
-    qo.bits = models::default_layer_bits();
-    const models::QuantModel qm = models::quantize_model(*lm.model, lm.norm, cx.data(), int64_t(calib_idx.size()), qo, "pipeline");
-    st.weight_bytes = models::quant_param_bytes(qm);
+    deploy::QuantOptions qo;
+    qo.bits = deploy::default_layer_bits();
+    const deploy::QuantModel qm = deploy::quantize_model(*lm.model, lm.norm, cx.data(), int64_t(calib_idx.size()), qo, "pipeline");
+    st.weight_bytes = deploy::quant_param_bytes(qm);
     st.params = lm.model->num_parameters();
     st.macs = lm.model->macs_per_window();
     const PostProcess pp = post_for_fold(o, train, fp);
@@ -137,12 +142,12 @@ StageResult quantised_stage(const PipelineOptions& o, const data::WindowSet& tra
       const int64_t n = int64_t(idx.size());
       std::vector<float> tx(idx.size() * data::kRows * data::kWindow), ty(idx.size());  // (n,4,256), (n)
       data::gather_batch(ews, idx, norm, tx.data(), ty.data());
-      const std::vector<int16_t> qin = models::quantize_input(qm, tx.data(), n);  // (n, 4, 256)
-      const std::vector<int32_t> host = models::simulate(qm, qin.data(), n);      // (n) raw accumulators
+      const std::vector<int16_t> qin = deploy::quantize_input(qm, tx.data(), n);  // (n, 4, 256)
+      const std::vector<int32_t> host = deploy::HostModel(qm).infer(qin.data(), n);      // (n) raw accumulators
       std::vector<int32_t> raw = host;
       if (fw.skipped.empty()) {
-        models::export_mcu(qm, o.mcu, fw.dir);
-        raw = models::mcu_run(fw.dir, o.mcu, qin.data(), n);
+        deploy::export_mcu(qm, o.mcu, fw.dir);
+        raw = deploy::mcu_run(fw.dir, o.mcu, qin.data(), n);
         for (int64_t i = 0; i < n; ++i) fw.mismatches += raw[size_t(i)] != host[size_t(i)];
         fw.windows += n;
       }
@@ -166,9 +171,9 @@ StageResult quantised_stage(const PipelineOptions& o, const data::WindowSet& tra
     // Count instructions on a real test window: the last fold's first input.
     std::filesystem::copy_file(fw.dir + "/run-" + o.mcu + "/input.bin", fw.dir + "/input.bin",
                                std::filesystem::copy_options::overwrite_existing);
-    models::McuReportOptions ro;
+    deploy::McuReportOptions ro;
     ro.cores = {o.mcu};
-    const models::McuCoreReport r = models::mcu_report(fw.dir, ro).at(0);
+    const deploy::McuCoreReport r = deploy::mcu_report(fw.dir, ro).at(0);
     fw.flash_bytes = r.flash_bytes();
     fw.ram_bytes = r.ram_bytes();
     fw.instructions = r.instructions;

@@ -26,6 +26,8 @@ struct PipelineOptions {
   uint64_t seed = 1;
   std::string mcu = "m4";    // firmware core: m4, m7, or none (skip the firmware stage)
   bool augment = false;      // training augmentation (amplitude, shift, noise, ACC rotation)
+  double augment_motion = 0; // motion-aware artefacts on top (Augment::motion; implies augment)
+  bool force = false;        // resume stages whose state was saved with other settings
   // Transfer: start the teacher / both students from these checkpoints (e.g. the authors'
   // released PPG-DaLiA .pt files), and learning rates (0: the architecture's default Recipe).
   std::string teacher_init, student_init;
@@ -39,6 +41,7 @@ struct PipelineOptions {
   bool fuse_tracker = false;
   TrackerLikelihood tracker;
   bool progress = false;
+  bool epoch_lines = false;  // one line per training epoch on stderr (TrainOptions::epoch_lines)
   void validate() const;  // throws std::invalid_argument naming the flag
 };
 

@@ -54,8 +54,25 @@ FoldPlan all_subjects_plan(const data::WindowSet& ws, int first_val_subject) {
   return plan;
 }
 
+void require_checkpoint_file(const std::string& path, const std::string& flag) {
+  if (fs::is_regular_file(path)) return;
+  if (!fs::exists(path)) throw std::runtime_error(flag + " '" + path + "' does not exist");
+  if (!fs::is_directory(path)) throw std::runtime_error(flag + " '" + path + "' is not a regular file (a device, FIFO or socket?)");
+  std::vector<std::string> found;  // run sub-directories holding a best checkpoint
+  for (const auto& e : fs::directory_iterator(path))
+    if (e.is_directory() && fs::is_regular_file(e.path() / "best.safetensors")) found.push_back(e.path().filename().string());
+  std::sort(found.begin(), found.end());
+  if (found.empty())
+    throw std::runtime_error(flag + " '" + path + "' is a directory, not a checkpoint file (and holds no FOLD/best.safetensors)");
+  std::string list;
+  for (size_t i = 0; i < found.size() && i < 6; ++i) list += (i ? ", " : "") + found[i];
+  if (found.size() > 6) list += ", ...";
+  throw std::runtime_error(flag + " '" + path + "' is a run directory; give one of its checkpoints, e.g. " +
+                           (fs::path(path) / found.front() / "best.safetensors").string() + " (it holds " + list + ")");
+}
+
 models::LoadedModel load_any_checkpoint(const std::string& path, const std::string& arch_hint) {
-  if (!fs::is_regular_file(path)) throw std::runtime_error("checkpoint '" + path + "' does not exist or is not a file");
+  require_checkpoint_file(path, "checkpoint");
   if (path.size() > 3 && path.compare(path.size() - 3, 3, ".pt") == 0) {
     std::string arch = arch_hint;
     const std::string name = fs::path(path).filename().string();
@@ -143,6 +160,19 @@ InitReport init_from_checkpoint(models::PulseModel& model, const std::string& pa
   return r;
 }
 
+std::string run_provenance(const RunSpec& spec) {
+  nlohmann::json j = {{"init", spec.init_checkpoint}, {"teacher", spec.teacher}};
+  if (spec.kd) {
+    const DistillOptions& k = *spec.kd;
+    j["kd"] = {{"strategies", k.strategies}, {"weights", k.weights}, {"task_loss", k.task_loss},
+               {"pulse_b", k.pulse_b}, {"pulse_g", k.pulse_g}, {"rkd_distance", k.rkd_distance},
+               {"rkd_angle", k.rkd_angle}, {"temperature", k.temperature}, {"alpha", k.alpha},
+               {"dkd_alpha", k.dkd_alpha}, {"dkd_beta", k.dkd_beta}, {"dkd_warmup", k.dkd_warmup},
+               {"fitnet_lambda", k.fitnet_lambda}, {"fitnet_stage1_epochs", k.fitnet_stage1_epochs}};
+  }
+  return j.dump();
+}
+
 RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plans, const RunSpec& spec,
                     const std::string& out_dir) {
   ensure_dir(out_dir, "--out");
@@ -163,6 +193,8 @@ RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plan
     const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fp.fold.train));
     TrainOptions to = spec.train;
     to.out_dir = fdir;
+    to.provenance = run_provenance(spec);
+    to.force_resume = spec.force;
     to.label = (spec.kd ? "distil " : "train ") + spec.model.arch + (fp.number > 0 ? " fold " + std::to_string(fp.number) : " all");
     TrainResult tr;
     if (spec.kd) {

@@ -40,7 +40,11 @@ struct RunSpec {
   std::string init_checkpoint;      // --init: start from these weights (pulsekd .safetensors or PyTorch .pt)
   const DistillOptions* kd = nullptr;
   std::string teacher;              // DIR with fold<K>/best.safetensors, or one checkpoint for all folds
+  bool force = false;               // resume a fold whose state was saved with other settings (TrainOptions::force_resume)
 };
+// The settings of a run beyond TrainOptions (init source, teacher, distillation options) as
+// TrainOptions::provenance JSON.
+std::string run_provenance(const RunSpec& spec);
 
 struct RunReport {
   EvalResult eval;
@@ -62,6 +66,10 @@ struct InitReport {
 };
 InitReport init_from_checkpoint(models::PulseModel& model, const std::string& path);
 models::LoadedModel load_any_checkpoint(const std::string& path, const std::string& arch_hint = "");
+// Throws unless `path` is a regular file, saying what it is instead: missing, a run directory
+// (naming the checkpoints it holds, e.g. DIR/fold1/best.safetensors), or another kind of file.
+// `flag` names the flag in the message ("--checkpoint").
+void require_checkpoint_file(const std::string& path, const std::string& flag);
 // The checkpoint of fold K (0: the --all run) in a run directory, or the file itself.
 std::string checkpoint_for_fold(const std::string& dir_or_file, int fold);
 // Evaluates a saved run on ws with post-processing pp: for each plan, the checkpoint of that

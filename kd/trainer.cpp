@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "engine/blas.h"
@@ -85,6 +87,70 @@ void augment_batch(float* x, int64_t b, const Augment& a, Rng& rng) {
         for (int k = 0; k < 3; ++k) ax[k * data::kWindow + t] = float(R[k][0] * v[0] + R[k][1] * v[1] + R[k][2] * v[2]);
       }
     }
+    if (a.motion > 0) augment_motion(w, a.motion, rng);
+  }
+}
+
+namespace {
+// A random direction in 3-D (normalised Gaussian vector).
+void random_direction(Rng& rng, double d[3]) {
+  double n = 0;
+  for (int k = 0; k < 3; ++k) {
+    d[k] = rng.normal();
+    n += d[k] * d[k];
+  }
+  n = std::sqrt(std::max(n, 1e-12));
+  for (int k = 0; k < 3; ++k) d[k] /= n;
+}
+}  // namespace
+
+void augment_motion(float* w, double strength, Rng& rng) {
+  constexpr int T = data::kWindow;
+  float* ppg = w;          // (256) row 0
+  float* acc = w + T;      // (3, 256) rows 1-3
+  if (rng.uniform() < 0.5) {
+    // (a) PPG += g1 (d . acc_dyn) + g2 (|acc_dyn|^2 - its mean): a linear and a quadratic
+    // artefact of the window's own dynamic acceleration (the gravity part, the row mean, removed).
+    double mean[3] = {0, 0, 0}, d[3];
+    for (int k = 0; k < 3; ++k) {
+      for (int t = 0; t < T; ++t) mean[k] += acc[k * T + t];
+      mean[k] /= T;
+    }
+    random_direction(rng, d);
+    const double g1 = rng.uniform(0, strength), g2 = rng.uniform(0, 0.3 * strength);
+    std::vector<double> sq(T);  // (256) |acc_dyn|^2
+    double sq_mean = 0;
+    for (int t = 0; t < T; ++t) {
+      double lin = 0, s2 = 0;
+      for (int k = 0; k < 3; ++k) {
+        const double v = acc[k * T + t] - mean[k];
+        lin += d[k] * v;
+        s2 += v * v;
+      }
+      ppg[t] += float(g1 * lin);
+      sq[size_t(t)] = s2;
+      sq_mean += s2 / T;
+    }
+    for (int t = 0; t < T; ++t) ppg[t] += float(g2 * (sq[size_t(t)] - sq_mean));
+  }
+  if (rng.uniform() < 0.5) {
+    // (b) A periodic arm motion m(t) = sin(p) + h2 sin(2p + f2) + h3 sin(3p + f3) at a cadence
+    // of 0.8-3 Hz: along a random ACC direction with amplitude a_acc, in the PPG with a_ppg and
+    // a delay (the artefact lags the motion).
+    const double hz = rng.uniform(0.8, 3.0), phase0 = rng.uniform(0, 6.283185307179586);
+    const double h2 = rng.uniform(0, 0.6), h3 = rng.uniform(0, 0.3);
+    const double f2 = rng.uniform(0, 6.283185307179586), f3 = rng.uniform(0, 6.283185307179586);
+    const double a_acc = rng.uniform(0.2, 1.0) * strength, a_ppg = rng.uniform(0, 1.0) * strength;
+    const double lag = rng.uniform(0, 6.283185307179586);
+    double d[3];
+    random_direction(rng, d);
+    for (int t = 0; t < T; ++t) {
+      const double p = phase0 + 6.283185307179586 * hz * t / data::kRateHz;
+      const double m = std::sin(p) + h2 * std::sin(2 * p + f2) + h3 * std::sin(3 * p + f3);
+      const double mp = std::sin(p + lag) + h2 * std::sin(2 * (p + lag) + f2) + h3 * std::sin(3 * (p + lag) + f3);
+      for (int k = 0; k < 3; ++k) acc[k * T + t] += float(a_acc * d[k] * m);
+      ppg[t] += float(a_ppg * mp);
+    }
   }
 }
 
@@ -127,42 +193,110 @@ void init_output_at_prior(models::PulseModel& m, const data::WindowSet& ws, cons
   for (int k = 0; k < c.bins; ++k) ob->value[k] = real(std::log(std::max(prior[size_t(k)], 1e-6)));
 }
 
-TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const data::Fold& fold,
-                        const data::Normalizer& norm, const TrainOptions& opt, const LossFn& loss_fn) {
-  if (opt.epochs < 1 || opt.batch < 1 || opt.patience < 1) throw std::invalid_argument("epochs, batch and patience must be >= 1");
-  if (fold.train.empty() || fold.val.empty()) throw std::invalid_argument("the fold needs training and validation subjects");
-  set_blas_threads(std::max(1, opt.threads));
-  const std::vector<int64_t> train_idx = data::windows_of(ws, fold.train);
-  const std::vector<int64_t> val_idx = data::windows_of(ws, fold.val);
-  std::vector<float> val_truth;
-  for (int64_t i : val_idx) val_truth.push_back(ws.hr[size_t(i)]);
+namespace {
+std::atomic<bool> g_stop{false};  // set by request_stop (a signal handler), read after each batch
+}  // namespace
+void request_stop() { g_stop.store(true); }
+bool stop_requested() { return g_stop.load(); }
 
-  for (const std::string& prefix : opt.freeze)
-    if (m.set_trainable(prefix, false) == 0) throw std::invalid_argument("--freeze '" + prefix + "' matches no parameter");
-  if (opt.init_output_at_mean) init_output_at_prior(m, ws, train_idx);
+json run_settings(const TrainOptions& opt, const data::WindowSet& ws, const data::Fold& fold) {
+  const auto names = [&](const std::vector<int>& subjects) {
+    json a = json::array();
+    for (int s : subjects) a.push_back(ws.subjects[size_t(s)].name);
+    return a;
+  };
+  const Augment& au = opt.augment;
+  json j = {{"data", ws.source},
+            {"train_subjects", names(fold.train)},
+            {"val_subjects", names(fold.val)},
+            {"epochs", opt.epochs},
+            {"patience", opt.patience},
+            {"batch", opt.batch},
+            {"lr", opt.lr},
+            {"weight_decay", opt.weight_decay},
+            {"optimizer", opt.optimizer},
+            {"task_loss", opt.task_loss},
+            {"schedule", opt.schedule},
+            {"seed", opt.seed},
+            {"init_output_at_mean", opt.init_output_at_mean},
+            {"freeze", opt.freeze},
+            {"clip_norm", opt.clip_norm},
+            {"augment", au.enabled ? json{{"amplitude", au.amplitude}, {"max_shift", au.max_shift}, {"noise", au.noise},
+                                          {"rotate", au.rotate}, {"motion", au.motion}}
+                                   : json(false)}};
+  const json extra = json::parse(opt.provenance.empty() ? "{}" : opt.provenance);
+  for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
+  return j;
+}
 
-  OptimConfig oc;
-  oc.kind = opt.optimizer;
-  oc.lr = opt.lr;
-  oc.weight_decay = opt.weight_decay;
-  std::vector<Parameter*> params = m.trainable_parameters();
-  params.insert(params.end(), opt.extra_parameters.begin(), opt.extra_parameters.end());
-  Optimizer optim(params, oc);
-  const auto all = state_params(m);
-  std::vector<std::vector<real>> best(all.size());
-  for (size_t i = 0; i < all.size(); ++i) best[i] = all[i].second->value;
+std::string settings_difference(const json& saved, const json& now) {
+  std::string out;
+  const auto text = [](const json& v) {
+    const std::string s = v.dump();
+    return s.size() > 80 ? s.substr(0, 77) + "..." : s;
+  };
+  for (auto it = now.begin(); it != now.end(); ++it) {
+    const json old = saved.contains(it.key()) ? saved[it.key()] : json("(unset)");
+    if (old != it.value()) out += (out.empty() ? "" : "; ") + it.key() + ": " + text(old) + " -> " + text(it.value());
+  }
+  for (auto it = saved.begin(); it != saved.end(); ++it)
+    if (!now.contains(it.key())) out += (out.empty() ? "" : "; ") + it.key() + ": " + text(it.value()) + " -> (unset)";
+  return out;
+}
 
+namespace {
+
+// One call of train_model: the model, its optimiser, the best weights so far and the result,
+// with the steps of a run (resume, one epoch, validation, saving) as methods. Epochs are
+// counted from 0 in the loop and from 1 wherever a user sees them (EpochLog, best_epoch,
+// messages, log.jsonl, plots).
+struct TrainSession {
+  models::PulseModel& m;
+  const data::WindowSet& ws;
+  const data::Normalizer& norm;
+  const TrainOptions& opt;
+  const LossFn& loss_fn;
+  std::vector<int64_t> train_idx, val_idx;  // window indices
+  std::vector<float> val_truth;             // (val windows) BPM
+  std::vector<Parameter*> params;           // optimised: trainable model parameters + extra
+  Optimizer optim;
+  std::vector<std::pair<std::string, Parameter*>> all;  // every parameter and buffer (the state)
+  std::vector<std::vector<real>> best;                  // best validation weights, as `all`
   TrainResult res;
   int start_epoch = 0, since_best = 0;
-  res.best_val_mae = 1e30;
-  const std::string state_path = opt.out_dir.empty() ? "" : opt.out_dir + "/state.safetensors";
-  const std::string log_path = opt.out_dir.empty() ? "" : opt.out_dir + "/log.jsonl";
-  if (!opt.out_dir.empty()) ensure_dir(opt.out_dir, "--out");
+  json settings;
+  std::string state_path, log_path;
 
-  if (!state_path.empty() && opt.resume && std::filesystem::exists(state_path)) {
+  TrainSession(models::PulseModel& m_, const data::WindowSet& ws_, const data::Fold& fold, const data::Normalizer& norm_,
+               const TrainOptions& opt_, const LossFn& loss_fn_, std::vector<Parameter*> params_, const OptimConfig& oc)
+      : m(m_), ws(ws_), norm(norm_), opt(opt_), loss_fn(loss_fn_), train_idx(data::windows_of(ws_, fold.train)),
+        val_idx(data::windows_of(ws_, fold.val)), params(std::move(params_)), optim(params, oc), all(state_params(m_)),
+        settings(run_settings(opt_, ws_, fold)) {
+    for (int64_t i : val_idx) val_truth.push_back(ws.hr[size_t(i)]);
+    best.resize(all.size());
+    for (size_t i = 0; i < all.size(); ++i) best[i] = all[i].second->value;
+    res.best_val_mae = 1e30;
+    if (!opt.out_dir.empty()) {
+      state_path = opt.out_dir + "/state.safetensors";
+      log_path = opt.out_dir + "/log.jsonl";
+    }
+  }
+  std::string label() const { return opt.label.empty() ? std::string("training") : opt.label; }
+
+  // Continues from state_path when it exists: weights, best weights, extra parameters, optimiser
+  // moments and counters, history; refused when the model or the settings differ.
+  void resume() {
     SafeTensorsFile st = load_safetensors(state_path);
     if (st.metadata["pulsekd.config"] != m.config().to_json())
       throw std::runtime_error(state_path + ": saved for a different model (" + st.metadata["pulsekd.config"] + "); use a new --out");
+    // A state written before settings were recorded resumes unchecked (said once).
+    const bool recorded = st.metadata.count("pulsekd.settings") > 0;
+    if (!recorded) std::cerr << "note: " << state_path << " records no settings; resuming without checking them\n";
+    const std::string diff = recorded ? settings_difference(json::parse(st.metadata["pulsekd.settings"]), settings) : "";
+    if (!diff.empty() && !opt.force_resume)
+      throw std::runtime_error(state_path + ": this run was started with other settings (" + diff +
+                               "); rerun with the same flags to resume, give a new --out, or --force to continue with the new ones");
+    if (!diff.empty()) std::cerr << "--force: resuming " << state_path << " with changed settings (" << diff << ")\n";
     for (size_t i = 0; i < all.size(); ++i) {
       get(st, "model/" + all[i].first, all[i].second->value, state_path);
       get(st, "best/" + all[i].first, best[i], state_path);
@@ -183,27 +317,58 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
       res.history.push_back({h["epoch"], h["train_loss"], h["val_mae"], h["seconds"], h["lr"]});
     res.resumed = true;
     if (since_best >= opt.patience) res.early_stopped = true;
+    if (opt.progress || opt.epoch_lines)
+      std::fprintf(stderr, "%s: resuming from epoch %d of %d (%s)\n", label().c_str(), start_epoch + 1, opt.epochs,
+                   state_path.c_str());
   }
 
-  data::BatchIterator it(ws, train_idx, opt.batch, opt.seed, true, false);
-  const int64_t batches = it.batches_per_epoch();
-  const auto t0 = Clock::now();
-  int64_t batches_done = 0;
-  Graph g;
-  std::vector<float> xb, yb;
-  std::vector<int64_t> bidx;
-  LrSchedule sched;
-  sched.kind = opt.schedule;
-  sched.base_lr = opt.lr;
-  sched.total_epochs = opt.epochs;
-  sched.step_size = std::max(1, opt.epochs / 3);
-  sched.lr_at(0);  // validates the kind before any work
-  for (int epoch = start_epoch; epoch < opt.epochs && !res.early_stopped; ++epoch) {
-    const auto te = Clock::now();
-    optim.set_lr(sched.lr_at(epoch));
+  void save_state(int epoch) {
+    SafeTensorsFile st;
+    st.metadata["pulsekd.config"] = m.config().to_json();
+    st.metadata["pulsekd.settings"] = settings.dump();
+    json hist = json::array();
+    for (auto& h : res.history)
+      hist.push_back({{"epoch", h.epoch}, {"train_loss", h.train_loss}, {"val_mae", h.val_mae}, {"seconds", h.seconds}, {"lr", h.lr}});
+    st.metadata["pulsekd.train_state"] = json{{"next_epoch", epoch + 1}, {"best_epoch", res.best_epoch},
+                                              {"best_val_mae", res.best_val_mae}, {"since_best", since_best},
+                                              {"steps", optim.steps()}, {"history", hist}}.dump();
+    for (size_t i = 0; i < all.size(); ++i) {
+      put(st, "model/" + all[i].first, all[i].second->shape, all[i].second->value);
+      put(st, "best/" + all[i].first, all[i].second->shape, best[i]);
+    }
+    // Parameters trained beside the model (the FitNets adapter): without them a resumed
+    // run would restart the adapter from its initialisation.
+    for (size_t i = 0; i < opt.extra_parameters.size(); ++i)
+      put(st, "extra/" + std::to_string(i), opt.extra_parameters[i]->shape, opt.extra_parameters[i]->value);
+    for (size_t i = 0; i < params.size(); ++i) {
+      put(st, "adam_m/" + std::to_string(i), Shape{int64_t(optim.first_moments()[i].size())}, optim.first_moments()[i]);
+      if (!optim.second_moments()[i].empty())
+        put(st, "adam_v/" + std::to_string(i), Shape{int64_t(optim.second_moments()[i].size())}, optim.second_moments()[i]);
+    }
+    save_safetensors(state_path, st);
+  }
+
+  // The best weights as a checkpoint (written at each improvement, so a stopped run keeps it).
+  void save_best() {
+    std::vector<std::vector<real>> current(all.size());
+    for (size_t i = 0; i < all.size(); ++i) {
+      current[i] = all[i].second->value;
+      all[i].second->value = best[i];
+    }
+    save_model(opt.out_dir + "/best.safetensors", m, norm,
+               {{"pulsekd.best_epoch", std::to_string(res.best_epoch)}, {"pulsekd.best_val_mae", std::to_string(res.best_val_mae)}});
+    for (size_t i = 0; i < all.size(); ++i) all[i].second->value = std::move(current[i]);
+  }
+
+  // One pass over the training windows; returns the mean training loss.
+  double run_epoch(int epoch, data::BatchIterator& it, Clock::time_point t0, int64_t& batches_done) {
     m.train(true);
     it.reset_epoch(epoch);
     Rng rng(opt.seed * 0x9E3779B97F4A7C15ull + uint64_t(epoch) + 1);  // dropout + augmentation of this epoch
+    const int64_t batches = it.batches_per_epoch();
+    Graph g;
+    std::vector<float> xb, yb;  // (B, 4, 256), (B)
+    std::vector<int64_t> bidx;  // (B) window indices
     double loss_sum = 0;
     int64_t b_i = 0;
     while (it.next(bidx)) {
@@ -219,9 +384,8 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
       Var loss = loss_fn ? loss_fn(g, out, bv) : task_loss(g, m, out, bv, opt.task_loss);
       const double lv = loss.data()[0];
       if (!std::isfinite(lv))
-        throw TrainingDiverged((opt.label.empty() ? std::string("training") : opt.label) + ": loss became " +
-                               (std::isnan(lv) ? "NaN" : "infinite") + " at epoch " + std::to_string(epoch) + ", batch " +
-                               std::to_string(b_i) + "; stopped (the last good checkpoint is kept" +
+        throw TrainingDiverged(label() + ": loss became " + (std::isnan(lv) ? "NaN" : "infinite") + " at epoch " +
+                               std::to_string(epoch + 1) + ", batch " + std::to_string(b_i + 1) + "; stopped (the last good checkpoint is kept" +
                                (state_path.empty() ? "" : " in " + opt.out_dir) + "); lower --lr or check the data");
       optim.zero_grad();
       g.backward(loss);
@@ -231,62 +395,95 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
       ++b_i;
       if (opt.interrupt_after_batches >= 0 && ++batches_done >= opt.interrupt_after_batches)
         throw Interrupted("interrupted after " + std::to_string(batches_done) + " batches");
+      if (stop_requested())
+        throw Interrupted(label() + ": interrupted in epoch " + std::to_string(epoch + 1) +
+                          (state_path.empty() ? std::string("; nothing was saved")
+                                              : "; the state of epoch " + std::to_string(epoch) + " is in " + state_path +
+                                                    ": run the same command again to resume from epoch " + std::to_string(epoch + 1)));
       if (opt.progress) {
         const double el = seconds_since(t0);
         const double done = double(epoch - start_epoch) + double(b_i) / double(batches);
         const double eta = done > 0 ? el / done * double(opt.epochs - start_epoch) - el : 0;
-        std::fprintf(stderr, "\r%s epoch %d/%d batch %lld/%lld loss %.3f best val MAE %.2f ETA %s (max)   ",
-                     opt.label.c_str(), epoch + 1, opt.epochs, (long long)b_i, (long long)batches, loss_sum / double(b_i),
-                     res.best_val_mae < 1e29 ? res.best_val_mae : 0.0, format_duration(eta).c_str());
+        const std::string best_text = res.best_epoch >= 1 ? std::to_string(res.best_val_mae).substr(0, 6) : std::string("-");
+        std::fprintf(stderr, "\r%s epoch %d/%d batch %lld/%lld loss %.3f best val MAE %s ETA %s (max)   ", opt.label.c_str(),
+                     epoch + 1, opt.epochs, (long long)b_i, (long long)batches, loss_sum / double(b_i), best_text.c_str(),
+                     format_duration(eta).c_str());
       }
     }
-    // Validation on the held-out subjects, in eval mode.
+    return loss_sum / double(std::max<int64_t>(b_i, 1));
+  }
+
+  // Validation in eval mode, the best weights and patience, log.jsonl, the state and best checkpoint.
+  void end_epoch(int epoch, double train_loss, double seconds) {
     const std::vector<float> vp = predict_windows(m, ws, val_idx, norm);
     const double val_mae = compute_metrics(vp, val_truth).mae;
-    EpochLog el{epoch, loss_sum / double(std::max<int64_t>(b_i, 1)), val_mae, seconds_since(te), optim.lr()};
-    res.history.push_back(el);
     if (!std::isfinite(val_mae))
-      throw TrainingDiverged(opt.label + ": validation MAE is not finite at epoch " + std::to_string(epoch));
-    if (val_mae < res.best_val_mae) {
+      throw TrainingDiverged(label() + ": validation MAE is not finite at epoch " + std::to_string(epoch + 1));
+    const EpochLog el{epoch + 1, train_loss, val_mae, seconds, optim.lr()};
+    res.history.push_back(el);
+    const bool improved = val_mae < res.best_val_mae;
+    if (improved) {
       res.best_val_mae = val_mae;
-      res.best_epoch = epoch;
+      res.best_epoch = epoch + 1;
       since_best = 0;
       for (size_t i = 0; i < all.size(); ++i) best[i] = all[i].second->value;
     } else if (++since_best >= opt.patience) {
       res.early_stopped = true;
     }
+    if (opt.epoch_lines)
+      std::fprintf(stderr, "%s epoch %d/%d loss %.4f val MAE %.3f best %.3f (epoch %d) %.1f s\n", label().c_str(), epoch + 1,
+                   opt.epochs, train_loss, val_mae, res.best_val_mae, res.best_epoch, seconds);
     if (!log_path.empty())
-      append_line(log_path, json{{"label", opt.label}, {"epoch", epoch}, {"train_loss", el.train_loss}, {"val_mae", val_mae},
+      append_line(log_path, json{{"label", opt.label}, {"epoch", el.epoch}, {"train_loss", el.train_loss}, {"val_mae", val_mae},
                                  {"best_epoch", res.best_epoch}, {"seconds", el.seconds}, {"lr", el.lr}}.dump());
     if (!state_path.empty()) {
-      SafeTensorsFile st;
-      st.metadata["pulsekd.config"] = m.config().to_json();
-      json hist = json::array();
-      for (auto& h : res.history)
-        hist.push_back({{"epoch", h.epoch}, {"train_loss", h.train_loss}, {"val_mae", h.val_mae}, {"seconds", h.seconds}, {"lr", h.lr}});
-      st.metadata["pulsekd.train_state"] = json{{"next_epoch", epoch + 1}, {"best_epoch", res.best_epoch},
-                                                {"best_val_mae", res.best_val_mae}, {"since_best", since_best},
-                                                {"steps", optim.steps()}, {"history", hist}}.dump();
-      for (size_t i = 0; i < all.size(); ++i) {
-        put(st, "model/" + all[i].first, all[i].second->shape, all[i].second->value);
-        put(st, "best/" + all[i].first, all[i].second->shape, best[i]);
-      }
-      // Parameters trained beside the model (the FitNets adapter): without them a resumed
-      // run would restart the adapter from its initialisation.
-      for (size_t i = 0; i < opt.extra_parameters.size(); ++i)
-        put(st, "extra/" + std::to_string(i), opt.extra_parameters[i]->shape, opt.extra_parameters[i]->value);
-      for (size_t i = 0; i < params.size(); ++i) {
-        put(st, "adam_m/" + std::to_string(i), Shape{int64_t(optim.first_moments()[i].size())}, optim.first_moments()[i]);
-        if (!optim.second_moments()[i].empty())
-          put(st, "adam_v/" + std::to_string(i), Shape{int64_t(optim.second_moments()[i].size())}, optim.second_moments()[i]);
-      }
-      save_safetensors(state_path, st);
+      if (improved) save_best();
+      save_state(epoch);
     }
+  }
+};
+
+}  // namespace
+
+TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const data::Fold& fold,
+                        const data::Normalizer& norm, const TrainOptions& opt, const LossFn& loss_fn) {
+  if (opt.epochs < 1 || opt.batch < 1 || opt.patience < 1) throw std::invalid_argument("epochs, batch and patience must be >= 1");
+  if (fold.train.empty() || fold.val.empty()) throw std::invalid_argument("the fold needs training and validation subjects");
+  set_blas_threads(std::max(1, opt.threads));
+  for (const std::string& prefix : opt.freeze)
+    if (m.set_trainable(prefix, false) == 0) throw std::invalid_argument("--freeze '" + prefix + "' matches no parameter");
+  if (opt.init_output_at_mean) init_output_at_prior(m, ws, data::windows_of(ws, fold.train));
+
+  OptimConfig oc;
+  oc.kind = opt.optimizer;
+  oc.lr = opt.lr;
+  oc.weight_decay = opt.weight_decay;
+  std::vector<Parameter*> params = m.trainable_parameters();
+  params.insert(params.end(), opt.extra_parameters.begin(), opt.extra_parameters.end());
+  TrainSession s(m, ws, fold, norm, opt, loss_fn, params, oc);
+  if (!opt.out_dir.empty()) ensure_dir(opt.out_dir, "--out");
+  if (!s.state_path.empty() && opt.resume && std::filesystem::exists(s.state_path)) s.resume();
+
+  data::BatchIterator it(ws, s.train_idx, opt.batch, opt.seed, true, false);
+  const auto t0 = Clock::now();
+  int64_t batches_done = 0;
+  LrSchedule sched;
+  sched.kind = opt.schedule;
+  sched.base_lr = opt.lr;
+  sched.total_epochs = opt.epochs;
+  sched.step_size = std::max(1, opt.epochs / 3);
+  sched.lr_at(0);  // validates the kind before any work
+  for (int epoch = s.start_epoch; epoch < opt.epochs && !s.res.early_stopped; ++epoch) {
+    const auto te = Clock::now();
+    s.optim.set_lr(sched.lr_at(epoch));
+    const double train_loss = s.run_epoch(epoch, it, t0, batches_done);
+    s.end_epoch(epoch, train_loss, seconds_since(te));
   }
   if (opt.progress) std::fprintf(stderr, "\n");
   // Keep the best validation weights.
-  for (size_t i = 0; i < all.size(); ++i) all[i].second->value = best[i];
+  for (size_t i = 0; i < s.all.size(); ++i) s.all[i].second->value = s.best[i];
   m.eval();
+  TrainResult res = std::move(s.res);
   res.seconds = seconds_since(t0);
   if (!opt.out_dir.empty())
     save_model(opt.out_dir + "/best.safetensors", m, norm,

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "datasets/dataset.h"
 #include "datasets/folds.h"
 #include "engine/graph.h"
@@ -21,6 +23,11 @@ struct Augment {
   int max_shift = 16;      // circular time shift, uniform in [-max_shift, max_shift] samples
   double noise = 0.05;     // additive Gaussian noise std (in normalised units)
   bool rotate = true;      // random 3-D rotation of the accelerometer axes
+  // Motion-aware artefacts (0: off), strength in normalised units (augment_motion): each
+  // window, independently with probability 1/2 each, gets (a) an artefact in the PPG that is a
+  // random function of its own accelerometer, (b) a synthetic periodic arm motion at a random
+  // cadence (48-180 per minute, with harmonics) in both the accelerometer and the PPG.
+  double motion = 0;
 };
 
 struct TrainOptions {
@@ -42,20 +49,32 @@ struct TrainOptions {
   double clip_norm = 0;              // 0: no gradient clipping
   std::string out_dir;               // state.safetensors, best.safetensors, log.jsonl
   bool resume = true;                // continue from out_dir/state.safetensors when present
-  bool progress = false;             // live progress line on stderr
+  bool progress = false;             // live progress line on stderr (a terminal)
+  bool epoch_lines = false;          // one line per epoch on stderr (no terminal: logs, CI)
   int64_t interrupt_after_batches = -1;  // testing: throw Interrupted after this many batches
   std::string label;                 // shown in progress lines and logs ("teacher fold 3")
   std::vector<Parameter*> extra_parameters;  // optimised beside the model (FitNets adapter)
+  // Settings beyond these options that decide the run (JSON object: the --init source, the
+  // teacher and the distillation options; run_folds fills it). With the options, the data spec
+  // and the fold's subjects they are recorded in state.safetensors; a resume with other
+  // settings is refused (naming each difference) unless force_resume.
+  std::string provenance = "{}";
+  bool force_resume = false;
 };
 
+// Everything that decides a training run, as recorded in its state (see TrainOptions::provenance).
+nlohmann::json run_settings(const TrainOptions& opt, const data::WindowSet& ws, const data::Fold& fold);
+// "" when equal, else "key: old -> new; ..." for each differing top-level key.
+std::string settings_difference(const nlohmann::json& saved, const nlohmann::json& now);
+
 struct EpochLog {
-  int epoch = 0;
+  int epoch = 0;  // from 1, as everywhere a user sees epochs
   double train_loss = 0, val_mae = 0, seconds = 0, lr = 0;
 };
 
 struct TrainResult {
   std::vector<EpochLog> history;
-  int best_epoch = -1;
+  int best_epoch = -1;  // from 1; -1: no validation yet
   double best_val_mae = 0;
   double seconds = 0;
   bool resumed = false;
@@ -65,6 +84,11 @@ struct TrainResult {
 struct Interrupted : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// A stop asked from outside (the command line's SIGINT/SIGTERM handler: async-signal-safe, it
+// only sets a flag). Training checks it after every batch and throws Interrupted, whose message
+// says from which epoch the same command resumes (the state is saved at every epoch's end).
+void request_stop();
+bool stop_requested();
 struct TrainingDiverged : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -99,5 +123,8 @@ void save_model(const std::string& path, models::PulseModel& m, const data::Norm
 
 // Applies the augmentation in place to x (B, 4, 256) with rng.
 void augment_batch(float* x, int64_t b, const Augment& a, Rng& rng);
+// The motion-aware part on one window w (4, 256), labels unchanged: the network learns that
+// what the accelerometer explains is not the pulse, whatever the motion and its cadence.
+void augment_motion(float* w, double strength, Rng& rng);
 
 }  // namespace pulsekd::kd

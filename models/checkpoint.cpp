@@ -1,5 +1,7 @@
 #include "models/checkpoint.h"
 
+#include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -80,6 +82,11 @@ void from_torch_layout(const PulseModel& m, const std::string& name, Parameter& 
   if (int64_t(data.size()) != p.numel())
     throw std::runtime_error(source + ": tensor '" + name + "' holds " + std::to_string(data.size()) + " values, expected " +
                              std::to_string(p.numel()));
+  // A NaN or infinite weight would load and then turn every prediction into NaN downstream.
+  for (size_t i = 0; i < data.size(); ++i)
+    if (!std::isfinite(data[i]))
+      throw std::runtime_error(source + ": tensor '" + name + "' holds a non-finite value (" + std::to_string(data[i]) +
+                               ") at flat index " + std::to_string(i) + " of " + shape_str(shape));
   const Kind k = kind_for(m, name, p);
   if (k == Kind::Plain) {
     std::copy(data.begin(), data.end(), p.value.begin());
@@ -142,7 +149,10 @@ LoadedModel load_checkpoint(const std::string& path) {
     if (!j.is_array() || j.size() != 4) throw std::runtime_error(path + ": metadata '" + key + "' must be an array of 4 numbers");
     for (int i = 0; i < 4; ++i) {
       if (!j[i].is_number()) throw std::runtime_error(path + ": metadata '" + key + "' must be an array of 4 numbers");
-      dst[i] = j[i].get<float>();
+      const double v = j[i].get<double>();  // checked before narrowing: a double beyond float is no float
+      if (!std::isfinite(v) || std::fabs(v) > double(std::numeric_limits<float>::max()))
+        throw std::runtime_error(path + ": metadata '" + key + "' holds a non-finite value (or one beyond float)");
+      dst[i] = float(v);
     }
     return true;
   };

@@ -5,6 +5,7 @@
 #include "tests/run_pulsekd.h"
 #include "tests/shared_data.h"
 #include <sys/wait.h>
+#include <csignal>
 #include <unistd.h>
 
 #include <cmath>
@@ -13,6 +14,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+
+#include "models/checkpoint.h"
 
 namespace fs = std::filesystem;
 static const std::string kRef = pulsekd::testing::shared_path("reference");
@@ -34,8 +37,14 @@ TEST_CASE("import-torch, info and predict reproduce the released student") {
   CHECK(r.code == 0);
   CHECK(r.out.find("27241") != std::string::npos);
   CHECK(r.out.find("3383328") != std::string::npos);  // MACs per window
+  // The reference windows are already normalised, and an imported .pt carries no statistics:
+  // without --normalized predict z-scores them again with their own statistics and says so.
   r = run("predict --checkpoint " + ck + " --windows " + kRef + "/kd_pulse_fold1.json --out " + out);
   REQUIRE(r.code == 0);
+  CHECK(r.out.find("carries no normalisation; z-scoring the 8 windows") != std::string::npos);
+  r = run("predict --normalized --checkpoint " + ck + " --windows " + kRef + "/kd_pulse_fold1.json --out " + out);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("carries no normalisation") == std::string::npos);
   std::ifstream f(out), g(kRef + "/kd_pulse_fold1.json");
   auto got = nlohmann::json::parse(f), want = nlohmann::json::parse(g);
   REQUIRE(got["hr"].size() == 8);
@@ -72,12 +81,149 @@ TEST_CASE("bad input: clear one-line reasons and non-zero exits") {
   CHECK(r.code != 0);
   CHECK(r.out.find(bad) != std::string::npos);
   fs::remove(bad);
+  // Numeric flags: NaN, infinity, non-numbers and out-of-range values are refused before any work,
+  // naming the flag and what it expects (--lr nan used to become the default learning rate).
+  const std::pair<const char*, const char*> numeric[] = {
+      {"train --data synth --fold 1 --lr nan", "--lr: expected a finite number > 0, got 'nan'"},
+      {"train --data synth --fold 1 --lr inf", "--lr: expected a finite number > 0, got 'inf'"},
+      {"train --data synth --fold 1 --lr abc", "(not a number)"},
+      {"train --data synth --fold 1 --weight-decay -1", "--weight-decay: expected a finite number >= 0"},
+      {"train --data synth --fold 1 --width 1e400", "(beyond the range of a double)"},
+      {"train --data synth --fold 1 --augment-motion 6", "--augment-motion: expected a number in [0, 5]"},
+      {"distill --teacher x --data synth --fold 1 --temperature nan", "--temperature: expected a finite number > 0"},
+      {"pipeline --data synth --laplace nan", "--laplace"},
+      {"pipeline --data synth --teacher-lr -nan", "--teacher-lr"}};
+  for (const auto& [args, message] : numeric) {
+    INFO(args);
+    r = run(std::string(args) + " --out " + tmp("num"));
+    CHECK(r.code != 0);
+    CHECK(r.out.find(message) != std::string::npos);
+    CHECK(!fs::exists(tmp("num")));
+  }
+  // A run directory where a checkpoint file is expected is named as such, with its checkpoints.
+  const std::string rundir = tmp("rundir");
+  fs::create_directories(rundir + "/fold2");
+  std::ofstream(rundir + "/fold2/best.safetensors") << "x";
+  r = run("predict --checkpoint " + rundir + " --windows x.json --out y.json");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("is a run directory; give one of its checkpoints, e.g. " + rundir + "/fold2/best.safetensors") != std::string::npos);
+  r = run("info " + rundir);
+  CHECK(r.out.find("is a run directory") != std::string::npos);
+  fs::remove_all(rundir);
+  r = run("predict --checkpoint /dev/null --windows x.json --out y.json");
+  CHECK(r.out.find("is not a regular file") != std::string::npos);
   r = run("info --help");
   CHECK(r.code == 0);
   for (const char* sub : {"import-torch", "predict", "info", "train", "distill", "eval", "pipeline", "data", "baseline"}) {
     INFO(sub);
     CHECK(run(std::string(sub) + " --help").code == 0);
   }
+}
+
+TEST_CASE("usage errors: 'pulsekd: error:', exit 2, unknown commands named with a suggestion; --version") {
+  Run r = run("trian --data synth");
+  CHECK(r.code == 2);
+  CHECK(r.out.find("pulsekd: error: unknown command 'trian' (did you mean 'train'?)") != std::string::npos);
+  r = run("trian --help");  // used to print the main help and exit 0
+  CHECK(r.code == 2);
+  CHECK(r.out.find("did you mean 'train'") != std::string::npos);
+  r = run("xyzzy");
+  CHECK(r.code == 2);
+  CHECK(r.out.find("unknown command 'xyzzy'") != std::string::npos);
+  CHECK(r.out.find("did you mean") == std::string::npos);
+  r = run("");
+  CHECK(r.code == 2);
+  CHECK(r.out.find("pulsekd: error: a command is required: ") != std::string::npos);
+  r = run("train --data synth --fold 1 --lr nan --out " + tmp("u"));
+  CHECK(r.code == 2);
+  CHECK(r.out.find("pulsekd: error: --lr: expected a finite number > 0") != std::string::npos);
+  r = run("train --data nosuch:thing --fold 1 --out " + tmp("u"));  // a failure of the command, not of its usage
+  CHECK(r.code == 1);
+  CHECK(r.out.find("pulsekd: error: ") != std::string::npos);
+  r = run("--version");
+  CHECK(r.code == 0);
+  CHECK(r.out.rfind("pulsekd ", 0) == 0);
+  CHECK(r.out.size() > 9);
+  CHECK(run("train --help").code == 0);
+}
+
+TEST_CASE("Ctrl-C during training: exit 130, a message saying how to resume, and the same command resumes") {
+  const std::string dir = tmp("sigint"), out = tmp("sigint.out");
+  fs::remove_all(dir);
+  const std::string cmd = pulsekd::testing::pulsekd_binary() + " train --data 'synth?subjects=4&minutes=3' --fold 1 --epochs 200 --out " + dir;
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::freopen(out.c_str(), "w", stderr);
+    std::freopen("/dev/null", "w", stdout);
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait for the first finished epoch (its line in log.jsonl), then interrupt.
+  for (int i = 0; i < 600 && !(fs::exists(dir + "/fold1/log.jsonl") && fs::file_size(dir + "/fold1/log.jsonl") > 0); ++i) usleep(100000);
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  std::ifstream f(out);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  CHECK(text.find("interrupted in epoch") != std::string::npos);
+  CHECK(text.find("run the same command again to resume from epoch") != std::string::npos);
+  CHECK(fs::exists(dir + "/fold1/state.safetensors"));
+  CHECK(fs::exists(dir + "/fold1/best.safetensors"));
+  // Resuming says so (here ending sooner: --force, since the settings differ).
+  const Run r = run("train --data 'synth?subjects=4&minutes=3' --fold 1 --epochs 3 --force --out " + dir);
+  CHECK(r.code == 0);
+  CHECK(r.out.find("changed settings (epochs: 200 -> 3") != std::string::npos);
+  CHECK(r.out.find("resuming from epoch ") != std::string::npos);
+  fs::remove_all(dir);
+  fs::remove(out);
+}
+
+TEST_CASE("predict --windows: strict JSON (integer shapes, numbers, bounded B) and implausible heart rates flagged") {
+  // A tiny student whose output bias makes every prediction ~1e6 BPM.
+  pulsekd::models::ModelConfig cfg;
+  cfg.arch = "student";
+  cfg.width = 0.25;
+  pulsekd::models::PulseModel m(cfg, 1);
+  m.find("out.bias")->value[0] = 1e6f;
+  const std::string ckpt = tmp("huge.safetensors");
+  pulsekd::models::save_checkpoint(ckpt, m, pulsekd::models::RowNorm{});
+  int files = 0;
+  const auto windows = [&](const nlohmann::json& shape, const nlohmann::json& input) {
+    const std::string path = tmp("windows" + std::to_string(files++) + ".json");
+    std::ofstream(path) << nlohmann::json{{"input_shape", shape}, {"input", input}}.dump();
+    return path;
+  };
+  const nlohmann::json one_window = std::vector<double>(1024, 0.1);
+  const std::string out = tmp("pred.json");
+  // good input: written, and every estimate flagged (JSON list + a warning line)
+  Run r = run("predict --checkpoint " + ckpt + " --windows " + windows({1, 1, 4, 256}, one_window) + " --out " + out);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("warning: predict: 1 of 1 heart rates outside 20-300 BPM") != std::string::npos);
+  nlohmann::json j;
+  std::ifstream(out) >> j;
+  CHECK(j["implausible"] == nlohmann::json::array({0}));
+  fs::remove(out);
+  nlohmann::json with_bool = one_window;
+  with_bool[5] = true;
+  const std::pair<std::string, std::string> bad[] = {
+      {windows({1.5, 1, 4, 256}, one_window), "input_shape must hold 4 integers, got 1.5"},
+      {windows({true, 1, 4, 256}, one_window), "input_shape must hold 4 integers, got true"},
+      {windows({int64_t(1) << 62, 1, 4, 256}, one_window), "input_shape must be [B, 1, 4, 256] with 1 <= B"},
+      {windows({1, 1, 4, 256}, with_bool), "'input' must hold numbers only, got true"},
+      {windows({2, 1, 4, 256}, one_window), "'input' has 1024 values, input_shape needs 2048"},
+      {windows({1, 1, 4}, one_window), "input_shape must be [B, 1, 4, 256]"}};
+  for (const auto& [path, message] : bad) {
+    INFO(message);
+    r = run("predict --checkpoint " + ckpt + " --windows " + path + " --out " + out);
+    CHECK(r.code != 0);
+    CHECK(r.out.find(message) != std::string::npos);
+    CHECK(!fs::exists(out));
+  }
+  fs::remove(ckpt);
+  for (int k = 0; k < files; ++k) fs::remove(tmp("windows" + std::to_string(k) + ".json"));
 }
 
 TEST_CASE("pipeline end to end on a tiny synthetic set: report, JSON, CSV, plots, quantised stage, M4 firmware") {

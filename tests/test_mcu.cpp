@@ -1,7 +1,8 @@
 // Firmware built for Cortex-M4 (mps2-an386) and Cortex-M7 (mps2-an500) from `export-mcu`
 // output, run under QEMU with semihosting on EVERY SPC 2015 window (all 1,875 for the student,
-// all 1,768 of extra=0 for the teacher): every raw int32 output must equal the host integer
-// simulation exactly. The windows of one firmware go through a few QEMU processes started
+// all 1,768 of extra=0 for the teacher): every raw int32 output must equal the host runtime's
+// (deploy::HostModel) with the reference loops exactly; the firmware's DSP kernels share nothing
+// with them but the requantisation rules. The windows of one firmware go through a few QEMU processes started
 // together (each runs a batch of windows), overlapping the host simulation and the next builds.
 // A reported skip (tests/shared_data.h) when the ARM toolchain, QEMU or ../shared is absent.
 #include <doctest/doctest.h>
@@ -17,8 +18,10 @@
 
 #include "datasets/registry.h"
 #include "models/checkpoint.h"
-#include "models/export_mcu.h"
-#include "models/quantize.h"
+#include "deploy/calibrate.h"
+#include "deploy/codegen.h"
+#include "deploy/host_runtime.h"
+#include "deploy/qemu_runner.h"
 #include "tests/shared_data.h"
 
 using namespace pulsekd;
@@ -113,9 +116,9 @@ static void check_dsp_dispatch(const fs::path& dir, const std::string& config) {
 // mcu-report (the QEMU instruction-counting plugin) on an exported M4 directory: every layer
 // counted, the counts add up to the total.
 static void check_mcu_report_m4(const fs::path& dir) {
-  models::McuReportOptions ro;
+  deploy::McuReportOptions ro;
   ro.cores = {"m4"};
-  const std::vector<models::McuCoreReport> rs = models::mcu_report(dir.string(), ro);
+  const std::vector<deploy::McuCoreReport> rs = deploy::mcu_report(dir.string(), ro);
   REQUIRE(rs.size() == 1);
   int64_t sum = rs[0].input_copy_instructions;
   for (auto& L : rs[0].layers) {
@@ -134,7 +137,7 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
   if (!ready("student")) return;
   auto model = models::import_torch(kShared + "/reference/pulse_student_fold1.pt", "student");
   const data::WindowSet ws = data::load_dataset("spc2015:" + kShared + "/data/ieee-spc2015");
-  const std::vector<float> x = models::normalised_windows(ws, models::RowNorm{});  // (n, 4, 256)
+  const std::vector<float> x = deploy::normalised_windows(ws, models::RowNorm{});  // (n, 4, 256)
   // calibrate on every 8th window (fast); run every window of every recording on the MCU
   std::vector<float> cal;  // (n / 8, 4, 256)
   for (int64_t i = 0; i < ws.size(); i += 8) cal.insert(cal.end(), x.begin() + i * 1024, x.begin() + (i + 1) * 1024);
@@ -152,24 +155,27 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
   std::vector<int16_t> qin_default;  // (n, 4, 256) for mcu_run below
   for (const std::string config : {"default", "int8"}) {
     CAPTURE(config);
-    models::QuantOptions qo;
-    qo.bits = config == "default" ? models::default_layer_bits() : std::map<std::string, int>{{"input", 16}};
+    deploy::QuantOptions qo;
+    qo.bits = config == "default" ? deploy::default_layer_bits() : std::map<std::string, int>{{"input", 16}};
     qo.default_bits = config == "default" ? 16 : 8;
     qo.gptq = false;  // rounding does not matter here; keeps the test fast
-    const models::QuantModel q = models::quantize_model(*model, models::RowNorm{}, cal.data(), int64_t(cal.size() / 1024), qo);
-    const std::vector<int16_t> qin = models::quantize_input(q, x.data(), n);  // (n, 4, 256)
+    const deploy::QuantModel q = deploy::quantize_model(*model, models::RowNorm{}, cal.data(), int64_t(cal.size() / 1024), qo);
+    const std::vector<int16_t> qin = deploy::quantize_input(q, x.data(), n);  // (n, 4, 256)
     if (config == "default") qin_default = qin;
     for (const std::string target : {"m4", "m7"}) {
       CAPTURE(target);
       const fs::path dir = fs::path(PULSEKD_BINARY_DIR) / ("test_mcu_" + config + "_" + target);
       fs::remove_all(dir);
-      const models::McuExport e = models::export_mcu(q, target, dir.string(), PULSEKD_SOURCE_DIR);
+      const deploy::McuExport e = deploy::export_mcu(q, target, dir.string(), PULSEKD_SOURCE_DIR);
       CHECK(e.arena_bytes > 0);
       REQUIRE(std::system(("sh " + (dir / "build.sh").string() + " > " + (dir / "build.log").string() + " 2>&1").c_str()) == 0);
       check_dsp_dispatch(dir, config);
       runs.push_back({config, target, dir, e.arena_bytes, {}, start_firmware(dir / "build" / "fw.elf", target, dir, qin, n, 1)});
     }
-    const std::vector<int32_t> host = models::simulate(q, qin.data(), n);  // while QEMU runs
+    // the firmware's DSP kernels are compared with the reference loops (dsp = false), which share
+    // nothing with int_dsp.h; the host runtime with the firmware's own kernels must agree too
+    const std::vector<int32_t> host = deploy::HostModel(q, false).infer(qin.data(), n);  // while QEMU runs
+    CHECK(deploy::HostModel(q).infer(qin.data(), n) == host);
     for (Run& r : runs)
       if (r.config == config) r.host = host;
   }
@@ -187,33 +193,33 @@ TEST_CASE("student firmware on QEMU Cortex-M4 and M7 equals the host integer sim
   const Run& m4 = runs.front();  // default bits on M4
   check_mcu_report_m4(m4.dir);
   // the helper `pulsekd pipeline` uses: build + run, outputs equal the host simulation
-  CHECK(models::mcu_run(m4.dir.string(), "m4", qin_default.data(), 3) == std::vector<int32_t>(m4.host.begin(), m4.host.begin() + 3));
+  CHECK(deploy::mcu_run(m4.dir.string(), "m4", qin_default.data(), 3) == std::vector<int32_t>(m4.host.begin(), m4.host.begin() + 3));
 }
 
 TEST_CASE("teacher firmware on QEMU Cortex-M7: every output equals the host integer simulation; mcu-report per layer") {
   if (!ready("teacher")) return;
   auto model = models::import_torch(kShared + "/reference/pulse_teacher_fold1.pt", "teacher");
   const data::WindowSet ws = data::load_dataset("spc2015:" + kShared + "/data/ieee-spc2015?extra=0");
-  const std::vector<float> x = models::normalised_windows(ws, models::RowNorm{});
+  const std::vector<float> x = deploy::normalised_windows(ws, models::RowNorm{});
   // calibrate on every 16th window (the teacher's float forward is 26 M MACs); run every
   // window of every recording on the MCU
   std::vector<float> cal;  // (n / 16, 4, 256)
   for (int64_t i = 0; i < ws.size(); i += 16) cal.insert(cal.end(), x.begin() + i * 1024, x.begin() + (i + 1) * 1024);
   const int64_t n = ws.size();
-  models::QuantOptions qo;
-  qo.bits = models::default_layer_bits("teacher");
+  deploy::QuantOptions qo;
+  qo.bits = deploy::default_layer_bits("teacher");
   qo.gptq = false;  // rounding does not matter for host-vs-firmware equality; keeps the test fast
-  const models::QuantModel q = models::quantize_model(*model, models::RowNorm{}, cal.data(), int64_t(cal.size() / 1024), qo);
+  const deploy::QuantModel q = deploy::quantize_model(*model, models::RowNorm{}, cal.data(), int64_t(cal.size() / 1024), qo);
   REQUIRE(q.arch == "teacher");
-  const std::vector<int16_t> qin = models::quantize_input(q, x.data(), n);  // (n, 4, 256)
+  const std::vector<int16_t> qin = deploy::quantize_input(q, x.data(), n);  // (n, 4, 256)
   const fs::path dir = fs::path(PULSEKD_BINARY_DIR) / "test_mcu_teacher_m7";
   fs::remove_all(dir);
-  const models::McuExport e = models::export_mcu(q, "m7", dir.string(), PULSEKD_SOURCE_DIR);
+  const deploy::McuExport e = deploy::export_mcu(q, "m7", dir.string(), PULSEKD_SOURCE_DIR);
   // mcu_run (the helper `pulsekd pipeline` uses) builds dir/run-m7 and runs the first window;
   // then that firmware runs every window in two QEMU processes while the host simulates them
-  const std::vector<int32_t> first = models::mcu_run(dir.string(), "m7", qin.data(), 1);
+  const std::vector<int32_t> first = deploy::mcu_run(dir.string(), "m7", qin.data(), 1);
   const FirmwareRuns fw = start_firmware(dir / "run-m7" / "build" / "fw.elf", "m7", dir, qin, n, 2);
-  const std::vector<int32_t> host = models::simulate(q, qin.data(), n);  // (n) raw outputs
+  const std::vector<int32_t> host = deploy::HostModel(q, false).infer(qin.data(), n);  // (n) raw outputs, reference loops
   const std::vector<int32_t> mcu = finish_firmware(fw);
   CHECK(first == std::vector<int32_t>{host[0]});
   const int64_t mismatches = count_mismatches(mcu, host);
@@ -225,9 +231,9 @@ TEST_CASE("teacher firmware on QEMU Cortex-M7: every output equals the host inte
     std::ofstream f(dir / "input.bin", std::ios::binary);
     f.write(reinterpret_cast<const char*>(qin.data()), std::streamsize(1024 * 2));
   }
-  models::McuReportOptions ro;
+  deploy::McuReportOptions ro;
   ro.cores = {"m7"};
-  const std::vector<models::McuCoreReport> rs = models::mcu_report(dir.string(), ro);
+  const std::vector<deploy::McuCoreReport> rs = deploy::mcu_report(dir.string(), ro);
   REQUIRE(rs.size() == 1);
   REQUIRE(rs[0].layers.size() == q.layers.size());
   int64_t sum = rs[0].input_copy_instructions;

@@ -1,5 +1,5 @@
 // The quantised-model file is user input: crafted bad files must raise a clear
-// std::runtime_error naming the file and what was expected, never crash (models/quantize_io.cpp).
+// std::runtime_error naming the file and what was expected, never crash (deploy/quant_format.cpp, deploy/quant_model.cpp).
 // Uses a tiny synthetic model (conv -> pool per row, modality conv, dense), so it runs in well
 // under a second and needs no data.
 #include <doctest/doctest.h>
@@ -13,7 +13,8 @@
 #include <unistd.h>
 
 #include "engine/safetensors.h"
-#include "models/quantize.h"
+#include "deploy/host_runtime.h"
+#include "deploy/quant_format.h"
 #include "tests/quant_fixtures.h"
 
 using namespace pulsekd;
@@ -25,9 +26,9 @@ namespace {
 using pulsekd::testing::tiny_model;
 using pulsekd::testing::tiny_teacher;
 
-std::vector<uint8_t> tiny_bytes(const models::QuantModel& model = tiny_model()) {
+std::vector<uint8_t> tiny_bytes(const deploy::QuantModel& model = tiny_model()) {
   const fs::path path = fs::temp_directory_path() / ("pulsekd_tiny_q_" + std::to_string(::getpid()) + ".safetensors");
-  models::save_quant_model(path.string(), model);
+  deploy::save_quant_model(path.string(), model);
   const SafeTensorsFile f = load_safetensors(path.string());
   fs::remove(path);
   return serialize_safetensors(f);
@@ -36,7 +37,7 @@ std::vector<uint8_t> tiny_bytes(const models::QuantModel& model = tiny_model()) 
 // Applies `edit` to the metadata JSON and/or tensors of the tiny model, then parses it; returns
 // the error message ("" if it parsed).
 template <class Edit>
-std::string parse_edited(Edit edit, const models::QuantModel& model = tiny_model()) {
+std::string parse_edited(Edit edit, const deploy::QuantModel& model = tiny_model()) {
   const std::vector<uint8_t> good = tiny_bytes(model);
   SafeTensorsFile f = parse_safetensors(good.data(), good.size(), "tiny");
   json m = json::parse(f.metadata.at("pulsekd.quant"));
@@ -44,7 +45,7 @@ std::string parse_edited(Edit edit, const models::QuantModel& model = tiny_model
   if (!m.is_null()) f.metadata["pulsekd.quant"] = m.dump();
   const std::vector<uint8_t> b = serialize_safetensors(f);
   try {
-    models::parse_quant_model(b.data(), b.size(), "bad.safetensors");
+    deploy::parse_quant_model(b.data(), b.size(), "bad.safetensors");
   } catch (const std::runtime_error& e) {
     return e.what();
   }
@@ -61,10 +62,10 @@ std::string parse_edited(Edit edit, const models::QuantModel& model = tiny_model
 
 // validate_quant_model's message for `model` after `edit` ("" if it validates).
 template <class Edit>
-std::string validation_error(models::QuantModel model, Edit edit) {
+std::string validation_error(deploy::QuantModel model, Edit edit) {
   edit(model);
   try {
-    models::validate_quant_model(model, "mem");
+    deploy::validate_quant_model(model, "mem");
   } catch (const std::runtime_error& e) {
     return e.what();
   }
@@ -79,10 +80,10 @@ void set_value(SafeTensorsFile& f, const std::string& name, size_t i, T v) {
 }  // namespace
 
 TEST_CASE("quantised model: the tiny model round-trips and simulates identically") {
-  const models::QuantModel q = tiny_model();
-  CHECK_NOTHROW(models::validate_quant_model(q, "tiny"));
+  const deploy::QuantModel q = tiny_model();
+  CHECK_NOTHROW(deploy::validate_quant_model(q, "tiny"));
   const std::vector<uint8_t> b = tiny_bytes();
-  const models::QuantModel r = models::parse_quant_model(b.data(), b.size(), "tiny");
+  const deploy::QuantModel r = deploy::parse_quant_model(b.data(), b.size(), "tiny");
   REQUIRE(r.layers.size() == q.layers.size());
   for (size_t i = 0; i < q.layers.size(); ++i) {
     CHECK(r.layers[i].w == q.layers[i].w);
@@ -93,7 +94,7 @@ TEST_CASE("quantised model: the tiny model round-trips and simulates identically
   std::vector<int16_t> x(2 * 1024);
   std::mt19937 rng(1);
   for (auto& v : x) v = int16_t(int(rng() % 65536) - 32768);
-  CHECK(models::simulate(q, x.data(), 2) == models::simulate(r, x.data(), 2));
+  CHECK(deploy::HostModel(q).infer(x.data(), 2) == deploy::HostModel(r).infer(x.data(), 2));
 }
 
 TEST_CASE("quantised model: crafted bad files raise clear errors naming the file") {
@@ -168,10 +169,10 @@ TEST_CASE("quantised model: crafted bad files raise clear errors naming the file
 
 TEST_CASE("quantised model: validate_quant_model checks models built in memory") {
   auto msg = [](auto edit) { return validation_error(tiny_model(), edit); };
-  using Q = models::QuantModel;
+  using Q = deploy::QuantModel;
   CHECK(msg([](Q& q) { q.layers[3].out = {8, 1.f, 0}; }).find("last layer must output the raw int32") != std::string::npos);
   CHECK(msg([](Q& q) { q.layers[2].out = {32, 1.f, 0}; }).find("output: bits is 32, expected 8 or 16") != std::string::npos);
-  CHECK(msg([](Q& q) { q.layers[0].op = models::QOp::ModalityConv; }).find("only be the first layer after") != std::string::npos);
+  CHECK(msg([](Q& q) { q.layers[0].op = deploy::QOp::ModalityConv; }).find("only be the first layer after") != std::string::npos);
   CHECK(msg([](Q& q) { q.layers[1].w = {1}; }).find("avgpool has no parameters") != std::string::npos);
   CHECK(msg([](Q& q) { q.layers[2].mult.pop_back(); }).find("expected 2 multipliers and shifts") != std::string::npos);
   CHECK(msg([](Q& q) { q.layers[3].c_out = 2; }).find("must have one output value, has 2") != std::string::npos);
@@ -182,18 +183,18 @@ TEST_CASE("quantised model: validate_quant_model checks models built in memory")
 }
 
 TEST_CASE("quantised model: the tiny teacher round-trips, simulates identically, and its crafted bad files are rejected") {
-  const models::QuantModel q = tiny_teacher();
-  CHECK_NOTHROW(models::validate_quant_model(q, "tiny teacher"));
+  const deploy::QuantModel q = tiny_teacher();
+  CHECK_NOTHROW(deploy::validate_quant_model(q, "tiny teacher"));
   const std::vector<uint8_t> b = tiny_bytes(q);
-  const models::QuantModel r = models::parse_quant_model(b.data(), b.size(), "tiny teacher");
+  const deploy::QuantModel r = deploy::parse_quant_model(b.data(), b.size(), "tiny teacher");
   REQUIRE(r.layers.size() == q.layers.size());
   CHECK(r.layers[3].heads == 4);
   CHECK(r.layers[5].norm_eps == 123456);
   std::vector<int16_t> x(2 * 1024);
   std::mt19937 rng(2);
   for (auto& v : x) v = int16_t(int(rng() % 65536) - 32768);
-  const std::vector<int32_t> y = models::simulate(q, x.data(), 2);
-  CHECK(y == models::simulate(r, x.data(), 2));
+  const std::vector<int32_t> y = deploy::HostModel(q).infer(x.data(), 2);
+  CHECK(y == deploy::HostModel(r).infer(x.data(), 2));
   CHECK(y[0] != y[1]);
 
   using F = SafeTensorsFile;
@@ -235,9 +236,9 @@ TEST_CASE("quantised model: the tiny teacher round-trips, simulates identically,
   }, q);
   // structure, in memory (a changed op in a file first fails on its tensors' shapes)
   auto validate_msg = [&q](auto change) { return validation_error(q, change); };
-  using Q = models::QuantModel;
-  CHECK(validate_msg([](Q& b) { b.layers[3].op = models::QOp::LayerNorm; }).find("attn_in_proj must be followed by an attention layer") != std::string::npos);
-  CHECK(validate_msg([](Q& b) { b.layers[4].op = models::QOp::AttnInProj; }).find("attn_in_proj may only be the first layer after") != std::string::npos);
+  using Q = deploy::QuantModel;
+  CHECK(validate_msg([](Q& b) { b.layers[3].op = deploy::QOp::LayerNorm; }).find("attn_in_proj must be followed by an attention layer") != std::string::npos);
+  CHECK(validate_msg([](Q& b) { b.layers[4].op = deploy::QOp::AttnInProj; }).find("attn_in_proj may only be the first layer after") != std::string::npos);
   CHECK(validate_msg([](Q& b) { std::swap(b.layers[2], b.layers[3]); }).find("must be a attn_in_proj (arch teacher)") != std::string::npos);
   CHECK(validate_msg([](Q& b) { b.layers[3].w = {1}; }).find("attention has no weights or biases") != std::string::npos);
   CHECK(validate_msg([](Q& b) { b.layers[5].norm_eps = INT64_MAX; }).find("eps_q") != std::string::npos);
@@ -272,12 +273,12 @@ TEST_CASE("quantised model: load_quant_model names the path; truncated and missi
     o.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size() / 2));
   }
   try {
-    models::load_quant_model(path);
+    deploy::load_quant_model(path);
     FAIL("a truncated file loaded");
   } catch (const std::runtime_error& e) {
     CHECK(std::string(e.what()).find(path) != std::string::npos);
   }
-  CHECK_THROWS_AS(models::load_quant_model((dir / "none.safetensors").string()), std::runtime_error);
+  CHECK_THROWS_AS(deploy::load_quant_model((dir / "none.safetensors").string()), std::runtime_error);
   fs::remove_all(dir);
 }
 
@@ -298,8 +299,8 @@ TEST_CASE("quantised model: random byte mutations are rejected or give a model t
       }
       if (rng() % 8 == 0) b.resize(rng() % b.size());
       try {
-        const models::QuantModel q = models::parse_quant_model(b.data(), b.size(), "mutant");
-        models::simulate(q, x.data(), 1);
+        const deploy::QuantModel q = deploy::parse_quant_model(b.data(), b.size(), "mutant");
+        deploy::HostModel(q).infer(x.data(), 1);
         ++accepted;
       } catch (const std::runtime_error&) {
       }

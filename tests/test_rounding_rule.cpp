@@ -4,7 +4,7 @@
 // test_mcu's bit-exactness still passes. Here the rules are written again from their
 // documentation (docs/MCU.md "Scheme"; TFLite Micro / CMSIS-NN MultiplyByQuantizedMultiplier,
 // gemmlowp SaturatingRoundingDoublingHighMul + RoundingDivideByPOT), in exact __int128
-// arithmetic, and compared with the public host simulation (models::simulate, through the
+// arithmetic, and compared with the public host simulation (deploy::HostModel, through the
 // library) on tiny probe models, together with vectors derived by hand.
 #include <doctest/doctest.h>
 
@@ -13,10 +13,10 @@
 #include <random>
 #include <vector>
 
-#include "models/quantize.h"
+#include "deploy/host_runtime.h"
 
 // Compile-time guard: fixed_point.h defines the function pulsekd::kernels::fp_requantize. If that
-// header ever becomes visible here (models/quantize.h only forward-declares requant_params), this
+// header ever becomes visible here (deploy/quant_model.h only forward-declares requant_params), this
 // variable of the same name stops the build, so the check below stays independent.
 namespace pulsekd::kernels {
 [[maybe_unused]] constexpr int fp_requantize = 0;
@@ -66,9 +66,9 @@ struct ProbeLayer {
   int32_t out_zp = 0, act_min = -32768, act_max = 32767;
 };
 
-models::QLayer make_layer(const char* name, models::QOp op, int t_in, int c_in, int c_out, models::QTensor in,
-                          models::QTensor out) {
-  models::QLayer L;
+deploy::QLayer make_layer(const char* name, deploy::QOp op, int t_in, int c_in, int c_out, deploy::QTensor in,
+                          deploy::QTensor out) {
+  deploy::QLayer L;
   L.name = name;
   L.op = op;
   L.t_in = t_in, L.c_in = c_in, L.c_out = c_out;
@@ -81,34 +81,34 @@ models::QLayer make_layer(const char* name, models::QOp op, int t_in, int c_in, 
 // probe (conv k=1, 1 -> 1 channel) [-> avgpool of `pool`], then a modality conv taking row 0
 // only with an exact identity requantisation (M = 2^30, shift 1: a = 2 acc, h = acc) and the
 // output zero point removed by its folded bias, then the raw int32 output reading time step
-// `read_t`. So simulate() returns (probe output - zp) at row 0, time read_t.
-models::QuantModel probe_model(const ProbeLayer& p, int pool = 1, int read_t = 0) {
-  const models::QTensor in16{16, 1.f, 0}, probe_out{p.out_bits, 1.f, p.out_zp};
-  models::QuantModel q;
+// `read_t`. So HostModel::infer returns (probe output - zp) at row 0, time read_t.
+deploy::QuantModel probe_model(const ProbeLayer& p, int pool = 1, int read_t = 0) {
+  const deploy::QTensor in16{16, 1.f, 0}, probe_out{p.out_bits, 1.f, p.out_zp};
+  deploy::QuantModel q;
   q.calib = "minmax";
   q.source = "rounding probe";
   q.input = in16;
   q.out_scale = 1.f;
-  models::QLayer probe = make_layer("probe", models::QOp::Conv, 256, 1, 1, in16, probe_out);
+  deploy::QLayer probe = make_layer("probe", deploy::QOp::Conv, 256, 1, 1, in16, probe_out);
   probe.w = {int8_t(p.w)}, probe.bias = {p.bias}, probe.w_scale = {1.f};
   probe.mult = {p.mult}, probe.shift = {p.shift};
   probe.act_min = p.act_min, probe.act_max = p.act_max;
   q.layers.push_back(probe);
   int t = 256;
   if (pool > 1) {
-    models::QLayer avg = make_layer("pool", models::QOp::AvgPool, 256, 1, 1, probe_out, probe_out);
+    deploy::QLayer avg = make_layer("pool", deploy::QOp::AvgPool, 256, 1, 1, probe_out, probe_out);
     avg.pool = avg.kernel = pool;
     q.layers.push_back(avg);
     t = (256 + pool - 1) / pool;
   }
   q.row_layers = int(q.layers.size());
-  models::QLayer fuse = make_layer("fuse", models::QOp::ModalityConv, t, 1, 1, probe_out, in16);
+  deploy::QLayer fuse = make_layer("fuse", deploy::QOp::ModalityConv, t, 1, 1, probe_out, in16);
   fuse.rows = 4;
   fuse.w = {1, 0, 0, 0};  // (c_out 1, rows 4, c_in 1): row 0
   fuse.bias = {-p.out_zp}, fuse.w_scale = {1.f};
   fuse.mult = {1 << 30}, fuse.shift = {1};
   q.layers.push_back(fuse);
-  models::QLayer out = make_layer("out", models::QOp::Linear, 1, t, 1, in16, {32, 1.f, 0});
+  deploy::QLayer out = make_layer("out", deploy::QOp::Linear, 1, t, 1, in16, {32, 1.f, 0});
   out.w.assign(size_t(t), 0);  // (1, t): picks time step read_t
   out.w[size_t(read_t)] = 1;
   out.bias = {0}, out.w_scale = {1.f};
@@ -128,7 +128,7 @@ std::vector<int32_t> simulated_probe(const ProbeLayer& p, const std::vector<int1
   std::vector<std::vector<int16_t>> rows;
   for (int16_t x : xs) rows.push_back({x});
   const std::vector<int16_t> qin = windows_with_row0(rows);
-  return models::simulate(probe_model(p), qin.data(), int64_t(xs.size()));
+  return deploy::HostModel(probe_model(p)).infer(qin.data(), int64_t(xs.size()));
 }
 
 // What the documented rule gives for the probe layer on input x (minus the zero point).
@@ -151,7 +151,7 @@ struct HandVector {
 
 }  // namespace
 
-TEST_CASE("requantisation: hand-derived vectors (ties, negatives, large shifts) through models::simulate") {
+TEST_CASE("requantisation: hand-derived vectors (ties, negatives, large shifts) through deploy::HostModel") {
   // Each value below is worked out by hand from the rule, not taken from the code.
   const HandVector vectors[] = {
       {100, kHalf, 0, 50, "exact"},
@@ -207,7 +207,7 @@ TEST_CASE("requantisation: hand-derived vectors (ties, negatives, large shifts) 
   }
 }
 
-TEST_CASE("requantisation: int8 output zero point, clamp and fused ReLU through models::simulate") {
+TEST_CASE("requantisation: int8 output zero point, clamp and fused ReLU through deploy::HostModel") {
   ProbeLayer p;
   p.w = 1, p.bias = 0, p.out_bits = 8, p.out_zp = -5, p.act_min = -128, p.act_max = 127;
   // x / 2 rounded, + zp -5, clamped to [-128, 127]; the readout subtracts zp again
@@ -221,7 +221,7 @@ TEST_CASE("requantisation: int8 output zero point, clamp and fused ReLU through 
   CHECK(relu == std::vector<int32_t>{0, 0, 0, 1, 2});
 }
 
-TEST_CASE("requantisation: models::simulate equals the independent reference on 24,000 random cases") {
+TEST_CASE("requantisation: deploy::HostModel equals the independent reference on 24,000 random cases") {
   std::mt19937_64 rng(15);
   auto uniform = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
   const int32_t special[] = {kHalf, kThreeQuarters, kMaxMult, kHalf + 1};  // frequent ties, extremes
@@ -269,7 +269,7 @@ TEST_CASE("requantisation: models::simulate equals the independent reference on 
   CHECK(nonzero > compared / 2);
 }
 
-TEST_CASE("integer average pooling: ties away from zero, ceil-mode last window (models::simulate)") {
+TEST_CASE("integer average pooling: ties away from zero, ceil-mode last window (deploy::HostModel)") {
   struct PoolVector {
     int pool, read_t;
     std::vector<int16_t> row0;  // the start of row 0; the rest of the window is 0
@@ -299,11 +299,11 @@ TEST_CASE("integer average pooling: ties away from zero, ceil-mode last window (
     // identity probe (acc = x, M = 0.5, shift 1: exact), then the pooling under test
     const ProbeLayer identity{1, 0, kHalf, 1};
     const std::vector<int16_t> qin = windows_with_row0({v.row0});
-    CHECK(models::simulate(probe_model(identity, v.pool, v.read_t), qin.data(), 1)[0] == v.expected);
+    CHECK(deploy::HostModel(probe_model(identity, v.pool, v.read_t)).infer(qin.data(), 1)[0] == v.expected);
   }
   // ceil mode: 256 = 42 * 6 + 4, the last window (t 252..255) averages 4 values: -6 / 4 = -1.5 -> -2
   std::vector<int16_t> row0(256, 0);
   row0[252] = -1, row0[253] = -2, row0[254] = -3, row0[255] = 0;
   const std::vector<int16_t> qin = windows_with_row0({row0});
-  CHECK(models::simulate(probe_model(ProbeLayer{1, 0, kHalf, 1}, 6, 42), qin.data(), 1)[0] == -2);
+  CHECK(deploy::HostModel(probe_model(ProbeLayer{1, 0, kHalf, 1}, 6, 42)).infer(qin.data(), 1)[0] == -2);
 }

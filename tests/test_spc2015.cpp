@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -154,4 +155,54 @@ TEST_CASE("SPC 2015 bad inputs name the file") {
   { std::FILE* f = std::fopen((t.p / "junk.mat").string().c_str(), "wb"); std::fputs("hello", f); std::fclose(f); }
   e = error_of([&] { read_mat_double((t.p / "junk.mat").string(), "sig"); });
   CHECK(e.find("junk.mat") != std::string::npos);
+}
+
+TEST_CASE("SPC 2015: a damaged or cut compressed MAT element is an error naming the file, not garbage samples") {
+  TempDir t;
+  // Samples that do not compress to nothing (a zlib stream of several KB).
+  std::vector<double> s(6 * 2000);  // (6, 2000) column-major
+  for (size_t i = 0; i < s.size(); ++i) s[i] = std::sin(0.01 * double(i)) + 0.001 * double(i % 97);
+  const fs::path good = t.p / "good.mat";
+  write_mat(good, "sig", 6, 2000, s);
+  REQUIRE(read_mat_double(good.string(), "sig").data.size() == s.size());
+  std::vector<char> bytes;
+  {
+    std::FILE* f = std::fopen(good.string().c_str(), "rb");
+    REQUIRE(f);
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) bytes.insert(bytes.end(), buf, buf + n);
+    std::fclose(f);
+  }
+  REQUIRE(bytes.size() > 2000);
+  const auto write_bytes = [&](const fs::path& p, const std::vector<char>& b) {
+    std::FILE* f = std::fopen(p.string().c_str(), "wb");
+    REQUIRE(f);
+    std::fwrite(b.data(), 1, b.size(), f);
+    std::fclose(f);
+  };
+  // 4 bytes overwritten at several places inside the stream (header left intact: byte 128 + 8 on).
+  int refused = 0, cases = 0;
+  for (size_t at = 400; at + 4 < bytes.size(); at += (bytes.size() - 400) / 7) {
+    std::vector<char> bad = bytes;
+    for (int k = 0; k < 4; ++k) bad[at + size_t(k)] = char(0xA5 ^ k);
+    const fs::path p = t.p / ("bad_" + std::to_string(at) + ".mat");
+    write_bytes(p, bad);
+    const std::string e = error_of([&] { read_mat_double(p.string(), "sig"); });
+    INFO("damaged at byte " << at << ": " << e);
+    CHECK(e.find(p.filename().string()) != std::string::npos);
+    CHECK(e.find("damaged") != std::string::npos);
+    refused += !e.empty();
+    ++cases;
+  }
+  CHECK(refused == cases);
+  CHECK(cases >= 6);
+  // The stream cut short, with the element length patched to match the file (no length error).
+  std::vector<char> cut(bytes.begin(), bytes.end() - 200);
+  const uint32_t len = uint32_t(cut.size() - 136);
+  std::memcpy(&cut[132], &len, 4);
+  const fs::path pc = t.p / "cut.mat";
+  write_bytes(pc, cut);
+  const std::string e = error_of([&] { read_mat_double(pc.string(), "sig"); });
+  CHECK(e.find("cut.mat") != std::string::npos);
+  CHECK(e.find("ends early") != std::string::npos);
 }

@@ -1,4 +1,4 @@
-// Subject filters in dataset specs (datasets/subsets.h, ?select= / ?subjects=).
+// Dataset specs: subject filters (datasets/subsets.h, ?select= / ?subjects=) and the synthetic motion set.
 #include <doctest/doctest.h>
 
 #include <stdexcept>
@@ -62,4 +62,34 @@ TEST_CASE("bad subject filters are refused with the spec and the item named") {
   const WindowSet ws = load_dataset("synth?subjects=3&minutes=1");
   CHECK_THROWS_AS(select_subjects(ws, {1, 0}), std::invalid_argument);
   CHECK_THROWS_AS(select_subjects(ws, {3}), std::invalid_argument);
+}
+
+TEST_CASE("motion spec: the synthetic non-running motion set, its seeds and options, bad options refused") {
+  const WindowSet one = load_dataset("motion");
+  REQUIRE(one.subjects.size() == 3);
+  CHECK(one.subjects[0].name == "arm_sweep");
+  CHECK(one.subjects[1].name == "rotation");
+  CHECK(one.subjects[2].name == "punches");
+  CHECK(one.subjects[0].num_windows == 147);  // (300 s * 32 - 256) / 64 + 1
+  CHECK(one.hr[0] == doctest::Approx(72));    // the rest phase
+  const WindowSet two = load_dataset("motion:1?seeds=2&gain=1.5&seconds=60");
+  REQUIRE(two.subjects.size() == 6);
+  CHECK(two.subjects[0].name == "arm_sweep_s1");
+  CHECK(two.subjects[5].name == "punches_s2");
+  CHECK(two.subjects[0].num_windows == 27);
+  // seed 1 of a two-seed set has the one-seed set's accelerometer over its first 60 s (row 1 here)
+  for (int64_t w = 0; w < 27; ++w) CHECK(two.window(w)[300] == one.window(w)[300]);
+  // another seed, another recording; another gain, another PPG but the same accelerometer
+  const WindowSet other = load_dataset("motion:2?seconds=60");
+  const WindowSet gain = load_dataset("motion?gain=3&seconds=60");
+  CHECK(other.window(20)[10] != one.window(20)[10]);
+  CHECK(gain.window(20)[10] != one.window(20)[10]);
+  CHECK(gain.window(20)[300] == one.window(20)[300]);
+  CHECK(load_dataset("motion?select=punches").subjects.size() == 1);
+  CHECK(error_of("motion?seeds=0").find("seeds") != std::string::npos);
+  CHECK(error_of("motion?seeds=1.5").find("whole number") != std::string::npos);
+  CHECK(error_of("motion?gain=-1").find("gain") != std::string::npos);
+  CHECK(error_of("motion?seconds=4").find("seconds") != std::string::npos);
+  CHECK(error_of("motion?speed=2").find("unknown option 'speed'") != std::string::npos);
+  CHECK(error_of("motion:x").find("non-negative integer") != std::string::npos);
 }

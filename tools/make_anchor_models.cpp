@@ -10,7 +10,7 @@
 #include <random>
 #include <string>
 
-#include "models/quantize.h"
+#include "deploy/quant_format.h"
 
 using namespace pulsekd;
 namespace fs = std::filesystem;
@@ -21,15 +21,15 @@ void write_anchor_models(const fs::path& dir) {
   for (const int bits : {8, 16}) {
     std::mt19937 rng(9);
     std::uniform_int_distribution<int> wd(-127, 127), bd(-2000, 2000);
-    const models::QTensor act = bits == 8 ? models::QTensor{8, 0.02f, -3} : models::QTensor{16, 1e-3f, 0};
+    const deploy::QTensor act = bits == 8 ? deploy::QTensor{8, 0.02f, -3} : deploy::QTensor{16, 1e-3f, 0};
     const int32_t amin = bits == 8 ? -128 : -32768, amax = bits == 8 ? 127 : 32767;
-    auto layer = [&](const char* name, models::QOp op, int cin, int cout, int K, int pad, int t, int per_co_rows) {
-      models::QLayer L;
+    auto layer = [&](const char* name, deploy::QOp op, int cin, int cout, int K, int pad, int t, int per_co_rows) {
+      deploy::QLayer L;
       L.name = name, L.op = op, L.c_in = cin, L.c_out = cout, L.kernel = K, L.pad = pad, L.t_in = t, L.rows = per_co_rows;
       L.in = L.out = act;
       L.act_min = amin, L.act_max = amax;
-      if (op == models::QOp::AvgPool) return L;
-      const int per_co = cin * (op == models::QOp::Conv ? K : op == models::QOp::ModalityConv ? per_co_rows : 1);
+      if (op == deploy::QOp::AvgPool) return L;
+      const int per_co = cin * (op == deploy::QOp::Conv ? K : op == deploy::QOp::ModalityConv ? per_co_rows : 1);
       for (int i = 0; i < cout * per_co; ++i) L.w.push_back(int8_t(wd(rng)));
       for (int co = 0; co < cout; ++co) {
         L.bias.push_back(bd(rng));
@@ -39,29 +39,29 @@ void write_anchor_models(const fs::path& dir) {
       }
       return L;
     };
-    models::QuantModel q;
+    deploy::QuantModel q;
     q.calib = "none";
     q.source = "cmsis-nn anchor layer";
     q.input = act;
     q.rows = 4;
     q.row_layers = 3;
     q.out_scale = 1.f;
-    q.layers.push_back(layer("stem", models::QOp::Conv, 1, 32, 1, 0, 256, 1));
-    q.layers.push_back(layer("anchor", models::QOp::Conv, 32, 32, 5, 2, 256, 1));
-    models::QLayer pool = layer("pool", models::QOp::AvgPool, 32, 32, 1, 0, 256, 1);
+    q.layers.push_back(layer("stem", deploy::QOp::Conv, 1, 32, 1, 0, 256, 1));
+    q.layers.push_back(layer("anchor", deploy::QOp::Conv, 32, 32, 5, 2, 256, 1));
+    deploy::QLayer pool = layer("pool", deploy::QOp::AvgPool, 32, 32, 1, 0, 256, 1);
     pool.pool = 4;
     q.layers.push_back(pool);
-    models::QLayer mc = layer("mod", models::QOp::ModalityConv, 32, 4, 1, 0, 64, 4);
+    deploy::QLayer mc = layer("mod", deploy::QOp::ModalityConv, 32, 4, 1, 0, 64, 4);
     mc.out = {8, 0.05f, 0};
     mc.act_min = -128, mc.act_max = 127;
     q.layers.push_back(mc);
-    models::QLayer out = layer("out", models::QOp::Linear, 256, 1, 1, 0, 1, 1);
+    deploy::QLayer out = layer("out", deploy::QOp::Linear, 256, 1, 1, 0, 1, 1);
     out.in = mc.out;
     out.out = {32, 1.f, 0};
     out.act_min = INT32_MIN, out.act_max = INT32_MAX;
     out.mult.clear(), out.shift.clear();
     q.layers.push_back(out);
-    models::save_quant_model((dir / ("anchor_s" + std::to_string(bits) + ".safetensors")).string(), q);
+    deploy::save_quant_model((dir / ("anchor_s" + std::to_string(bits) + ".safetensors")).string(), q);
   }
 }
 

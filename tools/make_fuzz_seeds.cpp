@@ -1,7 +1,7 @@
 // Writes the fuzz targets' seed corpora that pulsekd itself produces (small files):
 //   make_fuzz_seeds CORPUS_DIR        (normally fuzz/corpus)
 // checkpoint/: tiny pulsekd model checkpoints (student, binned head with normalisation, resnet).
-// mat/: MAT-files written with libmatio (recordings, labels, uncompressed, single, wrong shape).
+// mat/: MAT-files written with libmatio (recordings, labels, uncompressed, single, wrong shape, damaged zlib).
 // quant_model/: the tiny quantised models of tests/quant_fixtures.h (int16, int8 with a
 // normalisation block, teacher-like). Checkpoints and quantised models are deterministic; MAT-files
 // carry libmatio's creation time. The JSON seeds (sweep_config/, model_config/) are written by
@@ -9,10 +9,13 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "models/checkpoint.h"
 #include "tests/mat_fixtures.h"
+#include "deploy/quant_format.h"
 #include "tests/quant_fixtures.h"
 
 using namespace pulsekd;
@@ -50,7 +53,8 @@ void write_checkpoint_seeds(const fs::path& dir) {
 }
 
 // Inputs of the SPC 2015 reading path (fuzz_mat): two valid recordings with their label files
-// (BPM0, and another variable name), an uncompressed and a single-precision signal, a bad shape.
+// (BPM0, and another variable name), an uncompressed and a single-precision signal, a bad shape,
+// and the first recording with 4 bytes overwritten in the middle of its zlib stream.
 void write_mat_seeds(const fs::path& d) {
   using testing::write_mat;
   fs::create_directories(d);
@@ -59,14 +63,19 @@ void write_mat_seeds(const fs::path& d) {
   write_mat(d / "sig_uncompressed.mat", "sig", 6, 200, std::vector<double>(1200, 0.5), false);
   write_mat(d / "sig_single.mat", "sig", 6, 1000, std::vector<double>(6000, 0.5), true, MAT_C_SINGLE);
   write_mat(d / "sig_wrongshape.mat", "sig", 3, 4, std::vector<double>(12, 0.5));
+  std::ifstream in(d / "sig6.mat", std::ios::binary);
+  std::vector<char> b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t mid = 136 + (b.size() - 136) / 2;  // inside the compressed element after the 128-byte header
+  for (size_t k = 0; k < 4; ++k) b[mid + k] = "\xde\xad\xbe\xef"[k];
+  std::ofstream(d / "sig6_damaged_zlib.mat", std::ios::binary).write(b.data(), std::streamsize(b.size()));
 }
 
 // Tiny quantised models (fuzz_quant_model): int16 activations; int8 input and an int8 per-row
 // path with a normalisation block; teacher-like (attention, layer norm).
 void write_quant_seeds(const fs::path& d) {
   fs::create_directories(d);
-  models::QuantModel q = testing::tiny_model();
-  models::save_quant_model((d / "tiny_int16.safetensors").string(), q);
+  deploy::QuantModel q = testing::tiny_model();
+  deploy::save_quant_model((d / "tiny_int16.safetensors").string(), q);
   q.input = {8, 0.02f, -3};
   q.layers[0].in = q.input;
   q.layers[0].out = {8, 0.03f, -128};
@@ -75,8 +84,8 @@ void write_quant_seeds(const fs::path& d) {
   q.layers[1].act_min = -128, q.layers[1].act_max = 127;
   q.layers[2].in = q.layers[0].out;
   q.norm.present = true;
-  models::save_quant_model((d / "tiny_int8_norm.safetensors").string(), q);
-  models::save_quant_model((d / "tiny_teacher.safetensors").string(), testing::tiny_teacher());
+  deploy::save_quant_model((d / "tiny_int8_norm.safetensors").string(), q);
+  deploy::save_quant_model((d / "tiny_teacher.safetensors").string(), testing::tiny_teacher());
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // The PULSE teacher's cross-attention and LayerNorm as reference loops, float and integer.
 // Freestanding (<stdint.h>/<stddef.h>/<math.h> only, through kmath.h): the host simulation
-// (models/quantize_io.cpp) and the Cortex-M firmware (mcu/runtime/pk_kernels.h) include these
+// (deploy/host_runtime.cpp) and the Cortex-M firmware (mcu/runtime/pk_kernels.h) include these
 // SAME definitions, so their integers agree by construction. Scheme: docs/MCU.md.
 //
 // Layouts (channels-last, as the row-shared convolutions produce them):

@@ -1,6 +1,6 @@
 // Integer arithmetic policies for the reference loops (conv1d.h, modality_conv.h, linear.h)
 // and the fixed-point helpers they need. Freestanding: <stdint.h>/<stddef.h> only (through
-// kmath.h), shared by the host simulation (models/quantize.cpp) and the Cortex-M firmware
+// kmath.h), shared by the host runtime (deploy/host_runtime.cpp) and the Cortex-M firmware
 // (mcu/), so both compute the SAME integers.
 //
 // Scheme (TFLite / CMSIS-NN style, see docs/MCU.md):
@@ -32,7 +32,7 @@
 // Average pooling divides a sum of k integers by k rounding to nearest, ties away from zero.
 //
 // Overflow bounds (checked per output channel when a model is quantised, see
-// models/quantize.cpp, and asserted again by tests):
+// deploy/gptq.cpp, and asserted again by tests):
 //   int8 input:  |x| <= 128, |w| <= 127, |x w| <= 16,256; partial sums of n taps are bounded
 //                by n * 16,256 + |folded bias|; n <= 256 in the PULSE student (dense), so
 //                |acc| <= 4.2e6 + |b| << 2^31.

@@ -1,8 +1,8 @@
-// Per-layer kernel entry points for the generated schedule. `pulsekd export-mcu` picks, for
-// every layer, ONE of these instantiations from the layer's bits and shape (the DSP variant for
-// int8 inputs with c_in % 4 == 0, else the shared reference loop in the integer policy) and
-// stores its address in the layer table; so only the combinations the model uses are ever
-// instantiated and linked. Include only from generated model_data.cpp (C++17, freestanding).
+// Per-layer kernel entry points for the layer table. deploy/kernel_variants.h names every one of
+// them and picks, for each layer, ONE instantiation from the layer's bits and shape
+// (choose_kernel); the generated model_data.cpp stores its address in the firmware's table, so
+// only the combinations the model uses are instantiated and linked, and the host runtime
+// (deploy/host_kernels.cpp) instantiates them all. C++17, freestanding.
 #pragma once
 #include "pk_model.h"
 
@@ -30,29 +30,21 @@ void conv_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::conv1d_fwd_ref<k::ArithInt<In, Out>>(as<Out>(y), as<In>(x), L->w, L->bias, L->t_in,
                                           k::conv1d_params{L->c_in, L->c_out, L->kernel, 1, L->pad, L->dilation, 1}, rq(L));
 }
-template <class Out>
-void conv_dsp(const pk_layer* L, const uint8_t* x, uint8_t* y) {
-  k::conv1d_s8_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, L->t_in,
-                        k::conv1d_params{L->c_in, L->c_out, L->kernel, 1, L->pad, L->dilation, 1}, rq(L));
-}
 template <class In, class Out>
 void modality_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::modality_conv_fwd_ref<k::ArithInt<In, Out>>(as<Out>(y), as<In>(x), L->w, L->bias,
                                                  k::modality_conv_params{L->rows, L->t_in, L->c_in, L->c_out}, rq(L));
 }
-template <class Out>
-void modality_dsp(const pk_layer* L, const uint8_t* x, uint8_t* y) {
-  k::modality_conv_s8_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, k::modality_conv_params{L->rows, L->t_in, L->c_in, L->c_out}, rq(L));
-}
 template <class In, class Out>
 void linear_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::linear_fwd_ref<k::ArithInt<In, Out>>(as<Out>(y), as<In>(x), L->w, L->bias, 1, L->c_in, L->c_out, rq(L));
 }
+// int8 inputs, unpacked weights, two output channels per pass.
 template <class Out>
 void linear_dsp(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::linear_s8_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, 1, L->c_in, L->c_out, rq(L));
 }
-// int8 inputs, weights packed (4 channels per pass) by export-mcu (int_dsp.h: dsp_pack_weights_s8).
+// int8 inputs, weights packed (4 channels per pass; int_dsp.h: dsp_pack_weights_s8).
 template <class Out>
 void conv_dsp8p(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::conv1d_s8p_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, L->t_in,
@@ -62,18 +54,14 @@ template <class Out>
 void modality_dsp8p(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::modality_conv_s8p_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, k::modality_conv_params{L->rows, L->t_in, L->c_in, L->c_out}, rq(L));
 }
-template <class Out>
-void linear_dsp8p(const pk_layer* L, const uint8_t* x, uint8_t* y) {
-  k::linear_s8p_dsp<Out>(as<Out>(y), as<int8_t>(x), L->w, L->bias, 1, L->c_in, L->c_out, rq(L));
-}
-// int16 inputs, weights stored interleaved by export-mcu (int_dsp.h: dsp_interleave_s8x4).
+// int16 inputs, weights stored interleaved (int_dsp.h: dsp_pack_weights_s16).
 template <class Out>
 void conv_dsp16(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::conv1d_s16_dsp<Out>(as<Out>(y), as<int16_t>(x), L->w, L->bias, L->t_in,
                          k::conv1d_params{L->c_in, L->c_out, L->kernel, 1, L->pad, L->dilation, 1}, rq(L));
 }
 // int16 conv with c_in == c_out whose output overwrites its input, delayed by pad rows
-// (export-mcu's arena plan puts out_off = in_off - pad * c_in * 2).
+// (the arena plan, deploy/codegen.h, puts out_off = in_off - pad * c_in * 2).
 template <class Out>
 void conv_dsp16_inplace(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::conv1d_s16_dsp_inplace<Out>(as<Out>(y), as<int16_t>(x), L->w, L->bias, L->t_in,
@@ -102,6 +90,7 @@ template <class In>
 void attn_in_proj_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   k::attn_in_proj_fwd_ref<k::ArithInt<In, int32_t>>(as<int32_t>(y), as<In>(x), L->w, L->bias, L->rows, L->t_in, L->c_in, rq(L));
 }
+// Its scratch is static (.bss, no stack or heap): one inference at a time per process.
 inline void attention_ref(const pk_layer* L, const uint8_t* x, uint8_t* y) {
   static int64_t scores[k::kSoftmaxMaxKeys];       // (.bss)
   static int32_t scratch[2 * k::kSoftmaxMaxKeys];  // reduced scores, exponentials

@@ -49,6 +49,11 @@ int32_t pk_infer(const int16_t* window);
 // result is INT32_MIN). Each row goes straight into the arena, so no window buffer is needed.
 typedef int32_t (*pk_reader)(int16_t* dst, int32_t n, void* ctx);
 int32_t pk_infer_stream(pk_reader read, void* ctx);
+// The interpreter behind both (pk_runtime.cpp): one window through `model`, whose activations
+// live in `arena` (model->arena_bytes, 8-byte aligned). The host runtime calls it directly.
+int32_t pk_run(const pk_model* model, uint8_t* arena, pk_reader read, void* ctx);
+// The reader over windows in memory: ctx is a `const int16_t**` advanced past what it reads.
+int32_t pk_read_memory(int16_t* dst, int32_t n, void* ctx);
 // Called before each row's input copy (i == -1), before layer i runs, and at the end
 // (i == n_layers): per window the sequence is rows x (-1, 0 .. row_layers-1), then
 // row_layers .. n_layers-1, then n_layers. The instruction-counting QEMU plugin

@@ -1,0 +1,152 @@
+// Building exported firmware and running it under QEMU (docs/MCU.md): the only place pulsekd
+// starts external programs (cmake, the ARM toolchain, qemu-system-arm, cc for the plugin).
+#include "deploy/qemu_runner.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+namespace pulsekd::deploy {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string sh_quote(const std::string& s) {
+  std::string r = "'";
+  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return r + "'";
+}
+void run_or_throw(const std::string& cmd, const std::string& what, const fs::path& log) {
+  if (std::system(("( " + cmd + " ) > " + sh_quote(log.string()) + " 2>&1").c_str()) != 0)
+    throw std::runtime_error("mcu-report: " + what + " failed; see " + log.string());
+}
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+std::vector<McuCoreReport> mcu_report(const std::string& dir_in, const McuReportOptions& o) {
+  const fs::path dir = fs::absolute(dir_in);
+  if (!fs::is_regular_file(dir / "schedule.json") || !fs::is_regular_file(dir / "CMakeLists.txt"))
+    throw std::runtime_error("mcu-report: '" + dir.string() + "' is not a directory written by pulsekd export-mcu (no schedule.json)");
+  const nlohmann::json s = nlohmann::json::parse(read_text(dir / "schedule.json"));
+  const int rows = s.at("rows"), rl = s.at("row_layers");
+  const auto& lj = s.at("layers");
+  const int nl = int(lj.size());
+  // One window of int16 input.
+  const size_t win_bytes = size_t(rows) * 256 * 2;
+  std::vector<char> win(win_bytes, 0);
+  const fs::path in = o.input.empty() ? dir / "input.bin" : fs::path(o.input);
+  if (fs::is_regular_file(in) && fs::file_size(in) >= win_bytes) {
+    std::ifstream(in, std::ios::binary).read(win.data(), std::streamsize(win_bytes));
+  } else {
+    uint32_t x = 12345;  // deterministic synthetic window inside the int8 range
+    for (size_t i = 0; i < win_bytes / 2; ++i) {
+      x = x * 1664525u + 1013904223u;
+      const int16_t v = int16_t(int(x >> 24) - 128);
+      std::memcpy(win.data() + 2 * i, &v, 2);
+    }
+  }
+  const fs::path tools = dir / "pulsekd" / "mcu" / "tools" / "qemu_count";
+  const fs::path work = dir / "report";
+  fs::create_directories(work);
+  const fs::path plugin = work / "libpk_count.so";
+  run_or_throw("cc -shared -fPIC -O2 -o " + sh_quote(plugin.string()) + " " + sh_quote((tools / "pk_count.c").string()),
+               "building the QEMU plugin", work / "plugin.log");
+  std::vector<McuCoreReport> out;
+  for (const std::string& core : o.cores) {
+    if (core != "m4" && core != "m7") throw std::runtime_error("mcu-report: core must be m4 or m7, got '" + core + "'");
+    const fs::path w = work / core;
+    fs::create_directories(w);
+    run_or_throw("cmake -S " + sh_quote(dir.string()) + " -B " + sh_quote((w / "build").string()) +
+                     " -DCMAKE_TOOLCHAIN_FILE=" + sh_quote((dir / "pulsekd/mcu/cmake/arm-none-eabi.cmake").string()) +
+                     " -DPK_CORE=" + core + " -DPK_OPT=" + sh_quote(o.opt) + " && cmake --build " + sh_quote((w / "build").string()),
+                 "firmware build for " + core, w / "build.log");
+    std::ofstream(w / "input.bin", std::ios::binary).write(win.data(), std::streamsize(win.size()));
+    fs::remove(w / "marks.txt");
+    const std::string machine = core == "m4" ? "mps2-an386" : "mps2-an500";
+    run_or_throw("cd " + sh_quote(w.string()) + " && timeout 120 qemu-system-arm -M " + machine +
+                     " -display none -monitor none -serial none -semihosting-config enable=on,target=native -kernel build/fw.elf"
+                     " -plugin " + sh_quote(plugin.string()) + ",out=marks.txt",
+                 "QEMU run on " + core, w / "qemu.log");
+    std::vector<int64_t> marks;
+    {
+      std::istringstream ms(read_text(w / "marks.txt"));
+      std::string tag;
+      int64_t v;
+      while (ms >> tag >> v)
+        if (tag == "mark") marks.push_back(v);
+    }
+    const size_t expect = size_t(rows) * size_t(1 + rl) + size_t(nl - rl) + 1;
+    if (marks.size() != expect)
+      throw std::runtime_error("mcu-report: " + core + ": " + std::to_string(marks.size()) + " marker calls, expected " +
+                               std::to_string(expect) + " (see " + (w / "marks.txt").string() + ")");
+    McuCoreReport r;
+    r.core = core;
+    for (auto& L : lj)
+      r.layers.push_back({L.at("name"), L.at("op"), L.at("kernel_fn"), L.at("runs").get<int>(),
+                          L.at("macs").get<int64_t>() * L.at("runs").get<int64_t>(), 0});
+    size_t m = 0;
+    auto step = [&]() { return marks[m + 1] - marks[m]; };
+    for (int row = 0; row < rows; ++row) {
+      r.input_copy_instructions += step(), ++m;
+      for (int l = 0; l < rl; ++l) r.layers[size_t(l)].instructions += step(), ++m;
+    }
+    for (int l = rl; l < nl; ++l) r.layers[size_t(l)].instructions += step(), ++m;
+    r.instructions = marks.back() - marks.front();
+    std::istringstream sz(read_text(w / "build" / "size.txt"));
+    std::string line;
+    while (std::getline(sz, line)) {
+      std::istringstream ls(line);
+      std::string sec;
+      int64_t bytes = 0;
+      if (!(ls >> sec >> bytes)) continue;
+      if (sec == ".text" || sec == ".rodata" || sec == ".ARM.exidx") r.text += bytes;
+      else if (sec == ".data") r.data += bytes;
+      else if (sec == ".bss") r.bss += bytes;
+      else if (sec == ".stack") r.stack_reserved += bytes;
+    }
+    r.stack_peak = std::atoll(read_text(w / "stack.txt").c_str());
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::vector<int32_t> mcu_run(const std::string& dir_in, const std::string& core, const int16_t* qin, int64_t n,
+                             const std::string& opt) {
+  if (core != "m4" && core != "m7") throw std::runtime_error("mcu_run: core must be m4 or m7, got '" + core + "'");
+  const fs::path dir = fs::absolute(dir_in);
+  if (!fs::is_regular_file(dir / "schedule.json"))
+    throw std::runtime_error("mcu_run: '" + dir.string() + "' is not a directory written by pulsekd export-mcu");
+  const nlohmann::json s = nlohmann::json::parse(read_text(dir / "schedule.json"));
+  const int64_t per = int64_t(s.at("rows").get<int>()) * 256;
+  const fs::path w = dir / ("run-" + core);
+  fs::create_directories(w);
+  run_or_throw("cmake -S " + sh_quote(dir.string()) + " -B " + sh_quote((w / "build").string()) +
+                   " -DCMAKE_TOOLCHAIN_FILE=" + sh_quote((dir / "pulsekd/mcu/cmake/arm-none-eabi.cmake").string()) +
+                   " -DPK_CORE=" + core + " -DPK_OPT=" + sh_quote(opt) + " && cmake --build " + sh_quote((w / "build").string()),
+               "firmware build for " + core, w / "build.log");
+  std::ofstream(w / "input.bin", std::ios::binary)
+      .write(reinterpret_cast<const char*>(qin), std::streamsize(n * per * 2));
+  fs::remove(w / "output.bin");
+  const std::string machine = core == "m4" ? "mps2-an386" : "mps2-an500";
+  run_or_throw("cd " + sh_quote(w.string()) + " && timeout 600 qemu-system-arm -M " + machine +
+                   " -display none -monitor none -serial none -semihosting-config enable=on,target=native -kernel build/fw.elf",
+               "QEMU run on " + core, w / "qemu.log");
+  std::vector<int32_t> out(static_cast<size_t>(n));
+  std::ifstream f(w / "output.bin", std::ios::binary);
+  f.read(reinterpret_cast<char*>(out.data()), std::streamsize(n * 4));
+  if (f.gcount() != std::streamsize(n * 4))
+    throw std::runtime_error("mcu_run: " + core + " firmware wrote " + std::to_string(f.gcount() / 4) + " of " +
+                             std::to_string(n) + " outputs; see " + (w / "qemu.log").string());
+  return out;
+}
+
+}  // namespace pulsekd::deploy

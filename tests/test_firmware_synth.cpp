@@ -1,0 +1,101 @@
+// The whole deployment path on data the repository makes itself: a half-width PULSE student
+// trained briefly on the built-in synthetic windows (datasets/synth.h) is quantised, exported,
+// built for Cortex-M4 and Cortex-M7 and run under QEMU; every firmware output must equal the host
+// runtime's (deploy::HostModel) bit for bit. Needs nothing from ../shared: a reported skip
+// (tests/shared_data.h) only when the ARM toolchain or QEMU is missing.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+
+#include "datasets/folds.h"
+#include "datasets/synth.h"
+#include "deploy/calibrate.h"
+#include "deploy/codegen.h"
+#include "deploy/host_runtime.h"
+#include "deploy/qemu_runner.h"
+#include "kd/trainer.h"
+#include "tests/shared_data.h"
+
+using namespace pulsekd;
+namespace fs = std::filesystem;
+
+static bool have_tools() {
+  for (const char* t : {"arm-none-eabi-gcc", "arm-none-eabi-g++", "qemu-system-arm", "cmake"})
+    if (!pulsekd::testing::require_tool(t)) return false;
+  return true;
+}
+
+// A half-width student trained 4 epochs on 3 synthetic subjects, and its normalisation.
+struct SynthStudent {
+  data::WindowSet ws;
+  models::RowNorm norm;
+  std::unique_ptr<models::PulseModel> model;
+};
+
+static SynthStudent train_synth_student() {
+  data::SynthOptions so;
+  so.seed = 11;
+  so.subjects = 3;
+  so.minutes = 1.5;
+  SynthStudent s;
+  s.ws = data::make_synthetic(so);
+  models::ModelConfig cfg;
+  cfg.arch = "student";
+  cfg.width = 0.5;  // channels 8, 12, 16: every DSP kernel family of the default student
+  s.model = std::make_unique<models::PulseModel>(cfg, 3);
+  const data::Fold fold{{0, 1}, {2}, {2}};
+  const data::Normalizer nz = data::Normalizer::fit(s.ws, data::windows_of(s.ws, fold.train));
+  kd::TrainOptions t;
+  t.epochs = 4;
+  t.batch = 32;
+  t.lr = 5e-4;
+  t.init_output_at_mean = true;
+  t.resume = false;
+  kd::train_model(*s.model, s.ws, fold, nz, t);
+  s.norm.present = true;
+  for (int r = 0; r < 4; ++r) s.norm.mean[r] = nz.mean[r], s.norm.std[r] = nz.std[r];
+  return s;
+}
+
+TEST_CASE("synthetic student: firmware on M4 and M7 equals the host runtime bit for bit (int16 default and all-int8)") {
+  if (!have_tools()) return;
+  const SynthStudent s = train_synth_student();
+  const std::vector<float> x = deploy::normalised_windows(s.ws, s.norm);  // (windows, 4, 256)
+  const int64_t n = 12;  // windows run on each firmware, spread over the three subjects
+  std::vector<float> xs;                                                  // (n, 4, 256)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t w = i * (int64_t(s.ws.size()) - 1) / (n - 1);
+    xs.insert(xs.end(), x.begin() + w * 1024, x.begin() + (w + 1) * 1024);
+  }
+  const fs::path root = fs::temp_directory_path() / ("pulsekd_test_fw_synth_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  struct Case {
+    const char* name;
+    int default_bits;
+    std::vector<std::string> cores;
+  };
+  // int16 (the documented default bits) on both cores; all-int8 (the packed int8 kernels) on M4
+  for (const Case& c : {Case{"default", 16, {"m4", "m7"}}, Case{"int8", 8, {"m4"}}}) {
+    CAPTURE(std::string(c.name));
+    deploy::QuantOptions qo;
+    qo.default_bits = c.default_bits;
+    if (c.default_bits == 16) qo.bits = deploy::default_layer_bits();
+    const deploy::QuantModel q = deploy::quantize_model(*s.model, s.norm, x.data(), int64_t(s.ws.size()), qo, "synth");
+    const std::vector<int16_t> qin = deploy::quantize_input(q, xs.data(), n);  // (n, 4, 256)
+    const std::vector<int32_t> host = deploy::HostModel(q).infer(qin.data(), n);  // (n)
+    // the DSP kernels the firmware runs equal the reference loops on the host
+    CHECK(deploy::HostModel(q, false).infer(qin.data(), n) == host);
+    // the trained model tells the windows apart (a constant output would prove little)
+    CHECK(std::set<int32_t>(host.begin(), host.end()).size() > size_t(n / 2));
+    for (const std::string& core : c.cores) {
+      CAPTURE(core);
+      const std::string dir = (root / (std::string(c.name) + "_" + core)).string();
+      deploy::export_mcu(q, core, dir);
+      CHECK(deploy::mcu_run(dir, core, qin.data(), n) == host);
+    }
+  }
+  fs::remove_all(root);
+}
