@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/conv_fast.h"
-#include "engine/conv_simd.h"
+#include "engine/host_fast/dispatch.h"
+#include "engine/host_fast/isa.h"
 #include "engine/parallel.h"
 #include "engine/rng.h"
 

@@ -127,7 +127,7 @@ void predict_recording(const std::string& ckpt, const data::RecordingOptions& re
     if (labelled) os << "," << ws.hr[k];
     os << "\n";
   }
-  kd::write_file_atomic(out, os.str());
+  write_file_atomic(out, os.str());
   for (const auto& [v, name] : {std::make_pair(&hr, "predict (raw)"), std::make_pair(&post, "predict (post-processed)")}) {
     const std::string warn = kd::implausible_warning(*v, name);
     if (!warn.empty()) std::cerr << warn << "\n";

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "datasets/pickle_numpy.h"
+#include "formats/pickle_numpy.h"
 #include "datasets/resample.h"
 
 namespace pulsekd::data {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "datasets/dataset.h"
-#include "datasets/pickle.h"
+#include "formats/pickle.h"
 
 namespace pulsekd::data {
 

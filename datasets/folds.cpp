@@ -2,8 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 #include <stdexcept>
+
+#include "engine/rng.h"
 
 namespace pulsekd::data {
 namespace {
@@ -155,13 +156,13 @@ void BatchIterator::reset_epoch(int epoch) {
   order_ = base_;
   pos_ = 0;
   if (!shuffle_) return;
-  std::mt19937_64 g(seed_ + static_cast<uint64_t>(epoch));
+  Mt64Rng g(seed_ + static_cast<uint64_t>(epoch));
   // Fisher-Yates with an unbiased bounded draw (rejection), not std::uniform_int_distribution,
   // whose algorithm differs between standard libraries.
   for (size_t i = order_.size(); i > 1; --i) {
     const uint64_t bound = i, limit = UINT64_MAX - UINT64_MAX % bound;
     uint64_t r;
-    do r = g();
+    do r = g.next_u64();
     while (r >= limit);
     std::swap(order_[i - 1], order_[r % bound]);
   }

@@ -39,7 +39,8 @@ struct Normalizer {
 std::vector<float> postprocess_clamp(const std::vector<float>& hr_in_time_order);
 
 // Mini-batches over a list of window indices. Shuffles only the index list (never the data),
-// deterministically: Fisher-Yates on std::mt19937_64 seeded with seed + epoch.
+// deterministically: Fisher-Yates on Mt64Rng (engine/rng.h, std::mt19937_64 bits) seeded with
+// seed + epoch.
 class BatchIterator {
  public:
   BatchIterator(const WindowSet& ws, std::vector<int64_t> indices, int batch, uint64_t seed,

@@ -15,13 +15,6 @@ constexpr double kPi = 3.14159265358979323846;
 constexpr double kHrMin = 45, kHrMax = 190;  // range of every trajectory (BPM)
 constexpr double kMaxSlope = 2.0;            // BPM/s, fastest heart-rate change
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 struct Segment {
   SynthActivity act;
   double t0, t1;       // seconds
@@ -306,20 +299,6 @@ void simulate(const SynthOptions& opt, int s, std::vector<float>& ppg, std::vect
 }
 
 }  // namespace
-
-double SynthRng::normal() {
-  if (has_spare_) {
-    has_spare_ = false;
-    return spare_;
-  }
-  double u1 = uniform();
-  while (u1 <= 0) u1 = uniform();  // log(0) guard
-  const double u2 = uniform();
-  const double r = std::sqrt(-2.0 * std::log(u1));
-  spare_ = r * std::sin(2 * kPi * u2);
-  has_spare_ = true;
-  return r * std::cos(2 * kPi * u2);
-}
 
 WindowSet make_synthetic(const SynthOptions& opt, SynthTruth* truth) {
   if (opt.subjects < 1 || opt.subjects > 1000)

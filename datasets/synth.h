@@ -1,29 +1,16 @@
 // The built-in default dataset: synthetic wrist PPG + accelerometer with known heart rate.
 #pragma once
 #include <cstdint>
-#include <random>
 #include <vector>
 
 #include "datasets/dataset.h"
+#include "engine/rng.h"
 
 namespace pulsekd::data {
 
-// Portable random numbers: std::mt19937_64 is specified bit-exactly by the standard, but the
-// std:: distributions are not (libstdc++ and libc++ differ), so they are written out here.
-class SynthRng {
- public:
-  explicit SynthRng(uint64_t seed) : g_(seed) {}
-  uint64_t bits() { return g_(); }
-  double uniform() { return static_cast<double>(g_() >> 11) * 0x1.0p-53; }  // [0, 1)
-  double uniform(double a, double b) { return a + (b - a) * uniform(); }
-  double normal();  // Box-Muller, standard normal
-  int index(int n) { return static_cast<int>(uniform() * n); }  // 0..n-1
-
- private:
-  std::mt19937_64 g_;
-  bool has_spare_ = false;
-  double spare_ = 0;
-};
+// The generator's random numbers: engine/rng.h's distributions over std::mt19937_64, the bit
+// source the synthetic data was always drawn from.
+using SynthRng = Mt64Rng;
 
 // All knobs of the generator (docs/DATASETS.md describes the model behind each).
 struct SynthOptions {

@@ -1,16 +1,14 @@
 #include "engine/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "engine/atomic_file.h"
+#include "engine/tensor.h"
 
 namespace pulsekd {
 namespace {
@@ -22,17 +20,6 @@ constexpr uint64_t kMaxHeaderBytes = 100u * 1024u * 1024u;
   std::ostringstream os;
   os << what << ": byte " << offset << ": " << msg;
   throw SafeTensorsError(os.str());
-}
-
-// numel of a shape, or -1 when a dimension is negative or the product overflows int64.
-int64_t checked_numel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    if (d < 0) return -1;
-    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) return -1;
-    n *= d;
-  }
-  return n;
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) {
@@ -206,31 +193,11 @@ std::vector<uint8_t> serialize_safetensors(const SafeTensorsFile& file) {
 
 void save_safetensors(const std::string& path, const SafeTensorsFile& file) {
   const std::vector<uint8_t> bytes = serialize_safetensors(file);  // fail before touching disk
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw SafeTensorsError(tmp + ": cannot create: " + std::strerror(errno));
-  auto abandon = [&](const std::string& msg) {
-    const int err = errno;
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw SafeTensorsError(tmp + ": " + msg + ": " + std::strerror(err) + " (" + path + " left unchanged)");
-  };
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) abandon("write failed at byte " + std::to_string(done));
-    done += static_cast<size_t>(w);
+  try {
+    write_file_atomic(path, bytes.data(), bytes.size());
+  } catch (const AtomicWriteError& e) {
+    throw SafeTensorsError(e.what());
   }
-  if (::fsync(fd) != 0) abandon("fsync failed");
-  if (::close(fd) != 0) { fd = -1; abandon("close failed"); }
-  fd = -1;
-  if (::rename(tmp.c_str(), path.c_str()) != 0) abandon("rename to " + path + " failed");
-  // Make the rename itself durable.
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) { ::fsync(dfd); ::close(dfd); }
 }
 
 }  // namespace pulsekd

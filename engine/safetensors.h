@@ -46,8 +46,9 @@ SafeTensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::s
 SafeTensorsFile load_safetensors(const std::string& path);
 // Serialises to bytes exactly as save_safetensors writes them.
 std::vector<uint8_t> serialize_safetensors(const SafeTensorsFile& file);
-// Atomic: writes `path.tmp.<pid>`, fsyncs it, renames it over `path`; on any failure the
-// temporary is removed and an existing `path` is left untouched.
+// Atomic (engine/atomic_file.h): writes `path.tmp.<pid>`, fsyncs it, renames it over `path`,
+// fsyncs the directory; on any failure the temporary is removed and an existing `path` is left
+// untouched (the error is a SafeTensorsError).
 void save_safetensors(const std::string& path, const SafeTensorsFile& file);
 
 }  // namespace pulsekd

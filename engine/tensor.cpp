@@ -1,9 +1,20 @@
 #include "engine/tensor.h"
 
 #include <cstring>
+#include <limits>
 #include <sstream>
 
 namespace pulsekd {
+
+int64_t checked_numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) return -1;
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) return -1;
+    n *= d;
+  }
+  return n;
+}
 
 Shape::Shape(std::initializer_list<int64_t> dims) {
   if (dims.size() > kMaxDims) throw ShapeError("tensor: more than 4 dimensions");

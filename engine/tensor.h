@@ -36,6 +36,10 @@ struct Shape {
   std::string str() const;  // "[2, 3, 4]"
 };
 
+// Elements of a shape read from a file (any rank): -1 when a dimension is negative or the
+// product overflows int64.
+int64_t checked_numel(const std::vector<int64_t>& shape);
+
 struct Tensor {
   real* data = nullptr;
   Shape shape;

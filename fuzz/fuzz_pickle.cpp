@@ -3,8 +3,8 @@
 #include <cstdint>
 #include <exception>
 
-#include "datasets/pickle.h"
-#include "datasets/pickle_numpy.h"
+#include "formats/pickle.h"
+#include "formats/pickle_numpy.h"
 
 using namespace pulsekd::data;
 

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <exception>
 
-#include "datasets/torch_checkpoint.h"
+#include "formats/torch_checkpoint.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

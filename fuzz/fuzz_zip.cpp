@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <exception>
 
-#include "datasets/zip_reader.h"
+#include "formats/zip_reader.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

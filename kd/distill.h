@@ -1,12 +1,12 @@
 // Distillation: builds the training loss of a student from a frozen teacher with any
-// combination of strategies (engine/kd_losses.h has the formulas; docs/KD-LOSSES.md).
+// combination of strategies (kd/losses.h has the formulas; docs/KD-LOSSES.md).
 #pragma once
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "engine/kd_losses.h"
+#include "kd/losses.h"
 #include "kd/trainer.h"
 #include "models/pulse.h"
 

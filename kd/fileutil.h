@@ -3,15 +3,17 @@
 #include <string>
 #include <vector>
 
+#include "engine/atomic_file.h"  // write_file_atomic, used by every kd/ writer
+
 namespace pulsekd::kd {
 
-// Writes path.tmp.<pid>, fsyncs, renames over path: a reader sees the old or the new file,
-// never a partial one. Throws naming the path on failure (the old file stays).
-void write_file_atomic(const std::string& path, const std::string& content);
 // Creates dir (and parents); throws naming it if that fails or it is not a directory.
 void ensure_dir(const std::string& dir, const std::string& flag);
 // Appends one line to a file (JSON-lines logs).
 void append_line(const std::string& path, const std::string& line);
+// A duration for progress lines, rounded to the second: "42s", "3m07s", "2h05m"; "?" when
+// negative or not finite.
+std::string format_duration(double seconds);
 // "a,b,,c" -> {"a", "b", "c"}: a comma-separated list, empty items dropped.
 std::vector<std::string> split_list(const std::string& csv);
 

@@ -7,17 +7,16 @@
 
 namespace pulsekd::kd {
 
-namespace {
-
-constexpr double kW = 720, kH = 400, kL = 70, kR = 160, kT = 40, kB = 50;
+namespace svg {
 
 std::string esc(const std::string& s) {
   std::string o;
-  for (char c : s) {
-    if (c == '&') o += "&amp;";
-    else if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else o += c;
+  for (char ch : s) {
+    if (ch == '&') o += "&amp;";
+    else if (ch == '<') o += "&lt;";
+    else if (ch == '>') o += "&gt;";
+    else if (ch == '\'') o += "&apos;";
+    else o += ch;
   }
   return o;
 }
@@ -28,23 +27,34 @@ std::string num(double v) {
   return b;
 }
 
-const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"};
-
-void frame(std::ostringstream& o, const std::string& title, const std::string& xlabel, const std::string& ylabel, double y0,
-           double y1) {
-  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << kW << "' height='" << kH << "' font-family='sans-serif' font-size='12'>\n";
+void frame(std::ostringstream& o, const Canvas& c, const std::string& title, const std::string& xlabel,
+           const std::string& ylabel, double y0, double y1) {
+  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << c.w << "' height='" << c.h << "' font-family='sans-serif' font-size='12'>\n";
   o << "<rect width='100%' height='100%' fill='white'/>\n";
-  o << "<text x='" << kW / 2 << "' y='22' text-anchor='middle' font-size='15'>" << esc(title) << "</text>\n";
-  o << "<text x='" << (kL + kW - kR) / 2 << "' y='" << kH - 10 << "' text-anchor='middle'>" << esc(xlabel) << "</text>\n";
-  o << "<text x='16' y='" << kH / 2 << "' text-anchor='middle' transform='rotate(-90 16 " << kH / 2 << ")'>" << esc(ylabel) << "</text>\n";
-  o << "<rect x='" << kL << "' y='" << kT << "' width='" << kW - kL - kR << "' height='" << kH - kT - kB
-    << "' fill='none' stroke='#444'/>\n";
+  o << "<text x='" << c.w / 2 << "' y='22' text-anchor='middle' font-size='15'>" << esc(title) << "</text>\n";
+  o << "<text x='" << (c.left + c.w - c.right) / 2 << "' y='" << c.h - 10 << "' text-anchor='middle'>" << esc(xlabel) << "</text>\n";
+  o << "<text x='16' y='" << c.h / 2 << "' text-anchor='middle' transform='rotate(-90 16 " << c.h / 2 << ")'>" << esc(ylabel)
+    << "</text>\n";
+  o << "<rect x='" << c.left << "' y='" << c.top << "' width='" << c.w - c.left - c.right << "' height='"
+    << c.h - c.top - c.bottom << "' fill='none' stroke='#444'/>\n";
   for (int i = 0; i <= 4; ++i) {
-    const double v = y0 + (y1 - y0) * i / 4, y = kH - kB - (kH - kT - kB) * i / 4.0;
-    o << "<line x1='" << kL << "' x2='" << kW - kR << "' y1='" << y << "' y2='" << y << "' stroke='#ddd'/>\n";
-    o << "<text x='" << kL - 6 << "' y='" << y + 4 << "' text-anchor='end'>" << num(v) << "</text>\n";
+    const double v = y0 + (y1 - y0) * i / 4, y = c.h - c.bottom - (c.h - c.top - c.bottom) * i / 4.0;
+    o << "<line x1='" << c.left << "' x2='" << c.w - c.right << "' y1='" << y << "' y2='" << y << "' stroke='#ddd'/>\n";
+    o << "<text x='" << c.left - 6 << "' y='" << y + 4 << "' text-anchor='end'>" << num(v) << "</text>\n";
   }
 }
+
+}  // namespace svg
+
+namespace {
+
+using svg::esc;
+using svg::num;
+
+constexpr double kW = 720, kH = 400, kL = 70, kR = 160, kT = 40, kB = 50;
+constexpr svg::Canvas kCanvas{kW, kH, kL, kR, kT, kB};
+
+const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"};
 
 void legend(std::ostringstream& o, const std::vector<Series>& series) {
   for (size_t i = 0; i < series.size(); ++i) {
@@ -74,7 +84,7 @@ std::string svg_line_chart(const std::string& title, const std::string& xlabel, 
   y0 -= pad;
   y1 += pad;
   std::ostringstream o;
-  frame(o, title, xlabel, ylabel, y0, y1);
+  svg::frame(o, kCanvas, title, xlabel, ylabel, y0, y1);
   for (int i = 0; i <= 4; ++i) {
     const double v = x0 + (x1 - x0) * i / 4, x = kL + (kW - kL - kR) * i / 4.0;
     o << "<text x='" << x << "' y='" << kH - kB + 16 << "' text-anchor='middle'>" << num(v) << "</text>\n";
@@ -104,7 +114,7 @@ std::string svg_bar_chart(const std::string& title, const std::string& ylabel, c
       if (std::isfinite(v)) y1 = std::max(y1, v);
   y1 = y1 > 0 ? y1 * 1.1 : 1;
   std::ostringstream o;
-  frame(o, title, "", ylabel, 0, y1);
+  svg::frame(o, kCanvas, title, "", ylabel, 0, y1);
   const double gw = (kW - kL - kR) / std::max<double>(1, double(groups.size()));
   const double bw = gw * 0.8 / std::max<double>(1, double(series.size()));
   for (size_t gi = 0; gi < groups.size(); ++gi) {

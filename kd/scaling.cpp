@@ -14,6 +14,7 @@
 
 #include "engine/rng.h"
 #include "kd/fileutil.h"
+#include "kd/plots.h"
 #include "kd/sweep.h"
 
 namespace pulsekd::kd {
@@ -240,23 +241,8 @@ BootstrapFit bootstrap_power_law(const std::vector<double>& n, const std::vector
 
 namespace {
 
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char ch : s) {
-    if (ch == '&') o += "&amp;";
-    else if (ch == '<') o += "&lt;";
-    else if (ch == '>') o += "&gt;";
-    else if (ch == '\'') o += "&apos;";
-    else o += ch;
-  }
-  return o;
-}
-
-std::string num(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.4g", v);
-  return b;
-}
+using svg::esc;
+using svg::num;
 
 // 2000 → "2k", 5e6 → "5M"
 std::string count_label(double v) {
@@ -293,17 +279,7 @@ std::string svg_log_x_chart(const std::string& title, const std::string& xlabel,
   auto px = [&](double x) { return L + (std::log10(x) - x0) / (x1 - x0) * (W - L - R); };
   auto py = [&](double y) { return H - B - (y - y0) / (y1 - y0) * (H - T - B); };
   std::ostringstream o;
-  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H << "' font-family='sans-serif' font-size='12'>\n";
-  o << "<rect width='100%' height='100%' fill='white'/>\n";
-  o << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='15'>" << esc(title) << "</text>\n";
-  o << "<text x='" << (L + W - R) / 2 << "' y='" << H - 10 << "' text-anchor='middle'>" << esc(xlabel) << "</text>\n";
-  o << "<text x='16' y='" << H / 2 << "' text-anchor='middle' transform='rotate(-90 16 " << H / 2 << ")'>" << esc(ylabel) << "</text>\n";
-  o << "<rect x='" << L << "' y='" << T << "' width='" << W - L - R << "' height='" << H - T - B << "' fill='none' stroke='#444'/>\n";
-  for (int i = 0; i <= 4; ++i) {
-    const double v = y0 + (y1 - y0) * i / 4, y = py(v);
-    o << "<line x1='" << L << "' x2='" << W - R << "' y1='" << y << "' y2='" << y << "' stroke='#ddd'/>\n";
-    o << "<text x='" << L - 6 << "' y='" << y + 4 << "' text-anchor='end'>" << num(v) << "</text>\n";
-  }
+  svg::frame(o, {W, H, L, R, T, B}, title, xlabel, ylabel, y0, y1);
   // x ticks at 1, 2, 5 × 10^k inside the range
   for (int e = int(std::floor(x0)); e <= int(std::ceil(x1)); ++e)
     for (double m : {1.0, 2.0, 5.0}) {

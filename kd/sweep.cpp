@@ -194,16 +194,6 @@ TrainOptions parse_train(const json& common, const json& over, const std::string
   return t;
 }
 
-std::string fmt_time(double s) {
-  if (!(s >= 0) || !std::isfinite(s)) return "?";
-  char b[32];
-  const long t = long(s + 0.5);
-  if (t >= 3600) std::snprintf(b, sizeof b, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-  else if (t >= 60) std::snprintf(b, sizeof b, "%ldm%02lds", t / 60, t % 60);
-  else std::snprintf(b, sizeof b, "%lds", t);
-  return b;
-}
-
 }  // namespace
 
 json read_json_file(const std::string& path) {
@@ -498,7 +488,7 @@ SweepStats run_sweep(const SweepConfig& c, const data::WindowSet& ws, const std:
     const double el = elapsed();
     const double eta = done_units > 0 ? el / done_units * (units - done_units) : 0;
     std::fprintf(stderr, "sweep [%d/%d] %s: MAE %.2f BPM in %s; elapsed %s, ETA %s\n", done_units, units, what.c_str(), mae,
-                 fmt_time(secs).c_str(), fmt_time(el).c_str(), fmt_time(eta).c_str());
+                 format_duration(secs).c_str(), format_duration(el).c_str(), format_duration(eta).c_str());
   };
   auto prep = [&](TrainOptions t, uint64_t seed) {
     t.seed = seed;
@@ -576,7 +566,7 @@ SweepStats run_sweep(const SweepConfig& c, const data::WindowSet& ws, const std:
   st.seconds = elapsed();
   if (o.progress)
     std::fprintf(stderr, "sweep: %d point(s) run, %d skipped as done; %d teacher run(s), %d reused; %s\n", st.points_run, st.points_skipped,
-                 st.teachers_run, st.teachers_skipped, fmt_time(st.seconds).c_str());
+                 st.teachers_run, st.teachers_skipped, format_duration(st.seconds).c_str());
   return st;
 }
 

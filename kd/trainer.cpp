@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/blas.h"
-#include "engine/kd_losses.h"
+#include "kd/losses.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/rng.h"
@@ -28,13 +28,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string fmt_time(double s) {
-  char b[32];
-  if (s >= 3600) std::snprintf(b, sizeof b, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
-  else std::snprintf(b, sizeof b, "%dm%02ds", int(s / 60), int(s) % 60);
-  return b;
-}
 
 models::RowNorm row_norm(const data::Normalizer& n) {
   models::RowNorm r;
@@ -423,7 +416,7 @@ struct TrainSession {
         const std::string best_text = res.best_epoch >= 1 ? std::to_string(res.best_val_mae).substr(0, 6) : std::string("-");
         std::fprintf(stderr, "\r%s epoch %d/%d batch %lld/%lld loss %.3f best val MAE %s ETA %s (max)   ", opt.label.c_str(),
                      epoch + 1, opt.epochs, (long long)b_i, (long long)batches, loss_sum / double(b_i), best_text.c_str(),
-                     fmt_time(eta).c_str());
+                     format_duration(eta).c_str());
       }
     }
     return loss_sum / double(std::max<int64_t>(b_i, 1));

@@ -6,7 +6,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "datasets/torch_checkpoint.h"
+#include "formats/torch_checkpoint.h"
 #include "engine/safetensors.h"
 
 namespace pulsekd::models {

@@ -1,4 +1,4 @@
-// Distillation losses (engine/kd_losses.h), double precision: finite-difference gradients of
+// Distillation losses (kd/losses.h), double precision: finite-difference gradients of
 // every loss with respect to the student and the teacher inputs, forward values against
 // hand-computed numbers and against small independent re-implementations written from the
 // formulas of KD-STRATEGIES.md (plain loops, no engine ops), identities (DKD with warmup 0 and
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/kd_losses.h"
+#include "kd/losses.h"
 #include "engine/module.h"
 #include "engine/ops.h"
 #include "tests/gradcheck.h"

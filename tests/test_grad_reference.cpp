@@ -15,7 +15,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "engine/kd_losses.h"
+#include "kd/losses.h"
 #include "engine/ops.h"
 #include "engine/safetensors.h"
 #include "tests/reference_tensors.h"

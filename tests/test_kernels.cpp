@@ -7,9 +7,9 @@
 #include <utility>
 #include <vector>
 
-#include "engine/conv_fast.h"
-#include "engine/conv_simd.h"
-#include "engine/fast_kernels.h"
+#include "engine/host_fast/dispatch.h"
+#include "engine/host_fast/isa.h"
+#include "engine/host_fast/pool_modality.h"
 #include "engine/parallel.h"
 #include "engine/graph.h"
 #include "engine/kernels/conv1d.h"
@@ -206,7 +206,7 @@ IndependentConv independent_conv(const real* x /*(t_in, c_in)*/, const real* w, 
 
 std::vector<real> to_real(const std::vector<double>& v) { return std::vector<real>(v.begin(), v.end()); }
 
-// The fast entry points (conv_fast.h) and the reference loops against independent_conv; returns
+// The fast entry points (dispatch.h) and the reference loops against independent_conv; returns
 // the largest normalised error.
 double check_against_independent(const ConvCase& c, Rng& rng) {
   const k::conv1d_params p{c.cin, c.cout, c.k, c.stride, c.pad, c.dil, c.groups};

@@ -4,8 +4,8 @@
 #include <cstring>
 #include <string>
 
-#include "datasets/pickle.h"
-#include "datasets/pickle_numpy.h"
+#include "formats/pickle.h"
+#include "formats/pickle_numpy.h"
 
 using namespace pulsekd::data;
 using Kind = PyObject::Kind;

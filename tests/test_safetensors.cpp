@@ -1,4 +1,5 @@
-// safetensors: round trip, layout Python can read, every malformed case, atomic save.
+// safetensors: round trip, layout Python can read, every malformed case, atomic save (and the
+// atomic write it uses, engine/atomic_file.h, for text files as kd/ writes them).
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "engine/atomic_file.h"
 #include "engine/safetensors.h"
 
 using namespace pulsekd;
@@ -179,4 +181,20 @@ TEST_CASE("safetensors: a failed save leaves the old file untouched") {
   CHECK(slurp(path) == before);
   CHECK(!fs::exists(path + ".tmp." + std::to_string(::getpid())));
   CHECK(load_safetensors(path).tensors.size() == 3);
+}
+
+TEST_CASE("write_file_atomic: text replaces the file whole; a failed write leaves it") {
+  fs::create_directories(kTmp);
+  const std::string path = kTmp + "/report.txt";
+  write_file_atomic(path, std::string("first\n"));
+  write_file_atomic(path, std::string("second, longer\n"));
+  CHECK(slurp(path) == "second, longer\n");
+  CHECK(!fs::exists(path + ".tmp." + std::to_string(::getpid())));
+  // rename() onto a directory fails (EISDIR, root too): the temporary goes, the error names it.
+  const std::string taken = kTmp + "/taken.txt";
+  fs::create_directories(taken + "/inside");
+  CHECK_THROWS_WITH_AS(write_file_atomic(taken, std::string("x")), doctest::Contains("rename"), AtomicWriteError);
+  CHECK(!fs::exists(taken + ".tmp." + std::to_string(::getpid())));
+  fs::remove_all(taken);
+  CHECK(slurp(path) == "second, longer\n");
 }

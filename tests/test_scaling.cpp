@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "engine/rng.h"
+#include "kd/plots.h"
 #include "kd/scaling.h"
 
 using namespace pulsekd;
@@ -85,4 +86,6 @@ TEST_CASE("the log-x chart is a well-formed SVG with markers and fit curves") {
   CHECK(svg.find("<circle") != std::string::npos);
   CHECK(svg.find("stroke-dasharray") != std::string::npos);
   CHECK(svg.find("&lt;-") != std::string::npos);  // escaped
+  // The escaping every chart shares: text and single-quoted attributes.
+  CHECK(kd::svg::esc("a'b<c>&d") == "a&apos;b&lt;c&gt;&amp;d");
 }

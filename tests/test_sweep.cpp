@@ -7,11 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "kd/fileutil.h"
 #include "kd/scaling.h"
 #include "kd/sweep.h"
 #include "kd/trainer.h"
@@ -245,4 +247,15 @@ TEST_CASE("the pulsekd sweep, sweep-report and info --arch resnet commands") {
   CHECK(info.second.find("layer3.0") != std::string::npos);
   fs::remove_all(dir);
   fs::remove(cfg);
+}
+
+TEST_CASE("format_duration: the progress lines' durations (sweep and training ETA)") {
+  CHECK(kd::format_duration(0) == "0s");
+  CHECK(kd::format_duration(59.4) == "59s");
+  CHECK(kd::format_duration(59.6) == "1m00s");
+  CHECK(kd::format_duration(187) == "3m07s");
+  CHECK(kd::format_duration(3600 * 2 + 60 * 5 + 29) == "2h05m");
+  CHECK(kd::format_duration(-1) == "?");
+  CHECK(kd::format_duration(std::nan("")) == "?");
+  CHECK(kd::format_duration(HUGE_VAL) == "?");
 }

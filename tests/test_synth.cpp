@@ -28,7 +28,7 @@ TEST_CASE("SynthRng: reproducible, uniform in [0,1), normal has mean 0 and std 1
   CHECK(std::fabs(v - 1) < 0.02);
   // First draws are pinned so a change of the generator is noticed (mt19937_64 is specified).
   SynthRng c(1);
-  CHECK(c.bits() == 2469588189546311528ULL);
+  CHECK(c.next_u64() == 2469588189546311528ULL);
 }
 
 TEST_CASE("deterministic by seed, different across seeds") {

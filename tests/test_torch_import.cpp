@@ -8,8 +8,8 @@
 #include <fstream>
 #include <numeric>
 
-#include "datasets/torch_checkpoint.h"
-#include "datasets/zip_reader.h"
+#include "formats/torch_checkpoint.h"
+#include "formats/zip_reader.h"
 #include "tests/shared_data.h"
 #include "tests/test_zip_writer.h"
 

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "datasets/zip_reader.h"
+#include "formats/zip_reader.h"
 #include "tests/test_zip_writer.h"
 
 using namespace pulsekd::data;

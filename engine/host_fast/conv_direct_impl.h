@@ -1,8 +1,8 @@
-// The register-blocked direct conv1d kernels behind engine/conv_simd.h, templated on an ISA
-// traits struct. Included ONLY by the per-ISA translation units (engine/conv_avx512.cpp,
-// engine/conv_avx2.cpp), which are compiled with their ISA flags; they must not use the C++
-// standard library (its inline functions would be emitted with those flags and could be picked
-// by the linker for the rest of the program).
+// Host fast path, per ISA: the register-blocked direct conv1d kernels declared in
+// engine/host_fast/isa.h, templated on an ISA traits struct. Included ONLY by the per-ISA
+// translation units (engine/host_fast/kernels_avx512.cpp, kernels_avx2.cpp), which are compiled
+// with their ISA flags; they must not use the C++ standard library (its inline functions would
+// be emitted with those flags and could be picked by the linker for the rest of the program).
 //
 // Traits (struct Tr):
 //   using B = xsimd::batch<float, Arch>;  static constexpr int W = B::size;
@@ -17,7 +17,7 @@
 #pragma once
 #include <xsimd/xsimd.hpp>
 
-#include "engine/conv_simd.h"
+#include "engine/host_fast/isa.h"
 
 namespace pulsekd::simd::impl {
 
@@ -150,7 +150,7 @@ void direct_fwd(const DirectFwd& a) {
 // FULL: the last vector is whole (last == W), a template parameter so each instantiation has
 // one inner loop. The edge steps (where some row of the tile reads padding) run afterwards in
 // wgrad_tile_edges, on memory, so the register loop holds only interior steps. (Partial-vector
-// AVX-512 tiles stay slow on Zen 4 either way: conv_fast.cpp sends 16k + 8 channels to AVX2.)
+// AVX-512 tiles stay slow on Zen 4 either way: dispatch.cpp sends 16k + 8 channels to AVX2.)
 template <int CB, bool KT>
 static inline void wgrad_tile_range(const DirectWgrad& a, int32_t k0, int32_t& lo, int32_t& hi) {
   const int32_t kspan = KT ? (CB - 1) * a.dilation : 0;  // taps covered beyond k0

@@ -1,7 +1,8 @@
-#include "datasets/pickle_numpy.h"
+#include "formats/pickle_numpy.h"
 
 #include <cstring>
-#include <limits>
+
+#include "engine/tensor.h"
 
 namespace pulsekd::data {
 namespace {
@@ -75,15 +76,7 @@ std::string NumpyArray::dtype_text() const {
   return std::string(itemsize == 1 ? "|" : little_endian ? "<" : ">") + kind + std::to_string(itemsize);
 }
 
-int64_t NumpyArray::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    if (d < 0) return -1;
-    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) return -1;
-    n *= d;
-  }
-  return n;
-}
+int64_t NumpyArray::numel() const { return checked_numel(shape); }
 
 std::vector<double> NumpyArray::to_doubles() const {
   const int64_t n = numel();

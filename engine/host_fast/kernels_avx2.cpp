@@ -1,11 +1,12 @@
-// AVX2 + FMA instantiation of the direct conv1d kernels (engine/conv_simd_impl.h). Compiled
-// with -mavx2 -mfma (CMakeLists.txt, "SIMD kernel flags"); called only when the CPU reports
-// AVX2 and FMA. No C++ standard library here.
+// Host fast path for AVX2 + FMA: the direct conv1d kernels (engine/host_fast/conv_direct_impl.h)
+// and the row softmax (softmax_impl.h) instantiated for this ISA. Compiled with -mavx2 -mfma
+// (CMakeLists.txt, "SIMD kernel flags"); called only when the CPU reports AVX2 and FMA. No C++
+// standard library here.
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 
-#include "engine/conv_simd_impl.h"
-#include "engine/softmax_simd_impl.h"
+#include "engine/host_fast/conv_direct_impl.h"
+#include "engine/host_fast/softmax_impl.h"
 
 namespace pulsekd::simd {
 namespace {
@@ -40,7 +41,7 @@ void softmax_bwd_avx2(float* gx, const float* gy, const float* y, int64_t rows, 
 
 }  // namespace pulsekd::simd
 #else
-#include "engine/conv_simd.h"
+#include "engine/host_fast/isa.h"
 namespace pulsekd::simd {
 void direct_fwd_avx2(const DirectFwd&) {}
 void direct_wgrad_avx2(const DirectWgrad&) {}

@@ -1,4 +1,4 @@
-#include "datasets/torch_checkpoint.h"
+#include "formats/torch_checkpoint.h"
 
 #include <cerrno>
 #include <cmath>
@@ -7,8 +7,8 @@
 #include <limits>
 #include <map>
 
-#include "datasets/pickle.h"
-#include "datasets/zip_reader.h"
+#include "formats/pickle.h"
+#include "formats/zip_reader.h"
 
 namespace pulsekd {
 namespace {

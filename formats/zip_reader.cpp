@@ -1,4 +1,4 @@
-#include "datasets/zip_reader.h"
+#include "formats/zip_reader.h"
 
 #include <zlib.h>
 

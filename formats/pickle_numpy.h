@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "datasets/pickle.h"
+#include "formats/pickle.h"
 
 namespace pulsekd::data {
 
@@ -20,7 +20,7 @@ struct NumpyArray {
   bool fortran = false;            // column-major raw data
   std::string raw;                 // (numel * itemsize) the array's bytes as pickled
   std::string dtype_text() const;  // "<f8", "|u1", ...
-  int64_t numel() const;
+  int64_t numel() const;          // -1 when negative or overflowing int64
   // Values in row-major (C) order, whatever the stored order and byte order.
   std::vector<double> to_doubles() const;
 };

@@ -1,4 +1,5 @@
-// Fast paths of the pooling and modality-conv reference loops (engine/kernels/pool1d.h,
+// Host fast paths (any ISA: plain C++ the compiler vectorises) of the pooling and modality-conv
+// reference loops (engine/kernels/pool1d.h,
 // modality_conv.h) for float training. Each does the same arithmetic on every element in the
 // same order as its reference, so the results are bit-identical (tests/test_kernels.cpp checks
 // it); only the loop order changes, channels innermost and contiguous, so the compiler can

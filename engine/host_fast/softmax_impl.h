@@ -1,13 +1,14 @@
-// Softmax over the rows of a (rows, d) float array and its backward, vectorised along d,
-// templated on the ISA traits of engine/conv_simd_impl.h. Included ONLY by the per-ISA
-// translation units (engine/conv_avx512.cpp, engine/conv_avx2.cpp); the same rules hold: no
-// C++ standard library, everything static or a template over the TU-local traits. Reference:
-// engine/kernels/softmax.h (same steps: subtract the row max, exp, sum, divide; the sums are
-// vector partial sums, so results differ from it by float rounding only).
+// Host fast path, per ISA: softmax over the rows of a (rows, d) float array and its backward,
+// vectorised along d, templated on the ISA traits of engine/host_fast/conv_direct_impl.h.
+// Included ONLY by the per-ISA translation units (engine/host_fast/kernels_avx512.cpp,
+// kernels_avx2.cpp); the same rules hold: no C++ standard library, everything static or a
+// template over the TU-local traits. Reference: engine/kernels/softmax.h (same steps: subtract
+// the row max, exp, sum, divide; the sums are vector partial sums, so results differ from it by
+// float rounding only).
 #pragma once
 #include <xsimd/xsimd.hpp>
 
-#include "engine/conv_simd.h"
+#include "engine/host_fast/isa.h"
 
 namespace pulsekd::simd::impl {
 

@@ -1,4 +1,4 @@
-#include "engine/conv_fast.h"
+#include "engine/host_fast/dispatch.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "engine/blas.h"
-#include "engine/conv_simd.h"
+#include "engine/host_fast/isa.h"
 #include "engine/kernels/activation.h"
 #include "engine/kernels/softmax.h"
 #include "engine/parallel.h"

@@ -1,7 +1,7 @@
 // Distillation losses. The simple ones are compositions of gradient-checked ops; RKD
 // (pairwise / triplet relations) and DKD (target / non-target split with logs of partial
 // sums) are fused ops with their own forward and backward. Sums are accumulated in double.
-#include "engine/kd_losses.h"
+#include "kd/losses.h"
 
 #include <algorithm>
 #include <cmath>

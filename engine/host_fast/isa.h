@@ -1,10 +1,12 @@
-// Direct (no im2col) register-blocked SIMD conv1d kernels, float only, channels-last.
-// One implementation (engine/conv_simd_impl.h) compiled twice with per-file ISA flags:
-// engine/conv_avx512.cpp (-mavx512f/bw/dq/cd -mfma) and engine/conv_avx2.cpp (-mavx2 -mfma).
-// The ISA is chosen at run time from xsimd's CPU detection (xsimd::available_architectures());
-// PULSEKD_ISA=scalar|avx2|avx512 caps it for the process (as if the CPU lacked the rest);
-// set_conv_isa() pins a lower one (tests force every path).
-// engine/conv_fast.cpp decides per shape between these kernels, OpenBLAS GEMM and the reference.
+// Host fast paths per ISA: which ISA runs, and the per-ISA kernels (direct, no im2col,
+// register-blocked SIMD conv1d and the row softmax; float only, channels-last). One
+// implementation (engine/host_fast/conv_direct_impl.h, softmax_impl.h) compiled twice with
+// per-file ISA flags: engine/host_fast/kernels_avx512.cpp (-mavx512f/bw/dq/cd -mfma) and
+// kernels_avx2.cpp (-mavx2 -mfma). The ISA is chosen at run time from xsimd's CPU detection
+// (xsimd::available_architectures()); PULSEKD_ISA=scalar|avx2|avx512 caps it for the process (as
+// if the CPU lacked the rest); set_conv_isa() pins a lower one (tests force every path).
+// engine/host_fast/dispatch.cpp decides per shape between these kernels, OpenBLAS GEMM and the
+// reference.
 #pragma once
 #include <cstdint>
 
@@ -18,8 +20,8 @@ void set_conv_isa(ConvIsa isa);       // clamped to the detected ISA; scalar = G
 const char* conv_isa_name(ConvIsa isa);
 
 // Which implementation conv1d_forward / _backward_data / _backward_weight use. automatic = the
-// per-shape rule in engine/conv_fast.cpp (docs/PERFORMANCE.md); the others force one path where
-// it applies (simd falls back to gemm for shapes it does not cover, e.g. backward data with
+// per-shape rule in engine/host_fast/dispatch.cpp (docs/PERFORMANCE.md); the others force one
+// path where it applies (simd falls back to gemm for shapes it does not cover, e.g. backward data with
 // stride > 1, or when conv_isa() is scalar). For tests and bench/.
 enum class ConvPath : int { automatic = 0, reference = 1, gemm = 2, simd = 3 };
 void set_conv_path(ConvPath path);
@@ -109,7 +111,7 @@ void direct_wgrad_avx2(const DirectWgrad& a);
 void depthwise_fwd_avx2(const DepthwiseFwd& a);
 void depthwise_wgrad_avx2(const DepthwiseWgrad& a);
 
-// Softmax along the last axis of (rows, d) (engine/softmax_simd_impl.h): y = softmax(x), and
+// Softmax along the last axis of (rows, d) (engine/host_fast/softmax_impl.h): y = softmax(x), and
 // grad_x += y * (grad_y - sum(grad_y * y)). Callers check the ISA (conv_isa()) first.
 void softmax_fwd_avx512(float* y, const float* x, int64_t rows, int32_t d);
 void softmax_bwd_avx512(float* grad_x, const float* grad_y, const float* y, int64_t rows, int32_t d);

@@ -1,5 +1,7 @@
-// Host fast paths for conv1d (im2col + GEMM for dense convolutions; the reference loops for
-// grouped/depthwise ones). Held equal to engine/kernels/conv1d.h by tests/test_kernels.cpp.
+// Host fast paths: the entry points for conv1d and the row softmax. Per shape and per ISA
+// (engine/host_fast/isa.h) they run the direct SIMD kernels, im2col + OpenBLAS GEMM, or the
+// reference loops (grouped convs, the double build). Held equal to engine/kernels/conv1d.h and
+// softmax.h by tests/test_kernels.cpp.
 #pragma once
 #include "engine/kernels/conv1d.h"
 #include "engine/tensor.h"

@@ -1,11 +1,12 @@
-// AVX-512 instantiation of the direct conv1d kernels (engine/conv_simd_impl.h). Compiled with
+// Host fast path for AVX-512: the direct conv1d kernels (engine/host_fast/conv_direct_impl.h)
+// and the row softmax (softmax_impl.h) instantiated for this ISA. Compiled with
 // -mavx512f -mavx512cd -mavx512dq -mavx512bw -mfma (CMakeLists.txt, "SIMD kernel flags");
 // called only when the CPU reports those extensions. No C++ standard library here.
 #if defined(__AVX512F__) && defined(__FMA__)
 #include <immintrin.h>
 
-#include "engine/conv_simd_impl.h"
-#include "engine/softmax_simd_impl.h"
+#include "engine/host_fast/conv_direct_impl.h"
+#include "engine/host_fast/softmax_impl.h"
 
 namespace pulsekd::simd {
 namespace {
@@ -40,7 +41,7 @@ void softmax_bwd_avx512(float* gx, const float* gy, const float* y, int64_t rows
 
 }  // namespace pulsekd::simd
 #else
-#include "engine/conv_simd.h"
+#include "engine/host_fast/isa.h"
 // Compiler without the flags (e.g. a non-x86 build): never selected, see conv_isa_detected().
 namespace pulsekd::simd {
 void direct_fwd_avx512(const DirectFwd&) {}
