@@ -100,7 +100,7 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
       } else {
         for (int k : train) {
           const data::SubjectInfo& sub = ws.subjects[size_t(k)];
-          xc.insert(xc.end(), x.begin() + sub.first_window * 1024, x.begin() + (sub.first_window + sub.num_windows) * 1024);
+          xc.insert(xc.end(), x.begin() + sub.first_window * data::kWindowValues, x.begin() + (sub.first_window + sub.num_windows) * data::kWindowValues);
         }
         calib_from = o->data + ": the checkpoint's " + std::to_string(train.size()) + " training subjects";
       }
@@ -115,8 +115,8 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     std::cout << "normalisation: "
               << (lm.norm.present ? "the checkpoint's per-row statistics"
                                   : "none in the checkpoint: each recording z-scored with its own per-row statistics")
-              << "\ncalibration: " << o->calib << " on " << cal.size() / 1024 << " windows of " << calib_from << "\n";
-    deploy::QuantModel q = deploy::quantize_model(*lm.model, lm.norm, cal.data(), int64_t(cal.size() / 1024), qo, o->ckpt);
+              << "\ncalibration: " << o->calib << " on " << cal.size() / data::kWindowValues << " windows of " << calib_from << "\n";
+    deploy::QuantModel q = deploy::quantize_model(*lm.model, lm.norm, cal.data(), int64_t(cal.size() / data::kWindowValues), qo, o->ckpt);
     deploy::save_quant_model(o->out, q);
 
     // The float network and the integer model (host runtime) on the same normalised windows x.
@@ -124,7 +124,7 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     for (size_t k = 0; k < all_subjects.size(); ++k) all_subjects[k] = int(k);
     const auto windows_of_subject = [&](int k) {
       const data::SubjectInfo& sub = ws.subjects[size_t(k)];
-      return std::vector<float>(x.begin() + sub.first_window * 1024, x.begin() + (sub.first_window + sub.num_windows) * 1024);
+      return std::vector<float>(x.begin() + sub.first_window * data::kWindowValues, x.begin() + (sub.first_window + sub.num_windows) * data::kWindowValues);
     };
     const kd::EvalResult ef = kd::evaluate_subjects(kd::float_predictor(*lm.model), ws, all_subjects, windows_of_subject);
     const kd::EvalResult eq = kd::evaluate_subjects(kd::integer_predictor(q), ws, all_subjects, windows_of_subject);

@@ -8,6 +8,7 @@ namespace pulsekd::data {
 
 constexpr int kRows = 4;          // PPG, accX, accY, accZ
 constexpr int kWindow = 256;      // 8 s at 32 Hz
+constexpr int kWindowValues = kRows * kWindow;  // floats in one window (4 x 256 = 1024)
 constexpr int kShift = 64;        // 2 s at 32 Hz
 constexpr double kRateHz = 32.0;  // model input sampling rate
 

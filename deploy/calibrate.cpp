@@ -3,6 +3,8 @@
 // per-layer weights (deploy/gptq.h). Scheme and per-layer choices: docs/MCU.md.
 #include "deploy/calibrate.h"
 
+#include "datasets/dataset.h"
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -242,7 +244,7 @@ static Calibration observe(PulseModel& m, const PulseGeom& g, const float* calib
   int64_t seen = 0;
   for (int64_t i = 0; i < n; i += step, ++seen) {
     const bool use_h = gptq && (seen % std::max<int64_t>(1, (n / step) / 512) == 0);
-    pulse_forward_f32(m, g, calib + i * 1024, [&](const std::string& name, const float* x, size_t c) {
+    pulse_forward_f32(m, g, calib + i * data::kWindowValues, [&](const std::string& name, const float* x, size_t c) {
       if (name.rfind("in:", 0) == 0) {
         if (use_h) add_inputs(name.substr(3), x, c);
       } else {
@@ -308,7 +310,7 @@ QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib
   q.norm = norm;
   q.input = qt("input");
   QTensor cur = q.input;
-  int t = 256;
+  int t = data::kWindow;
   size_t ci = 0;
   for (int blk = 0; blk < 3; ++blk) {
     for (; ci <= size_t(g.block_end[size_t(blk)]); ++ci) {
@@ -388,13 +390,13 @@ std::vector<float> normalised_windows(const data::WindowSet& ws, const RowNorm& 
     const std::vector<int64_t> idx = data::windows_of(ws, {int(s)});
     if (idx.empty()) continue;
     const data::Normalizer nz = data::Normalizer::fit(ws, idx);
-    nz.apply(x.data() + ws.subjects[s].first_window * 1024, ws.subjects[s].num_windows);
+    nz.apply(x.data() + ws.subjects[s].first_window * data::kWindowValues, ws.subjects[s].num_windows);
   }
   return x;
 }
 
 std::vector<int16_t> quantize_input(const QuantModel& q, const float* x, int64_t n) {
-  std::vector<int16_t> o(size_t(n) * 1024);
+  std::vector<int16_t> o(size_t(n) * data::kWindowValues);
   const double inv = 1.0 / double(q.input.scale);
   for (size_t i = 0; i < o.size(); ++i) {
     const double v = std::round(double(x[i]) * inv) + q.input.zp;  // ties away from zero

@@ -2,6 +2,8 @@
 // model_data.cpp / schedule.json, plus the runtime sources copied from this tree.
 #include "deploy/codegen.h"
 
+#include "datasets/dataset.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -33,7 +35,7 @@ McuExport plan_arena(const QuantModel& q, bool dsp) {
   // 0 .. row_layers-1). "input" (one row) is written at step -1.
   std::vector<ArenaSlot> t;
   const int rl = q.row_layers, nl = int(q.layers.size());
-  t.push_back({"input", 0, align4(bytes_of(q.input.bits, 256)), -1, 0});
+  t.push_back({"input", 0, align4(bytes_of(q.input.bits, data::kWindow)), -1, 0});
   for (int i = 0; i < rl - 1; ++i)
     t.push_back({q.layers[size_t(i)].name, 0, align4(bytes_of(q.layers[size_t(i)].out.bits, q.layers[size_t(i)].out_elems())), i, i + 1});
   const QLayer& lr = q.layers[size_t(rl) - 1];

@@ -3,6 +3,8 @@
 // predict_float_ref checks it against PulseModel::predict.
 #include "deploy/float_reference.h"
 
+#include "datasets/dataset.h"
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -36,7 +38,7 @@ PulseGeom pulse_geom(PulseModel& m) {
   const std::vector<int> dil = g.teacher ? std::vector<int>{2, 2, 2} : std::vector<int>{2, 3, 4};
   g.pools = g.teacher ? std::vector<int>{4, 2, 2} : std::vector<int>{4, 4, 2};
   const std::vector<int> ch = m.block_channels();
-  int c_in = 1, t = 256;
+  int c_in = 1, t = data::kWindow;
   for (int b = 0; b < 3; ++b) {
     for (int i = 0; i < cfg.convs_per_block; ++i) {
       const std::string name = "conv" + std::to_string(b + 1) + std::to_string(i + 1);
@@ -82,10 +84,10 @@ static std::vector<float> rows_forward_f32(PulseModel& m, const PulseGeom& g, co
   const FloatA::quant nq{};
   std::vector<float> rowsout(size_t(4) * g.t_final * g.c3);  // (4, t_final, c3)
   std::vector<float> a, b;
-  obs("input", x, size_t(4 * 256));
+  obs("input", x, size_t(data::kWindowValues));
   for (int r = 0; r < 4; ++r) {
-    a.assign(x + r * 256, x + (r + 1) * 256);
-    int t = 256;
+    a.assign(x + r * data::kWindow, x + (r + 1) * data::kWindow);
+    int t = data::kWindow;
     size_t ci = 0;
     for (int blk = 0; blk < 3; ++blk) {
       for (; ci <= size_t(g.block_end[size_t(blk)]); ++ci) {
@@ -188,7 +190,7 @@ std::vector<float> predict_float_ref(PulseModel& m, const float* x, int64_t n) {
   const PulseGeom g = pulse_geom(m);
   std::vector<float> hr(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i)
-    hr[size_t(i)] = pulse_forward_f32(m, g, x + i * 1024, [](const std::string&, const float*, size_t) {});
+    hr[size_t(i)] = pulse_forward_f32(m, g, x + i * data::kWindowValues, [](const std::string&, const float*, size_t) {});
   return hr;
 }
 

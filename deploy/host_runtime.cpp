@@ -1,5 +1,7 @@
 #include "deploy/host_runtime.h"
 
+#include "datasets/dataset.h"
+
 #include "deploy/calibrate.h"
 #include "deploy/host_kernels.h"
 #include "deploy/kernel_variants.h"
@@ -40,7 +42,7 @@ std::vector<int32_t> HostModel::infer(const int16_t* qin, int64_t n) {
   std::vector<int32_t> out(static_cast<size_t>(n));  // (n)
   uint8_t* arena = reinterpret_cast<uint8_t*>(arena_.data());
   for (int64_t i = 0; i < n; ++i) {
-    const int16_t* p = qin + i * rows_ * 256;
+    const int16_t* p = qin + i * rows_ * data::kWindow;
     out[size_t(i)] = pk_run(&model_, arena, pk_read_memory, &p);
   }
   return out;

@@ -2,6 +2,8 @@
 // starts external programs (cmake, the ARM toolchain, qemu-system-arm, cc for the plugin).
 #include "deploy/qemu_runner.h"
 
+#include "datasets/dataset.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -48,7 +50,7 @@ std::vector<McuCoreReport> mcu_report(const std::string& dir_in, const McuReport
   const auto& lj = s.at("layers");
   const int nl = int(lj.size());
   // One window of int16 input.
-  const size_t win_bytes = size_t(rows) * 256 * 2;
+  const size_t win_bytes = size_t(rows) * data::kWindow * 2;  // int16 samples
   std::vector<char> win(win_bytes, 0);
   const fs::path in = o.input.empty() ? dir / "input.bin" : fs::path(o.input);
   if (fs::is_regular_file(in) && fs::file_size(in) >= win_bytes) {
@@ -133,7 +135,7 @@ std::vector<int32_t> mcu_run(const std::string& dir_in, const std::string& core,
   if (!fs::is_regular_file(dir / "schedule.json"))
     throw std::runtime_error("mcu_run: '" + dir.string() + "' is not a directory written by pulsekd export-mcu");
   const nlohmann::json s = nlohmann::json::parse(read_text(dir / "schedule.json"));
-  const int64_t per = int64_t(s.at("rows").get<int>()) * 256;
+  const int64_t per = int64_t(s.at("rows").get<int>()) * data::kWindow;
   const fs::path w = dir / ("run-" + core);
   fs::create_directories(w);
   run_or_throw("cmake -S " + sh_quote(dir.string()) + " -B " + sh_quote((w / "build").string()) +

@@ -4,6 +4,8 @@
 // that passes runs without out-of-bounds access, int32 accumulator overflow or out-of-range shifts.
 #include "deploy/quant_model.h"
 
+#include "datasets/dataset.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -196,7 +198,7 @@ void check_params(const QLayer& L, const std::string& what, const std::string& w
 
 void validate_quant_model(const QuantModel& q, const std::string& what) {
   if (q.arch != "student" && q.arch != "teacher") bad(what, "arch is '" + q.arch + "', expected 'student' or 'teacher'");
-  if (q.rows != 4) bad(what, "rows is " + s(q.rows) + ", expected 4 (windows are 4 x 256)");
+  if (q.rows != data::kRows) bad(what, "rows is " + s(q.rows) + ", expected 4 (windows are 4 x 256)");
   check_qtensor(q.input, what, "input", false);
   if (!std::isfinite(q.out_scale) || !(q.out_scale > 0)) bad(what, "out_scale must be finite and > 0");
   if (q.norm.present)
@@ -209,7 +211,7 @@ void validate_quant_model(const QuantModel& q, const std::string& what) {
     bad(what, "row_layers is " + s(q.row_layers) + ", expected 1.." + s(nl - 1) + " (layers run per row, then at least one after)");
   std::set<std::string> names;
   // Shape and quantisation flowing into the next layer.
-  int64_t t = 256, c = 1;
+  int64_t t = data::kWindow, c = 1;
   QTensor flow = q.input;
   for (int i = 0; i < nl; ++i) {
     const QLayer& L = q.layers[size_t(i)];
