@@ -6,6 +6,7 @@
 #include <deque>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace pulsekd::data {
 namespace {
@@ -83,122 +84,142 @@ int64_t argmax_near(const std::vector<double>& v, int64_t c, int64_t r, double s
   return best;
 }
 
-}  // namespace
+// Samples in sec seconds at fs_hz, at least 1.
+int64_t samples(double sec, double fs_hz) {
+  return std::max<int64_t>(1, std::lround(sec * fs_hz));
+}
 
-std::vector<double> detect_rpeaks(const float* ecg, size_t n, double fs_hz) {
-  if (!(fs_hz >= 50.0))
-    throw std::invalid_argument("detect_rpeaks: sampling rate must be >= 50 Hz, got " +
-                                std::to_string(fs_hz));
-  for (size_t i = 0; i < n; ++i)
-    if (!std::isfinite(ecg[i]))
-      throw std::invalid_argument("detect_rpeaks: non-finite ECG sample at index " +
-                                  std::to_string(i));
-  const auto samples = [&](double sec) { return std::max<int64_t>(1, std::lround(sec * fs_hz)); };
-  if (static_cast<int64_t>(n) < samples(2.0)) return {};
+// Pan-Tompkins steps 1-4 on one recording.
+struct QrsSignals {
+  std::vector<double> bp;   // (n) ECG band-passed 5-15 Hz
+  std::vector<float> d;     // (n) five-point derivative of bp, units per second
+  std::vector<float> mwi;   // (n) squared d, centred moving-window integral over w samples
+};
+
+QrsSignals qrs_signals(const float* ecg, size_t n, double fs_hz, int64_t w) {
   const int64_t N = static_cast<int64_t>(n);
-
+  QrsSignals q;
   // 1. Band-pass 5-15 Hz: the QRS energy band, rejecting baseline wander, P/T waves, mains.
-  std::vector<double> bp(ecg, ecg + n);  // (n)
-  filtfilt({butter2(5.0, fs_hz, true), butter2(15.0, fs_hz, false)}, bp, samples(1.0));
+  q.bp.assign(ecg, ecg + n);
+  filtfilt({butter2(5.0, fs_hz, true), butter2(15.0, fs_hz, false)}, q.bp, samples(1.0, fs_hz));
 
   // 2. Five-point derivative (centred, so no delay), in units per second.
-  std::vector<float> d(n, 0.0f);  // (n)
+  const std::vector<double>& bp = q.bp;
+  q.d.assign(n, 0.0f);
   for (int64_t i = 2; i + 2 < N; ++i)
-    d[i] = static_cast<float>((2 * bp[i + 2] + bp[i + 1] - bp[i - 1] - 2 * bp[i - 2]) * fs_hz / 8);
+    q.d[i] = static_cast<float>((2 * bp[i + 2] + bp[i + 1] - bp[i - 1] - 2 * bp[i - 2]) * fs_hz / 8);
 
-  // 3-4. Squaring and centred 150 ms moving-window integration.
-  const int64_t w = samples(0.150);
-  std::vector<float> mwi(n, 0.0f);  // (n)
-  {
-    double run = 0;
-    const int64_t off = w / 2;
-    for (int64_t i = 0; i < N + off; ++i) {
-      if (i < N) run += static_cast<double>(d[i]) * d[i];
-      if (i - w >= 0 && i - w < N) run -= static_cast<double>(d[i - w]) * d[i - w];
-      const int64_t c = i - off;
-      if (c >= 0 && c < N) mwi[c] = static_cast<float>(std::max(0.0, run) / w);
+  // 3-4. Squaring and centred moving-window integration (w = 150 ms).
+  const std::vector<float>& d = q.d;
+  q.mwi.assign(n, 0.0f);
+  double run = 0;
+  const int64_t off = w / 2;
+  for (int64_t i = 0; i < N + off; ++i) {
+    if (i < N) run += static_cast<double>(d[i]) * d[i];
+    if (i - w >= 0 && i - w < N) run -= static_cast<double>(d[i - w]) * d[i - w];
+    const int64_t c = i - off;
+    if (c >= 0 && c < N) q.mwi[c] = static_cast<float>(std::max(0.0, run) / w);
+  }
+  return q;
+}
+
+// Step 6: adaptive signal/noise levels over the candidate peaks of mwi, with search-back,
+// T-wave rejection and the refractory period. Candidates are fed in time order.
+class BeatClassifier {
+ public:
+  BeatClassifier(const QrsSignals& q, double fs_hz, int64_t w)
+      : d_(q.d), mwi_(q.mwi), fs_hz_(fs_hz), w_(w), refr_(samples(0.200, fs_hz)) {
+    // Learning phase on the first 2 s.
+    const int64_t N = static_cast<int64_t>(mwi_.size());
+    const int64_t learn = std::min<int64_t>(N, samples(2.0, fs_hz));
+    double mx = 0, mean = 0;
+    for (int64_t i = 0; i < learn; ++i) {
+      mx = std::max<double>(mx, mwi_[i]);
+      mean += mwi_[i];
     }
+    mean /= learn;
+    spki_ = mx / 3.0;
+    npki_ = mean / 2.0;
   }
 
-  // 5. Candidate peaks: every local maximum of the integrated signal (it is smooth over
-  // 150 ms, so there are few); the refractory rule below decides between close ones.
-  const int64_t refr = samples(0.200);
-  std::vector<int64_t> cand;
-  for (int64_t i = 1; i + 1 < N; ++i)
-    if (mwi[i] > mwi[i - 1] && mwi[i] >= mwi[i + 1]) cand.push_back(i);
-  if (cand.empty()) return {};
-
-  const auto slope = [&](int64_t i) {  // maximal |derivative| in the 150 ms before the peak
-    float s = 0;
-    for (int64_t k = std::max<int64_t>(0, i - w); k <= i; ++k) s = std::max(s, std::fabs(d[k]));
-    return s;
-  };
-
-  // 6. Adaptive thresholds, learning phase on the first 2 s.
-  const int64_t learn = std::min<int64_t>(N, samples(2.0));
-  double mx = 0, mean = 0;
-  for (int64_t i = 0; i < learn; ++i) {
-    mx = std::max<double>(mx, mwi[i]);
-    mean += mwi[i];
-  }
-  mean /= learn;
-  double spki = mx / 3.0, npki = mean / 2.0;
-  auto thr1 = [&] { return npki + 0.25 * (spki - npki); };
-
-  std::vector<int64_t> beats;      // indices into mwi
-  std::vector<float> beat_slope;   // maximal slope of each accepted beat
-  std::deque<int64_t> rr;          // last 8 RR intervals (samples)
-  std::vector<int64_t> noise;      // candidates since the last beat, for search-back
-  const auto rr_mean = [&]() -> double {
-    if (rr.empty()) return static_cast<double>(samples(1.0));
-    double s = 0;
-    for (auto v : rr) s += v;
-    return s / rr.size();
-  };
-  const auto accept = [&](int64_t i, double weight) {
-    if (!beats.empty()) {
-      rr.push_back(i - beats.back());
-      if (rr.size() > 8) rr.pop_front();
-    }
-    beats.push_back(i);
-    beat_slope.push_back(slope(i));
-    spki = weight * mwi[i] + (1 - weight) * spki;
-    noise.clear();
-  };
-
-  for (int64_t i : cand) {
+  void feed(int64_t i) {
     // Search-back: a beat is overdue, so take the largest skipped candidate above thr1/2.
-    if (!beats.empty() && i - beats.back() > 1.66 * rr_mean()) {
+    if (!beats_.empty() && i - beats_.back() > 1.66 * rr_mean()) {
       int64_t best = -1;
-      for (int64_t k : noise)
-        if (k - beats.back() >= refr && i - k >= refr && mwi[k] > 0.5 * thr1() &&
-            (best < 0 || mwi[k] > mwi[best]))
+      for (int64_t k : noise_)
+        if (k - beats_.back() >= refr_ && i - k >= refr_ && mwi_[k] > 0.5 * thr1() &&
+            (best < 0 || mwi_[k] > mwi_[best]))
           best = k;
       if (best >= 0) accept(best, 0.25);
     }
-    const bool above = mwi[i] > thr1();
-    bool is_beat = above && (beats.empty() || i - beats.back() >= refr);
-    if (is_beat && !beats.empty() && i - beats.back() < samples(0.360) &&
-        slope(i) < 0.5f * beat_slope.back())
+    const bool above = mwi_[i] > thr1();
+    bool is_beat = above && (beats_.empty() || i - beats_.back() >= refr_);
+    if (is_beat && !beats_.empty() && i - beats_.back() < samples(0.360, fs_hz_) &&
+        slope(i) < 0.5f * beat_slope_.back())
       is_beat = false;  // T wave: close to the last beat and much less steep
     if (is_beat) {
       accept(i, 0.125);
-    } else if (above && !beats.empty() && i - beats.back() < refr && mwi[i] > mwi[beats.back()] &&
-               (beats.size() < 2 || i - beats[beats.size() - 2] >= refr)) {
+    } else if (above && !beats_.empty() && i - beats_.back() < refr_ &&
+               mwi_[i] > mwi_[beats_.back()] &&
+               (beats_.size() < 2 || i - beats_[beats_.size() - 2] >= refr_)) {
       // Inside the refractory period but larger: the earlier detection was the artefact.
-      beats.back() = i;
-      beat_slope.back() = slope(i);
+      beats_.back() = i;
+      beat_slope_.back() = slope(i);
     } else {
-      npki = 0.125 * mwi[i] + 0.875 * npki;
-      noise.push_back(i);
+      npki_ = 0.125 * mwi_[i] + 0.875 * npki_;
+      noise_.push_back(i);
     }
   }
-  if (beats.empty()) return {};
 
-  // 7. Move each detection to the R wave: decide the polarity once, from the median of the
-  // positive and negative extrema of the band-passed ECG around the detections.
-  const int64_t r50 = samples(0.050);
-  std::vector<double> pos, neg;
+  const std::vector<int64_t>& beats() const { return beats_; }
+
+ private:
+  double thr1() const { return npki_ + 0.25 * (spki_ - npki_); }
+
+  double rr_mean() const {
+    if (rr_.empty()) return static_cast<double>(samples(1.0, fs_hz_));
+    double s = 0;
+    for (auto v : rr_) s += v;
+    return s / rr_.size();
+  }
+
+  // Maximal |derivative| in the 150 ms before the peak.
+  float slope(int64_t i) const {
+    float s = 0;
+    for (int64_t k = std::max<int64_t>(0, i - w_); k <= i; ++k) s = std::max(s, std::fabs(d_[k]));
+    return s;
+  }
+
+  void accept(int64_t i, double weight) {
+    if (!beats_.empty()) {
+      rr_.push_back(i - beats_.back());
+      if (rr_.size() > 8) rr_.pop_front();
+    }
+    beats_.push_back(i);
+    beat_slope_.push_back(slope(i));
+    spki_ = weight * mwi_[i] + (1 - weight) * spki_;
+    noise_.clear();
+  }
+
+  const std::vector<float>& d_;    // (n)
+  const std::vector<float>& mwi_;  // (n)
+  double fs_hz_;
+  int64_t w_, refr_;               // samples: integration window, refractory period
+  double spki_ = 0, npki_ = 0;     // signal and noise peak levels
+  std::vector<int64_t> beats_;     // indices into mwi
+  std::vector<float> beat_slope_;  // maximal slope of each accepted beat
+  std::deque<int64_t> rr_;         // last 8 RR intervals (samples)
+  std::vector<int64_t> noise_;     // candidates since the last beat, for search-back
+};
+
+// Step 7: moves each detection to the R wave and returns the R times, s. The polarity is
+// decided once, from the median of the positive and negative extrema of the band-passed ECG
+// bp (n) around the detections; then each beat moves onto the raw ECG (0.5 Hz high-pass
+// only, zero phase), where the R apex lies.
+std::vector<double> refine_to_r(const float* ecg, size_t n, double fs_hz, std::vector<double> bp,
+                                std::vector<int64_t> beats) {
+  const int64_t r50 = samples(0.050, fs_hz), refr = samples(0.200, fs_hz);
+  std::vector<double> pos, neg;  // (B) extrema of bp near each beat
   for (int64_t b : beats) {
     pos.push_back(bp[argmax_near(bp, b, r50, 1.0)]);
     neg.push_back(-bp[argmax_near(bp, b, r50, -1.0)]);
@@ -208,10 +229,9 @@ std::vector<double> detect_rpeaks(const float* ecg, size_t n, double fs_hz) {
   const double sign = pos[pos.size() / 2] >= neg[neg.size() / 2] ? 1.0 : -1.0;
   for (auto& b : beats) b = argmax_near(bp, b, r50, sign);
 
-  // Then onto the raw ECG (0.5 Hz high-pass only, zero phase), where the R apex lies.
   bp.assign(ecg, ecg + n);
-  filtfilt({butter2(0.5, fs_hz, true)}, bp, samples(2.0));
-  const int64_t r20 = samples(0.020);
+  filtfilt({butter2(0.5, fs_hz, true)}, bp, samples(2.0, fs_hz));
+  const int64_t r20 = samples(0.020, fs_hz);
   std::vector<double> out;
   out.reserve(beats.size());
   int64_t last = -refr;
@@ -222,6 +242,40 @@ std::vector<double> detect_rpeaks(const float* ecg, size_t n, double fs_hz) {
     last = r;
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<double> detect_rpeaks(const float* ecg, size_t n, double fs_hz) {
+  if (!(fs_hz >= 50.0))
+    throw std::invalid_argument("detect_rpeaks: sampling rate must be >= 50 Hz, got " +
+                                std::to_string(fs_hz));
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(ecg[i]))
+      throw std::invalid_argument("detect_rpeaks: non-finite ECG sample at index " +
+                                  std::to_string(i));
+  if (static_cast<int64_t>(n) < samples(2.0, fs_hz)) return {};
+  const int64_t N = static_cast<int64_t>(n);
+
+  // 1-4. Band-pass, derivative, squaring, 150 ms integration.
+  const int64_t w = samples(0.150, fs_hz);
+  QrsSignals q = qrs_signals(ecg, n, fs_hz, w);
+
+  // 5. Candidate peaks: every local maximum of the integrated signal (it is smooth over
+  // 150 ms, so there are few); the refractory rule in BeatClassifier decides between close ones.
+  const std::vector<float>& mwi = q.mwi;
+  std::vector<int64_t> cand;
+  for (int64_t i = 1; i + 1 < N; ++i)
+    if (mwi[i] > mwi[i - 1] && mwi[i] >= mwi[i + 1]) cand.push_back(i);
+  if (cand.empty()) return {};
+
+  // 6. Adaptive thresholds.
+  BeatClassifier cls(q, fs_hz, w);
+  for (int64_t i : cand) cls.feed(i);
+  if (cls.beats().empty()) return {};
+
+  // 7. Onto the R apex.
+  return refine_to_r(ecg, n, fs_hz, std::move(q.bp), cls.beats());
 }
 
 std::vector<float> hr_per_window(const std::vector<double>& peaks_s, double duration_s,

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <vector>
@@ -94,6 +95,30 @@ TEST_CASE("synthetic ECG, 50-180 BPM, baseline wander, hum and noise: 125 Hz and
   check_detection(125, 0.08);
   check_detection(700, 0.02);
   check_detection(700, 0.08);
+}
+
+// The detections on the synthetic ECG as found before, as sample indices: a change to any step
+// of the detector shows here. The index sum may move by 2 samples for last-digit libm
+// differences in make_ecg; a changed detector moves it by far more or changes the count.
+TEST_CASE("synthetic ECG: pinned detections") {
+  struct Pin {
+    double fs, noise;
+    size_t count;
+    long long sum, first, last;  // sample indices
+  };
+  const Pin pins[] = {{125, 0.02, 479, 7378297, 63, 29836}, {125, 0.08, 479, 7378300, 63, 29837},
+                      {700, 0.02, 479, 41318442, 350, 167083}, {700, 0.08, 479, 41318439, 350, 167083}};
+  for (const Pin& p : pins) {
+    const auto e = make_ecg(p.fs, 240, 7, p.noise);
+    const auto pk = detect_rpeaks(e.x.data(), e.x.size(), p.fs);
+    INFO("fs " << p.fs << " noise " << p.noise);
+    REQUIRE(pk.size() == p.count);
+    long long sum = 0;
+    for (double t : pk) sum += std::llround(t * p.fs);
+    CHECK(std::llabs(sum - p.sum) <= 2);
+    CHECK(std::llround(pk.front() * p.fs) == p.first);
+    CHECK(std::llround(pk.back() * p.fs) == p.last);
+  }
 }
 
 TEST_CASE("hr_per_window: known beats, interpolation, bad input") {

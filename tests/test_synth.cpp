@@ -43,6 +43,36 @@ TEST_CASE("deterministic by seed, different across seeds") {
   CHECK(a.x != c.x);
 }
 
+// The default set's values as generated before: a change to the model or to the order of its
+// random draws shows here. Tolerances allow last-digit libm differences, not a new draw order.
+TEST_CASE("default set: pinned values") {
+  SynthTruth tr;
+  const WindowSet ws = make_synthetic(SynthOptions{}, &tr);
+  REQUIRE(ws.hr.size() == 1416);
+  REQUIRE(ws.x.size() == 1449984);
+  double sx = 0, sh = 0;
+  for (float v : ws.x) sx += v;
+  for (float v : ws.hr) sh += v;
+  CHECK(sx == doctest::Approx(-175049.971).epsilon(1e-6));
+  CHECK(sh == doctest::Approx(166786.652).epsilon(1e-7));
+  CHECK(ws.hr[0] == doctest::Approx(48.5660019).epsilon(1e-6));
+  CHECK(ws.hr[100] == doctest::Approx(155.257248).epsilon(1e-6));
+  CHECK(ws.hr[700] == doctest::Approx(156.902374).epsilon(1e-6));
+  CHECK(ws.hr[1415] == doctest::Approx(104.73748).epsilon(1e-6));
+  CHECK(ws.x[0] == doctest::Approx(0.0252552517).epsilon(1e-5));
+  CHECK(ws.x[1000] == doctest::Approx(0.226324007).epsilon(1e-5));
+  CHECK(ws.x[123456] == doctest::Approx(-0.771069586).epsilon(1e-5));
+  CHECK(ws.x[1449000] == doctest::Approx(0.273146421).epsilon(1e-5));
+  int act[4] = {0, 0, 0, 0}, locked = 0;
+  for (SynthActivity a : tr.activity) ++act[static_cast<int>(a)];
+  for (uint8_t l : tr.locked) locked += l;
+  CHECK(act[0] == 300);  // rest
+  CHECK(act[1] == 270);  // walk
+  CHECK(act[2] == 650);  // run
+  CHECK(act[3] == 196);  // arm
+  CHECK(locked == 159);
+}
+
 TEST_CASE("default set: windows, labels and subjects consistent; 45-190 BPM covered") {
   SynthTruth truth;
   const WindowSet ws = make_synthetic(SynthOptions{}, &truth);
