@@ -60,6 +60,10 @@ struct SweepPoint {
   uint64_t seed = 0;
 };
 
+// The distillation options of one strategy ("pulse+rkd"): base with its '+' parts as the
+// strategies and only their entries of base.weights.
+DistillOptions strategy_kd(const DistillOptions& base, const std::string& strategy);
+
 // Every point of the grid for the given folds (strategy none: once per student, fold, seed).
 std::vector<SweepPoint> plan_points(const SweepConfig& c, const std::vector<int>& folds);
 
