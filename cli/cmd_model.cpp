@@ -106,10 +106,7 @@ void predict_recording(const std::string& ckpt, const data::RecordingOptions& re
   data::Normalizer norm;
   const std::vector<int64_t> all = data::windows_of(ws, {0});
   if (lm.norm.present) {
-    for (int r = 0; r < 4; ++r) {
-      norm.mean[r] = lm.norm.mean[r];
-      norm.std[r] = lm.norm.std[r];
-    }
+    norm = lm.norm;
   } else {
     norm = data::Normalizer::fit(ws, all);
     std::cerr << "note: " << ckpt << " carries no normalisation; using the recording's own statistics\n";

@@ -112,11 +112,7 @@ StageResult quantised_stage(const PipelineOptions& o, const data::WindowSet& tra
   auto check = std::make_shared<FirmwareCheck>();
   for (const FoldPlan& fp : plans) {
     models::LoadedModel lm = models::load_checkpoint(checkpoint_for_fold(distilled_dir, fp.number));
-    data::Normalizer norm;
-    for (int r = 0; r < data::kRows; ++r) {
-      norm.mean[r] = lm.norm.mean[r];
-      norm.std[r] = lm.norm.std[r];
-    }
+    const data::Normalizer norm = lm.norm;  // the distilled run always stores one
     std::vector<int64_t> calib_idx = data::windows_of(train, fp.fold.train);
     if (calib_idx.size() > 512) {  // evenly spaced subset: calibration needs coverage, not all
       std::vector<int64_t> sub;

@@ -112,10 +112,7 @@ EvalResult evaluate_saved(const std::string& dir_or_file, const std::vector<Fold
     models::LoadedModel lm = load_any_checkpoint(path);
     data::Normalizer norm;
     if (lm.norm.present) {
-      for (int r = 0; r < data::kRows; ++r) {
-        norm.mean[r] = lm.norm.mean[r];
-        norm.std[r] = lm.norm.std[r];
-      }
+      norm = lm.norm;
     } else {
       // As PULSE.md §6 does for the released models: the evaluated windows' own statistics.
       norm = data::Normalizer::fit(ws, data::windows_of(ws, subjects));

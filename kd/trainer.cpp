@@ -29,15 +29,6 @@ namespace {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-models::RowNorm row_norm(const data::Normalizer& n) {
-  models::RowNorm r;
-  r.present = true;
-  for (int i = 0; i < 4; ++i) {
-    r.mean[i] = n.mean[i];
-    r.std[i] = n.std[i];
-  }
-  return r;
-}
 
 // Every parameter and buffer, in the model's order: what a state checkpoint stores.
 std::vector<std::pair<std::string, Parameter*>> state_params(models::PulseModel& m) { return m.named_parameters(true); }
@@ -59,7 +50,7 @@ void get(const SafeTensorsFile& f, const std::string& name, std::vector<real>& v
 
 void save_model(const std::string& path, models::PulseModel& m, const data::Normalizer& norm,
                 const std::map<std::string, std::string>& meta) {
-  models::save_checkpoint(path, m, row_norm(norm), meta);
+  models::save_checkpoint(path, m, models::RowNorm(norm), meta);
 }
 
 void augment_batch(float* x, int64_t b, const Augment& a, Rng& rng) {

@@ -43,14 +43,6 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 }  // namespace
 
-void RowNorm::apply(float* x, int64_t n) const {
-  for (int64_t i = 0; i < n; ++i)
-    for (int r = 0; r < 4; ++r) {
-      float* row = x + (i * 4 + r) * 256;
-      for (int t = 0; t < 256; ++t) row[t] = (row[t] - mean[r]) / std[r];
-    }
-}
-
 std::vector<int64_t> torch_shape(const PulseModel& m, const std::string& name, const Parameter& p) {
   switch (kind_for(m, name, p)) {
     case Kind::Conv1d: return {p.shape[0], p.shape[2], 1, p.shape[1]};    // (Cout, K, Cin) → (Cout, Cin, 1, K)

@@ -8,16 +8,18 @@
 #include <memory>
 #include <string>
 
+#include "datasets/folds.h"
 #include "models/pulse.h"
 
 namespace pulsekd::models {
 
-struct RowNorm {
+// The per-row z-score statistics a checkpoint carries: a data::Normalizer (one type, one
+// arithmetic for training, evaluation, prediction and quantisation), or none (present false:
+// each recording is z-scored with its own statistics).
+struct RowNorm : data::Normalizer {
   bool present = false;
-  float mean[4] = {0, 0, 0, 0};
-  float std[4] = {1, 1, 1, 1};
-  // x: (n, 4, 256) in place
-  void apply(float* x, int64_t n) const;
+  RowNorm() = default;
+  explicit RowNorm(const data::Normalizer& n) : data::Normalizer(n), present(true) {}
 };
 
 struct LoadedModel {

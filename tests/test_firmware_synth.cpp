@@ -59,8 +59,7 @@ static SynthStudent train_synth_student() {
   t.init_output_at_mean = true;
   t.resume = false;
   kd::train_model(*s.model, s.ws, fold, nz, t);
-  s.norm.present = true;
-  for (int r = 0; r < 4; ++r) s.norm.mean[r] = nz.mean[r], s.norm.std[r] = nz.std[r];
+  s.norm = models::RowNorm(nz);
   return s;
 }
 
