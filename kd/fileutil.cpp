@@ -43,4 +43,8 @@ std::vector<std::string> split_list(const std::string& csv) {
   return out;
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 }  // namespace pulsekd::kd

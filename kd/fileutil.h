@@ -1,5 +1,6 @@
 // Small file and text helpers shared by kd/ and the CLI.
 #pragma once
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,8 @@ void append_line(const std::string& path, const std::string& line);
 // A duration for progress lines, rounded to the second: "42s", "3m07s", "2h05m"; "?" when
 // negative or not finite.
 std::string format_duration(double seconds);
+// Seconds elapsed since t0 (steady clock).
+double seconds_since(std::chrono::steady_clock::time_point t0);
 // "a,b,,c" -> {"a", "b", "c"}: a comma-separated list, empty items dropped.
 std::vector<std::string> split_list(const std::string& csv);
 

@@ -25,7 +25,6 @@ namespace pulsekd::kd {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // What the stages are tested on: each plan's test subjects of the training set, or (test_data)
 // every subject of the test set.

@@ -27,7 +27,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 
 // Every parameter and buffer, in the model's order: what a state checkpoint stores.
