@@ -29,8 +29,13 @@ struct WindowSet {
   std::vector<float> hr;              // (N) heart-rate label, BPM
   std::vector<int32_t> subject;       // (N) index into subjects
   std::vector<SubjectInfo> subjects;  // (S)
+  // (N, kWindow) a second PPG channel of the same sensor (SPC 2015 has two), resampled and cut
+  // as row 0; empty unless EVERY window has one (the classical tracker uses it, models do not).
+  std::vector<float> ppg2;
   int64_t size() const { return static_cast<int64_t>(hr.size()); }
   const float* window(int64_t i) const { return x.data() + i * kRows * kWindow; }
+  bool has_ppg2() const { return !ppg2.empty(); }
+  const float* ppg2_window(int64_t i) const { return ppg2.data() + i * kWindow; }  // (kWindow); needs has_ppg2()
 };
 
 }  // namespace pulsekd::data

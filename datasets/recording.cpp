@@ -124,7 +124,8 @@ RawSignals read_csv_recording(const std::string& path, int rate_hz, bool mean_pp
       return static_cast<float>(v);
     };
     float ppg = value(c_ppg);
-    if (mean_ppg && c_ppg2 >= 0) ppg = 0.5f * (ppg + value(c_ppg2));
+    if (c_ppg2 >= 0 && mean_ppg) ppg = 0.5f * (ppg + value(c_ppg2));
+    if (c_ppg2 >= 0 && !mean_ppg) rec.ppg2.push_back(value(c_ppg2));
     rec.ppg.push_back(ppg);
     for (int a = 0; a < 3; ++a) rec.acc[a].push_back(value(c_acc[a]));
   }
@@ -163,6 +164,7 @@ void append_windows(WindowSet& ws, const RawSignals& rec, const std::string& rat
   const int64_t n = static_cast<int64_t>(rec.ppg.size());
   for (int a = 0; a < 3; ++a)
     if (static_cast<int64_t>(rec.acc[a].size()) != n) fail(rec.name, "PPG and ACC rows differ in length");
+  if (!rec.ppg2.empty() && static_cast<int64_t>(rec.ppg2.size()) != n) fail(rec.name, "PPG1 and PPG2 rows differ in length");
   const int64_t W = windows_in(n, rec.rate_hz);
   if (W < 1) fail(rec.name, "shorter than one 8 s window");
   if (!rec.bpm.empty() && static_cast<int64_t>(rec.bpm.size()) != W)
@@ -192,6 +194,15 @@ void append_windows(WindowSet& ws, const RawSignals& rec, const std::string& rat
     for (int c = 0; c < kRows; ++c) std::copy_n(rows32[c].begin() + k * kShift, kWindow, dst + c * kWindow);
     ws.hr.push_back(rec.bpm.empty() ? std::numeric_limits<float>::quiet_NaN() : rec.bpm[k]);
     ws.subject.push_back(sidx);
+  }
+  // The second PPG channel is kept only while every window of the set has one.
+  const bool keep_ppg2 = !rec.ppg2.empty() && (w0 == 0 || ws.has_ppg2());
+  if (keep_ppg2) {
+    const std::vector<float> ppg2_32 = resample_poly(rec.ppg2, up, down);  // (ceil(N * 32 / rate))
+    ws.ppg2.resize((w0 + W) * kWindow);
+    for (int64_t k = 0; k < W; ++k) std::copy_n(ppg2_32.begin() + k * kShift, kWindow, ws.ppg2.begin() + (w0 + k) * kWindow);
+  } else {
+    ws.ppg2.clear();
   }
   ws.subjects.push_back(info);
 }

@@ -23,6 +23,7 @@ struct RawSignals {
   int rate_hz = 0;
   std::vector<float> ppg;   // (N)
   std::vector<float> acc[3];  // (3, N), in g
+  std::vector<float> ppg2;  // (N) the second PPG channel when the file has one (and ppg is not the mean), else empty
   std::vector<float> bpm;   // (W) labels of window k = [2k s, 2k + 8 s); empty when unlabelled
 };
 

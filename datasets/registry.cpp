@@ -15,7 +15,7 @@ namespace pulsekd::data {
 
 const char* dataset_spec_help() {
   return "synth[:SEED] | motion[:SEED] | spc2015:DIR | dalia:DIR | wesad:DIR, options after '?': "
-         "synth?subjects=N&minutes=M, motion?seeds=N&gain=G&seconds=S, spc2015:DIR?extra=0&ppg=mean, dalia:DIR?antialias=1; "
+         "synth?subjects=N&minutes=M, motion?seeds=N&gain=G&seconds=S, spc2015:DIR?extra=0&ppg=mean&ppg2=1, dalia:DIR?antialias=1; "
          "a subject filter on real sets: ?subjects=LIST (e.g. 1-9,12 or DATA_01_TYPE01), on any set: ?select=LIST";
 }
 
@@ -112,7 +112,7 @@ WindowSet load_unfiltered(const std::string& full_spec, std::map<std::string, st
   }
   if (kind == "spc2015") {
     need_dir();
-    reject_unknown(spec, opts, {"extra", "ppg"});
+    reject_unknown(spec, opts, {"extra", "ppg", "ppg2"});
     Spc2015Options o;
     if (opts.count("extra")) o.include_extra = number_option(spec, "extra", opts.at("extra"), 0, 1) != 0;
     if (opts.count("ppg")) {
@@ -120,6 +120,7 @@ WindowSet load_unfiltered(const std::string& full_spec, std::map<std::string, st
       else if (opts.at("ppg") == "ppg1") o.ppg = Spc2015Options::Ppg1;
       else throw std::runtime_error("dataset spec '" + spec + "': ppg must be ppg1 or mean");
     }
+    if (opts.count("ppg2")) o.keep_ppg2 = number_option(spec, "ppg2", opts.at("ppg2"), 0, 1) != 0;
     WindowSet ws = load_spc2015(arg, o);
     ws.source = full_spec;
     return ws;

@@ -307,6 +307,8 @@ RawSignals spc_signals(const Spc2015Recording& r, const Spc2015Options& opt) {
   s.ppg = r.ppg1;
   if (opt.ppg == Spc2015Options::Mean12)
     for (size_t i = 0; i < s.ppg.size(); ++i) s.ppg[i] = 0.5f * (r.ppg1[i] + r.ppg2[i]);
+  else if (opt.keep_ppg2)
+    s.ppg2 = r.ppg2;
   for (int a = 0; a < 3; ++a) s.acc[a] = r.acc[a];
   s.bpm = r.bpm;
   return s;

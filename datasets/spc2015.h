@@ -15,6 +15,8 @@ namespace pulsekd::data {
 struct Spc2015Options {
   enum Ppg { Ppg1, Mean12 } ppg = Ppg1;  // which PPG becomes row 0: PPG1, or (PPG1+PPG2)/2
   bool include_extra = true;             // also read Extra_TrainingData/DATA_S04_T01
+  bool keep_ppg2 = false;                // with Ppg1: carry PPG2 as WindowSet::ppg2 (spec ?ppg2=1; the
+                                         // tracker then filters both; worse on SPC 2015, kept for experiments)
 };
 
 constexpr double kSpcRateHz = 125.0;

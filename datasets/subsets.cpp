@@ -61,6 +61,8 @@ WindowSet select_subjects(const WindowSet& ws, const std::vector<int>& subjects)
     const int64_t first = ws.subjects[s].first_window, count = ws.subjects[s].num_windows;
     out.x.insert(out.x.end(), ws.x.begin() + first * stride, ws.x.begin() + (first + count) * stride);
     out.hr.insert(out.hr.end(), ws.hr.begin() + first, ws.hr.begin() + first + count);
+    if (ws.has_ppg2())
+      out.ppg2.insert(out.ppg2.end(), ws.ppg2.begin() + first * kWindow, ws.ppg2.begin() + (first + count) * kWindow);
     out.subject.insert(out.subject.end(), count, static_cast<int32_t>(k));
     out.subjects.push_back(info);
   }
@@ -73,6 +75,11 @@ WindowSet concat(const WindowSet& a, const WindowSet& b) {
   const int32_t shift = static_cast<int32_t>(a.subjects.size());
   out.x.insert(out.x.end(), b.x.begin(), b.x.end());
   out.hr.insert(out.hr.end(), b.hr.begin(), b.hr.end());
+  // The second PPG channel is kept only when every window has one (an empty part has none to lack).
+  if ((a.size() == 0 || a.has_ppg2()) && (b.size() == 0 || b.has_ppg2()))
+    out.ppg2.insert(out.ppg2.end(), b.ppg2.begin(), b.ppg2.end());
+  else
+    out.ppg2.clear();
   for (int32_t s : b.subject) out.subject.push_back(s + shift);
   for (SubjectInfo info : b.subjects) {
     info.first_window += a.size();

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "datasets/folds.h"
+#include "datasets/recording.h"
 #include "datasets/registry.h"
 #include "datasets/subsets.h"
 
@@ -92,4 +93,40 @@ TEST_CASE("motion spec: the synthetic non-running motion set, its seeds and opti
   CHECK(error_of("motion?seconds=4").find("seconds") != std::string::npos);
   CHECK(error_of("motion?speed=2").find("unknown option 'speed'") != std::string::npos);
   CHECK(error_of("motion:x").find("non-negative integer") != std::string::npos);
+}
+
+TEST_CASE("a second PPG channel follows its windows through subject selection and concatenation") {
+  // Two recordings at 32 Hz of 20 s (7 windows each); PPG2 = sample index + 1000 * recording.
+  WindowSet ws;
+  for (int r = 0; r < 2; ++r) {
+    RawSignals rec;
+    rec.name = "rec" + std::to_string(r);
+    rec.rate_hz = 32;
+    const int n = 20 * 32;
+    rec.ppg.assign(n, 0.0f);
+    for (auto& a : rec.acc) a.assign(n, 0.0f);
+    for (int i = 0; i < n; ++i) rec.ppg2.push_back(static_cast<float>(i + 1000 * r));
+    append_windows(ws, rec, "test");
+  }
+  REQUIRE(ws.has_ppg2());
+  REQUIRE(ws.ppg2.size() == static_cast<size_t>(ws.size()) * kWindow);
+  CHECK(ws.ppg2_window(8)[3] == 1000 + kShift + 3);  // recording 1, window 1, sample 3
+  const WindowSet second = select_subjects(ws, {1});
+  REQUIRE(second.has_ppg2());
+  CHECK(second.ppg2_window(1)[3] == ws.ppg2_window(8)[3]);
+  // Kept only when every window has one: a set without (synthetic) drops it.
+  const WindowSet both = concat(second, ws);
+  CHECK(both.ppg2.size() == static_cast<size_t>(both.size()) * kWindow);
+  CHECK(both.ppg2_window(7 + 8)[3] == ws.ppg2_window(8)[3]);
+  CHECK_FALSE(concat(ws, load_dataset("synth?subjects=2&minutes=1")).has_ppg2());
+  CHECK_FALSE(concat(load_dataset("synth?subjects=2&minutes=1"), ws).has_ppg2());
+  CHECK(concat(WindowSet{}, ws).has_ppg2());
+  RawSignals without;
+  without.name = "one_ppg";
+  without.rate_hz = 32;
+  without.ppg.assign(640, 0.0f);
+  for (auto& a : without.acc) a.assign(640, 0.0f);
+  WindowSet mixed = ws;
+  append_windows(mixed, without, "test");
+  CHECK_FALSE(mixed.has_ppg2());
 }

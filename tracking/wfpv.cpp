@@ -70,18 +70,18 @@ struct Band {
 };
 
 // Steps 1, 2 and 4 of the header: per window, the cleaned spectrum and the phase-vocoder
-// frequency of every band bin. State: the spectral histories of the current subject.
+// frequency of every band bin. State: the spectral histories of the current subject, per PPG
+// channel (one, or two when the set has a second PPG channel and use_ppg2 is on).
 class FrontEnd {
  public:
   explicit FrontEnd(const WfpvOptions& opt) : opt_(opt), band_(opt) {}
   void restart() {
-    prev_ppg_.clear();
-    signal1_.clear();
-    signal2_.clear();
+    channels_.clear();
     noise_.clear();
   }
-  // w: one window (4, 256). Afterwards ensemble(), noise() and pv_hz() describe it.
-  void step(const float* w);
+  // w: one window (4, 256); ppg2: the window's second PPG channel (256) or nullptr.
+  // Afterwards ensemble(), noise() and pv_hz() describe it.
+  void step(const float* w, const float* ppg2);
   const std::vector<double>& ensemble() const { return ensemble_; }  // (nb)
   const std::vector<double>& noise() const { return noise_mean_; }   // (nb)
   const std::vector<double>& pv_hz() const { return pv_hz_; }        // (nb)
@@ -89,14 +89,20 @@ class FrontEnd {
   const Band& band() const { return band_; }
 
  private:
+  // The history of one PPG channel.
+  struct Channel {
+    std::vector<std::complex<double>> prev_ppg;          // (nb) previous window's spectrum
+    std::deque<std::vector<double>> signal1, signal2;    // (<= signal_windows, nb) W1 / W2 signal history
+  };
   std::vector<std::complex<double>> band_spectrum(const float* x) const;
-  void phase_vocoder(const std::vector<std::complex<double>>& ppg);
-  void wiener(const std::vector<double>& mag, const std::vector<double>& noise);
+  // Adds this channel's vocoder frequencies (nb) into pv_sum; false on a channel's first window.
+  bool phase_vocoder(Channel& ch, const std::vector<std::complex<double>>& ppg, std::vector<double>& pv_sum) const;
+  // Adds this channel's two standardised Wiener-cleaned spectra (nb) into ensemble_.
+  void wiener(Channel& ch, const std::vector<double>& mag, const std::vector<double>& noise);
 
   WfpvOptions opt_;
   Band band_;
-  std::vector<std::complex<double>> prev_ppg_;        // (nb) previous window's PPG spectrum
-  std::deque<std::vector<double>> signal1_, signal2_;  // (<= signal_windows, nb) W1 / W2 signal history
+  std::vector<Channel> channels_;                      // (1 or 2) per PPG channel
   std::deque<std::vector<double>> noise_;              // (<= noise_windows, nb) ACC noise history
   std::vector<double> ensemble_, noise_mean_, pv_hz_;  // (nb) outputs of the last step
   bool has_pv_ = false;
@@ -112,61 +118,57 @@ std::vector<std::complex<double>> FrontEnd::band_spectrum(const float* x) const 
   return {a.begin() + band_.lo, a.begin() + band_.lo + band_.nb};  // (nb)
 }
 
-void FrontEnd::phase_vocoder(const std::vector<std::complex<double>>& ppg) {
+bool FrontEnd::phase_vocoder(Channel& ch, const std::vector<std::complex<double>>& ppg, std::vector<double>& pv_sum) const {
   const int nb = band_.nb;
-  has_pv_ = !prev_ppg_.empty();
+  const bool has_prev = !ch.prev_ppg.empty();
   std::vector<double> raw(nb);  // (nb) instantaneous frequency per bin, Hz
   for (int b = 0; b < nb; ++b) {
     const double f = band_.hz(b);
-    if (!has_pv_) {
+    if (!has_prev) {
       raw[b] = f;
       continue;
     }
     // A sinusoid at f advances its phase by 2 pi f hop; the deviation from the bin centre's
     // advance, wrapped to (-pi, pi], is the offset of f from the centre (unique within
     // +-1/(2 hop) = +-15 BPM: the unwrapping that picks the candidate nearest the bin).
-    const double dphi = std::arg(ppg[b]) - std::arg(prev_ppg_[b]) - 2 * kPi * f * kHopS;
+    const double dphi = std::arg(ppg[b]) - std::arg(ch.prev_ppg[b]) - 2 * kPi * f * kHopS;
     const double wrapped = dphi - 2 * kPi * std::round(dphi / (2 * kPi));
     raw[b] = f + wrapped / (2 * kPi * kHopS);
   }
-  pv_hz_.assign(nb, 0.0);  // 3-bin moving average (as the paper's code)
-  for (int b = 0; b < nb; ++b) {
+  for (int b = 0; b < nb; ++b) {  // 3-bin moving average (as the paper's code)
     const int b0 = std::max(0, b - 1), b1 = std::min(nb - 1, b + 1);
-    for (int k = b0; k <= b1; ++k) pv_hz_[b] += raw[k] / (b1 - b0 + 1);
+    for (int k = b0; k <= b1; ++k) pv_sum[b] += raw[k] / (b1 - b0 + 1);
   }
-  prev_ppg_ = ppg;
+  ch.prev_ppg = ppg;
+  return has_prev;
 }
 
-void FrontEnd::wiener(const std::vector<double>& mag, const std::vector<double>& noise) {
+void FrontEnd::wiener(Channel& ch, const std::vector<double>& mag, const std::vector<double>& noise) {
   const int nb = band_.nb;
   const auto mag_n = normalised(mag);  // (nb)
   // W1: signal = average of the normalised raw PPG spectra.
-  push_limited(signal1_, mag_n, opt_.signal_windows);
-  const auto s1 = normalised(mean_of(signal1_));  // (nb)
-  std::vector<double> clean1(nb), clean2(nb);     // (nb)
+  push_limited(ch.signal1, mag_n, opt_.signal_windows);
+  const auto s1 = normalised(mean_of(ch.signal1));  // (nb)
+  std::vector<double> clean1(nb), clean2(nb);        // (nb)
   for (int b = 0; b < nb; ++b) {
     const double g = s1[b] > 0 ? 1 - noise[b] / s1[b] : opt_.w1_negative;
     clean1[b] = mag[b] * (g < 0 ? opt_.w1_negative : g);
   }
   // W2: signal = average of the past W2-cleaned spectra and this window's raw one.
-  push_limited(signal2_, mag_n, opt_.signal_windows);
-  const auto s2 = normalised(mean_of(signal2_));  // (nb)
+  push_limited(ch.signal2, mag_n, opt_.signal_windows);
+  const auto s2 = normalised(mean_of(ch.signal2));  // (nb)
   for (int b = 0; b < nb; ++b) {
     const double den = s2[b] + noise[b];
     clean2[b] = den > 0 ? mag[b] * s2[b] / den : 0.0;
   }
-  signal2_.back() = normalised(clean2);
+  ch.signal2.back() = normalised(clean2);
   const double sd1 = stddev(clean1), sd2 = stddev(clean2);
-  ensemble_.assign(nb, 0.0);
   for (int b = 0; b < nb; ++b)
-    ensemble_[b] = (sd1 > 0 ? clean1[b] / sd1 : 0.0) + (sd2 > 0 ? clean2[b] / sd2 : 0.0);
+    ensemble_[b] += (sd1 > 0 ? clean1[b] / sd1 : 0.0) + (sd2 > 0 ? clean2[b] / sd2 : 0.0);
 }
 
-void FrontEnd::step(const float* w) {
+void FrontEnd::step(const float* w, const float* ppg2) {
   const int nb = band_.nb;
-  const auto ppg = band_spectrum(w);  // (nb)
-  std::vector<double> mag(nb);        // (nb)
-  for (int b = 0; b < nb; ++b) mag[b] = std::abs(ppg[b]);
   // Noise: mean of the three max-normalised ACC magnitude spectra (axes without signal add 0).
   std::vector<double> noise(nb, 0.0);  // (nb)
   for (int r = 1; r < kRows; ++r) {
@@ -178,8 +180,22 @@ void FrontEnd::step(const float* w) {
   }
   push_limited(noise_, std::move(noise), opt_.noise_windows);
   noise_mean_ = mean_of(noise_);
-  phase_vocoder(ppg);
-  wiener(mag, noise_mean_);
+  const float* ppg_rows[2] = {w, opt_.use_ppg2 ? ppg2 : nullptr};
+  const size_t n_ch = ppg_rows[1] ? 2 : 1;
+  if (channels_.size() != n_ch) channels_.assign(n_ch, Channel{});
+  ensemble_.assign(nb, 0.0);
+  pv_hz_.assign(nb, 0.0);
+  has_pv_ = false;
+  for (size_t c = 0; c < n_ch; ++c) {
+    const auto ppg = band_spectrum(ppg_rows[c]);  // (nb)
+    std::vector<double> mag(nb);                  // (nb)
+    for (int b = 0; b < nb; ++b) mag[b] = std::abs(ppg[b]);
+    has_pv_ = phase_vocoder(channels_[c], ppg, pv_hz_);
+    wiener(channels_[c], mag, noise_mean_);
+  }
+  // Two channels: the ensemble is the sum of both channels' cleaned spectra; the vocoder
+  // frequency the mean of both channels' (the pulse advances the same in both).
+  for (auto& f : pv_hz_) f /= static_cast<double>(n_ch);
 }
 
 // Steps 3 and 5 of the header (and the motion-line escape of the deviations): per window, the
@@ -336,7 +352,7 @@ std::vector<float> wfpv_track(const data::WindowSet& ws, int64_t first, int64_t 
       front.restart();
       tracker.restart();
     }
-    front.step(ws.window(first + i));
+    front.step(ws.window(first + i), ws.has_ppg2() ? ws.ppg2_window(first + i) : nullptr);
     out[i] = static_cast<float>(tracker.step(front.ensemble(), front.noise(), front.pv_hz(), front.has_pv()));
   }
   return out;
@@ -354,7 +370,7 @@ std::vector<double> wfpv_spectra(const data::WindowSet& ws, int64_t first, int64
   std::vector<double> out(static_cast<size_t>(count) * ng, 0.0);  // (count, ng)
   for (int64_t i = 0; i < count; ++i) {
     if (i == 0 || ws.subject[first + i] != ws.subject[first + i - 1]) front.restart();
-    front.step(ws.window(first + i));
+    front.step(ws.window(first + i), ws.has_ppg2() ? ws.ppg2_window(first + i) : nullptr);
     const auto& e = front.ensemble();  // (nb)
     for (size_t g = 0; g < ng; ++g) {
       const double pos = bpm_grid[g] / 60 / band.hz_per_bin - band.lo;  // fractional band bin

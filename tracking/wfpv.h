@@ -23,7 +23,11 @@
 //     delay_step_bpm per sign of the last delay_history changes (a trend is continued).
 //
 // Deviations from the paper (measured on SPC 2015, docs/results/baseline-spc2015.md):
-//  - one PPG channel (the project's windows hold one; the paper averages two z-scored PPGs);
+//  - one PPG channel (the paper averages two z-scored PPGs). A set may carry the second PPG
+//    channel (WindowSet::ppg2, spec `spc2015:DIR?ppg2=1`); both channels are then filtered
+//    with their own histories and their cleaned spectra summed, the vocoder frequencies
+//    averaged. On SPC 2015 that is worse (1.69 -> 3.68 BPM over the 13 recordings: PPG2 alone
+//    is 5.67), so the default spec does not carry PPG2;
 //  - 32 Hz windows, each row's least-squares line removed instead of the paper's 4th-order
 //    Butterworth 0.4-4 Hz band-pass at 125 Hz and decimation to 25 Hz; no taper (as the
 //    paper); the FFT zero-padded to nfft points (0.47 BPM bins at 4096);
@@ -72,6 +76,7 @@ struct WfpvOptions {
   int jump_history = 5;          // ... fitted on this many previous estimates
   double delay_step_bpm = 0.1;   // delay correction per sign of a recent change
   int delay_history = 7;         // ... over this many recent changes
+  bool use_ppg2 = true;          // when the set carries a second PPG channel (WindowSet::ppg2): filter it too, sum
 };
 
 // Throws std::invalid_argument naming the option and the accepted range.
