@@ -11,6 +11,8 @@
 #include "cli/train_options.h"
 #include "datasets/registry.h"
 #include "kd/fileutil.h"
+#include "kd/ensemble.h"
+#include "kd/hybrid.h"
 #include "kd/runs.h"
 
 namespace pulsekd::cli {
@@ -57,15 +59,40 @@ CommandRegistrar reg_eval([](CLI::App& app) {
   cmd->add_option("--out", *out, "prefix of the JSON and CSV files written")->capture_default_str();
   cmd->add_flag("--loso", *loso, "evaluate every fold's test subject (a run directory: each fold's own model)");
   cmd->add_flag("--post", *post, "report post-processed MAE in the headline (both are always in the table)");
+  auto ensemble = std::make_shared<bool>(false);
+  cmd->add_flag("--ensemble", *ensemble,
+                "average several models on every subject: --checkpoint is a run directory (every fold<K>/ and all/ model) or a "
+                "comma-separated list of checkpoints");
   auto post_args = std::make_shared<PostArgs>();
   add_post_options(cmd, *post_args);
+  auto fuse = std::make_shared<bool>(false);
+  cmd->add_flag("--fuse-tracker", *fuse, "multiply the classical tracker's likelihood into the network's before the HMM (needs --track)");
+  auto tracker = std::make_shared<kd::TrackerLikelihood>();
+  auto tracker_source = std::make_shared<std::string>("estimate");
+  add_tracker_options(cmd, *tracker, *tracker_source);
   cmd->callback([=]() {
-    const kd::PostProcess pp = make_post(*post_args);
+    kd::PostProcess pp = make_post(*post_args);
+    if (*fuse) {
+      if (pp.mode == tracking::TrackMode::None) throw CLI::ValidationError("--fuse-tracker", "needs --track forward or viterbi");
+      tracker->source = kd::parse_tracker_source(*tracker_source, "--tracker-likelihood");
+      pp.fuse_with = *tracker;
+    }
+    if (*ensemble && (*fold > 0 || *loso))
+      throw CLI::ValidationError("--ensemble", "evaluates every subject with all members: drop --fold / --loso");
     const data::WindowSet ws = data::load_dataset(*spec);
-    std::vector<kd::FoldPlan> plans;
-    if (*fold > 0 || *loso) plans = kd::select_folds(ws, *fold, *loso);
-    else plans.push_back(kd::FoldPlan{});  // number 0: one checkpoint (or an --all run) on every subject
-    const kd::EvalResult r = kd::evaluate_saved(*ckpt, plans, ws, pp, /*every_subject=*/plans.front().number == 0);
+    kd::EvalResult r;
+    if (*ensemble) {
+      const std::vector<std::string> members = kd::ensemble_checkpoints(*ckpt);
+      std::vector<int> every(ws.subjects.size());  // every subject of --data
+      for (size_t s = 0; s < every.size(); ++s) every[s] = int(s);
+      std::cout << "ensemble of " << members.size() << " models from " << *ckpt << "\n";
+      r = kd::evaluate_ensemble(members, ws, every, pp);
+    } else {
+      std::vector<kd::FoldPlan> plans;
+      if (*fold > 0 || *loso) plans = kd::select_folds(ws, *fold, *loso);
+      else plans.push_back(kd::FoldPlan{});  // number 0: one checkpoint (or an --all run) on every subject
+      r = kd::evaluate_saved(*ckpt, plans, ws, pp, /*every_subject=*/plans.front().number == 0);
+    }
     std::cout << kd::format_eval_table(r, "evaluation of " + *ckpt + " on " + *spec);
     std::cout << "mean subject MAE: " << (*post ? r.mean_subject_mae_post : r.mean_subject_mae_raw) << " BPM"
               << (*post ? " (post-processed: " + pp.describe() + ")" : std::string(" (raw)")) << "\n";
