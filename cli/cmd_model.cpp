@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "formats/windows_json.h"
 #include "cli/post_options.h"
 #include "datasets/folds.h"
 #include "datasets/recording.h"
@@ -65,38 +66,6 @@ CommandRegistrar reg_import([](CLI::App& app) {
     std::cout << "imported " << *arch << " (" << model->num_parameters() << " parameters) from " << *in << " to " << *out << "\n";
   });
 });
-
-// The JSON windows of `predict --windows`: {"input_shape": [B, 1, 4, 256], "input": [B*1024 numbers]}.
-// Strict: integers only in the shape (no 2.5, no true), numbers only in the input, B bounded so
-// nothing overflows, every value finite. Returns the shape and the windows (B, 4, 256).
-std::pair<std::vector<int64_t>, std::vector<float>> parse_windows_json(const json& j, const std::string& what) {
-  if (!j.is_object() || !j.contains("input_shape") || !j.contains("input"))
-    throw std::runtime_error(what + ": expected keys 'input_shape' and 'input'");
-  const json& js = j["input_shape"];
-  const json& jx = j["input"];
-  if (!js.is_array() || js.size() != 4) throw std::runtime_error(what + ": input_shape must be [B, 1, 4, 256]");
-  std::vector<int64_t> shape;
-  for (const json& v : js) {
-    if (!v.is_number_integer()) throw std::runtime_error(what + ": input_shape must hold 4 integers, got " + v.dump());
-    shape.push_back(v.get<int64_t>());
-  }
-  constexpr int64_t kMaxWindows = int64_t(1) << 22;  // 16 GB of float windows: far beyond any request
-  if (shape[0] < 1 || shape[0] > kMaxWindows || shape[1] != 1 || shape[2] != 4 || shape[3] != 256)
-    throw std::runtime_error(what + ": input_shape must be [B, 1, 4, 256] with 1 <= B <= " + std::to_string(kMaxWindows));
-  if (!jx.is_array()) throw std::runtime_error(what + ": 'input' must be an array of numbers");
-  const int64_t need = shape[0] * 4 * 256;
-  if (int64_t(jx.size()) != need)
-    throw std::runtime_error(what + ": 'input' has " + std::to_string(jx.size()) + " values, input_shape needs " + std::to_string(need));
-  std::vector<float> x;
-  x.reserve(size_t(need));
-  for (const json& v : jx) {
-    if (!v.is_number()) throw std::runtime_error(what + ": 'input' must hold numbers only, got " + v.dump());
-    const double d = v.get<double>();
-    if (!std::isfinite(d) || std::fabs(d) > 1e30) throw std::runtime_error(what + ": 'input' contains NaN, infinity or a value beyond 1e30");
-    x.push_back(float(d));
-  }
-  return {shape, x};
-}
 
 // Heart rate per 2 s step of one raw recording, written as CSV (time = centre of each 8 s window).
 void predict_recording(const std::string& ckpt, const data::RecordingOptions& rec, const kd::PostProcess& pp,
@@ -171,7 +140,7 @@ CommandRegistrar reg_predict([](CLI::App& app) {
     }
     if (!j.contains("input_shape") || !j.contains("input"))
       throw std::runtime_error("--windows '" + *windows + "': expected keys 'input_shape' and 'input'");
-    auto [shape, x] = parse_windows_json(j, "--windows '" + *windows + "'");  // (B,1,4,256), (B*1024)
+    auto [shape, x] = formats::parse_windows_json(j, "--windows '" + *windows + "'");  // (B,1,4,256), (B*1024)
     if (lm.norm.present && !*prenorm) {
       lm.norm.apply(x.data(), shape[0]);
     } else if (!*prenorm) {

@@ -124,6 +124,19 @@ def main():
                                                 {'format': 'pt'}))
     write('safetensors', 'scalar_empty.safetensors', st([('s', 'F64', [], b'\x00' * 8), ('e', 'U8', [0], b'')]))
 
+    # csv_recording: first byte = rate selector (16 + b % 64 Hz; bit 6: average PPG1 and PPG2).
+    import math
+    rows = ['%.3f,%.4f,%.4f,%.4f,%.3f,1.0' % (i / 16, math.sin(2 * math.pi * 1.5 * i / 16), 0.1 * math.sin(i / 5),
+                                              0.2 * math.sin(2 * math.pi * 2.2 * i / 16), 0.05) for i in range(20 * 16)]
+    write('csv_recording', 'ppg2_16hz.csv', bytes([0]) + ('time,ppg1,ppg2,acc_x,acc_y,acc_z\n' + '\n'.join(rows) + '\n').encode())
+    plain = ['%d,0.1,0.2,0.98' % (i % 9) for i in range(9 * 20)]
+    write('csv_recording', 'plain_20hz.csv', bytes([4 | 64]) + ('ppg,accx,accy,accz\n' + '\n'.join(plain) + '\n').encode())
+    write('csv_recording', 'labels.txt', bytes([0]) + b'# heart rates\n80\n81.5\n83\n\n84\n85\n86\n87\n')
+    # windows_json: the input of predict --windows.
+    write('windows_json', 'one_window.json', json.dumps({'input_shape': [1, 1, 4, 256],
+                                                          'input': [round(math.sin(i / 9), 3) for i in range(1024)]}).encode())
+    write('windows_json', 'bad_shape.json', b'{"input_shape": [1.5, 1, 4, 256], "input": []}')
+
 
 if __name__ == '__main__':
     main()
