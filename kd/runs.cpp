@@ -15,18 +15,31 @@ namespace pulsekd::kd {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// A fold that leaves nothing to train on is a usage error, said in the user's terms.
+void require_training_subjects(const data::WindowSet& ws, const FoldPlan& fp) {
+  if (!fp.fold.train.empty()) return;
+  const std::string which = fp.number > 0 ? "fold " + std::to_string(fp.number) : "--all";
+  throw std::invalid_argument(which + ": '" + ws.source + "' has " + std::to_string(ws.subjects.size()) +
+                              " subjects, and after the test and validation subjects none is left to train on; give more subjects");
+}
+
+}  // namespace
+
 std::vector<FoldPlan> select_folds(const data::WindowSet& ws, int fold, bool loso) {
   if ((fold > 0) == loso) throw std::invalid_argument("give exactly one of --fold K and --loso");
   const std::vector<data::Fold> all = data::loso_folds(ws, "auto");
   std::vector<FoldPlan> out;
   if (loso) {
     for (size_t i = 0; i < all.size(); ++i) out.push_back({int(i) + 1, all[i]});
-    return out;
+  } else {
+    if (fold > int(all.size()))
+      throw std::invalid_argument("--fold " + std::to_string(fold) + ": the data has " + std::to_string(all.size()) +
+                                  " subjects (folds 1.." + std::to_string(all.size()) + ")");
+    out.push_back({fold, all[size_t(fold - 1)]});
   }
-  if (fold > int(all.size()))
-    throw std::invalid_argument("--fold " + std::to_string(fold) + ": the data has " + std::to_string(all.size()) + " subjects (folds 1.." +
-                                std::to_string(all.size()) + ")");
-  out.push_back({fold, all[size_t(fold - 1)]});
+  for (const FoldPlan& fp : out) require_training_subjects(ws, fp);
   return out;
 }
 

@@ -458,6 +458,7 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
   oc.lr = opt.lr;
   oc.weight_decay = opt.weight_decay;
   std::vector<Parameter*> params = m.trainable_parameters();
+  if (params.empty()) throw std::invalid_argument("--freeze leaves no parameter to train: name only some layers (e.g. conv1,conv2)");
   params.insert(params.end(), opt.extra_parameters.begin(), opt.extra_parameters.end());
   TrainSession s(m, ws, fold, norm, opt, loss_fn, params, oc);
   if (!opt.out_dir.empty()) ensure_dir(opt.out_dir, "--out");
