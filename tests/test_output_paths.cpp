@@ -294,6 +294,10 @@ TEST_CASE("CLI: '-' writes the single output file to standard output (the messag
   r = run_shell(pulsekd_binary() + " predict --checkpoint " + fx.ckpt + " --windows " + fx.windows + " --out - 2>&1 >/dev/full");
   CHECK(r.code == 1);
   CHECK(has(r.out, "pulsekd: error: standard output: write failed"));
+  // any command's printed output, too
+  r = run_shell(pulsekd_binary() + " info --arch student 2>&1 >/dev/full");
+  CHECK(r.code == 1);
+  CHECK(has(r.out, "pulsekd: error: standard output: write failed: No space left on device"));
 }
 
 TEST_CASE("CLI: export-mcu writes into a new or empty directory, refuses a non-empty one unless --force, and never leaves a truncated file") {
