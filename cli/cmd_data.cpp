@@ -70,7 +70,8 @@ pulsekd::cli::CommandRegistrar reg([](CLI::App& app) {
                    "Tracker: wfpv (Wiener filter + phase vocoder, Temko 2017; default), spectral (the simplified "
                    "TROIKA/WFPV spectral-peak tracker), ppg-peak (strongest PPG peak per window)")
       ->check(CLI::IsMember(tracker_names()));
-  base->add_option("--json", *json_path, "Also write the results as JSON to this file");
+  base->add_option("--json", *json_path, "Also write the results as JSON to this file (- for standard output)")
+      ->check(pulsekd::cli::output_file(true));
   // HMM decoding of the WFPV tracker (tracking/hmm.h over kd::TrackerLikelihood).
   auto post = std::make_shared<pulsekd::cli::PostArgs>();
   auto tracker = std::make_shared<pulsekd::kd::TrackerLikelihood>();
@@ -87,24 +88,25 @@ pulsekd::cli::CommandRegistrar reg([](CLI::App& app) {
     tracker->source = pulsekd::kd::parse_tracker_source(*tracker_source, "--tracker-likelihood");
     if (pp.mode != pulsekd::tracking::TrackMode::None && *method != "wfpv")
       throw std::invalid_argument("--track decodes the wfpv tracker: give --method wfpv (or drop --track)");
+    FILE* say = pulsekd::is_stdout_path(*json_path) ? stderr : stdout;  // `--json -`: stdout holds the JSON alone
     const WindowSet ws = pulsekd::data::load_dataset(*spec_base);
     const std::clock_t c0 = std::clock();
     const auto rep = pulsekd::data::evaluate_baselines(ws, *method, tracker_by_name(*method));
     const double cpu_s = static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC;
     const std::string col = *method + " MAE";
-    std::printf("%s\n%-18s %8s %14s %14s\n", ws.source.c_str(), "subject", "windows", col.c_str(), "PPG-peak MAE");
+    std::fprintf(say, "%s\n%-18s %8s %14s %14s\n", ws.source.c_str(), "subject", "windows", col.c_str(), "PPG-peak MAE");
     nlohmann::json j;
     j["spec"] = *spec_base;
     j["method"] = rep.method;
     j["subjects"] = nlohmann::json::array();
     for (const auto& s : rep.subjects) {
-      std::printf("%-18s %8lld %14.2f %14.2f\n", s.name.c_str(), static_cast<long long>(s.windows), s.mae_tracker,
+      std::fprintf(say, "%-18s %8lld %14.2f %14.2f\n", s.name.c_str(), static_cast<long long>(s.windows), s.mae_tracker,
                   s.mae_ppg_peak);
       j["subjects"].push_back({{"name", s.name}, {"windows", s.windows}, {"mae_tracker", s.mae_tracker},
                                {"mae_ppg_peak", s.mae_ppg_peak}});
     }
-    std::printf("%-18s %8s %14.2f %14.2f\n", "mean of subjects", "", rep.mean_tracker, rep.mean_ppg_peak);
-    std::printf("CPU time of both estimators over %lld windows: %.2f s\n", static_cast<long long>(ws.size()), cpu_s);
+    std::fprintf(say, "%-18s %8s %14.2f %14.2f\n", "mean of subjects", "", rep.mean_tracker, rep.mean_ppg_peak);
+    std::fprintf(say, "CPU time of both estimators over %lld windows: %.2f s\n", static_cast<long long>(ws.size()), cpu_s);
     j["mean_tracker"] = rep.mean_tracker;
     j["mean_ppg_peak"] = rep.mean_ppg_peak;
     j["cpu_seconds"] = cpu_s;
@@ -112,24 +114,19 @@ pulsekd::cli::CommandRegistrar reg([](CLI::App& app) {
       std::vector<int> all(ws.subjects.size());
       for (size_t k = 0; k < all.size(); ++k) all[k] = int(k);
       const pulsekd::kd::EvalResult tr = pulsekd::kd::evaluate_tracker(ws, all, pp, *tracker);
-      std::printf("%s (WFPV %s likelihood)\n%-18s %14s %14s\n", pp.describe().c_str(), tracker_source->c_str(), "subject", "wfpv MAE",
+      std::fprintf(say, "%s (WFPV %s likelihood)\n%-18s %14s %14s\n", pp.describe().c_str(), tracker_source->c_str(), "subject", "wfpv MAE",
                   "decoded MAE");
       nlohmann::json jt = {{"post_process", pp.describe()}, {"likelihood", *tracker_source}, {"subjects", nlohmann::json::array()}};
       for (const auto& se : tr.subjects) {
-        std::printf("%-18s %14.2f %14.2f\n", se.subject.c_str(), se.raw.mae, se.post.mae);
+        std::fprintf(say, "%-18s %14.2f %14.2f\n", se.subject.c_str(), se.raw.mae, se.post.mae);
         jt["subjects"].push_back({{"name", se.subject}, {"mae", se.raw.mae}, {"mae_decoded", se.post.mae}});
       }
-      std::printf("%-18s %14.2f %14.2f\n", "mean of subjects", tr.mean_subject_mae_raw, tr.mean_subject_mae_post);
+      std::fprintf(say, "%-18s %14.2f %14.2f\n", "mean of subjects", tr.mean_subject_mae_raw, tr.mean_subject_mae_post);
       jt["mean"] = tr.mean_subject_mae_raw;
       jt["mean_decoded"] = tr.mean_subject_mae_post;
       j["tracked"] = jt;
     }
-    if (!json_path->empty()) {
-      std::ofstream f(*json_path);
-      if (!f) throw std::runtime_error("baseline --json: cannot write '" + *json_path + "'");
-      f << j.dump(2) << "\n";
-      if (!f) throw std::runtime_error("baseline --json: write to '" + *json_path + "' failed");
-    }
+    if (!json_path->empty()) pulsekd::write_output(*json_path, j.dump(2) + "\n");
   });
 });
 

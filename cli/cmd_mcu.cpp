@@ -69,7 +69,7 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
   auto o = std::make_shared<Opts>();
   cmd->add_option("--checkpoint", o->ckpt, "pulsekd .safetensors student or teacher checkpoint")->required();
   cmd->add_option("--data", o->data, "dataset SPEC to evaluate on (and calibrate on unless --calib-data)")->required();
-  cmd->add_option("--out", o->out, "output quantised model (.safetensors)")->required();
+  cmd->add_option("--out", o->out, "output quantised model (.safetensors)")->required()->check(output_file(false));
   cmd->add_option("--calib", o->calib, "calibration: minmax or percentile")->check(CLI::IsMember({"minmax", "percentile"}));
   cmd->add_option("--percentile", o->percentile, "two-sided percentile for --calib percentile")->check(CLI::Range(50.0, 100.0));
   cmd->add_option("--calib-data", o->calib_data,
@@ -77,8 +77,9 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
   cmd->add_option("--bits", o->bits, "activation bits per tensor, e.g. input=16,conv11=16 (default: docs/MCU.md choice)");
   cmd->add_option("--default-bits", o->default_bits, "bits of the tensors --bits does not name")->check(CLI::IsMember({8, 16}));
   cmd->add_flag("--round-nearest", o->nearest, "round weights to nearest (default: error-compensating GPTQ rounding)");
-  cmd->add_option("--report", o->report, "also write the per-subject results as JSON");
+  cmd->add_option("--report", o->report, "also write the per-subject results as JSON (- for standard output)")->check(output_file(true));
   cmd->callback([o]() {
+    std::ostream& say = is_stdout_path(o->report) ? std::cerr : std::cout;  // `--report -`: stdout holds the JSON alone
     need_file(o->ckpt, "--checkpoint");
     auto lm = models::load_checkpoint(o->ckpt);
     const data::WindowSet ws = data::load_dataset(o->data);
@@ -112,7 +113,7 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     qo.default_bits = o->default_bits;
     qo.gptq = !o->nearest;
     qo.bits = o->bits.empty() ? deploy::default_layer_bits(lm.model->config().arch) : parse_bits(o->bits);
-    std::cout << "normalisation: "
+    say << "normalisation: "
               << (lm.norm.present ? "the checkpoint's per-row statistics"
                                   : "none in the checkpoint: each recording z-scored with its own per-row statistics")
               << "\ncalibration: " << o->calib << " on " << cal.size() / data::kWindowValues << " windows of " << calib_from << "\n";
@@ -132,7 +133,7 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
     char line[256];
     std::snprintf(line, sizeof line, "%-18s %7s %9s %9s %9s %9s %9s %9s\n", "subject", "windows", "MAE f32", "MAE int",
                   "PP f32", "PP int", "mean|d|", "max|d|");
-    std::cout << "\n" << line;
+    say << "\n" << line;
     json rep = json::array();
     double sf = 0, sq = 0, spf = 0, spq = 0, sd = 0, dmax = 0;
     int64_t nd = 0;
@@ -152,29 +153,27 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
       const data::SubjectInfo& sub = ws.subjects[k];
       std::snprintf(line, sizeof line, "%-18s %7lld %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n", sub.name.c_str(),
                     (long long)sub.num_windows, mf, mq, pf, pq, d, dm);
-      std::cout << line;
+      say << line;
       rep.push_back({{"subject", sub.name}, {"windows", sub.num_windows}, {"mae_float", mf}, {"mae_int", mq},
                      {"mae_post_float", pf}, {"mae_post_int", pq}, {"mean_abs_diff", d}, {"max_abs_diff", dm}});
     }
     const double ns = double(ws.subjects.size());
     std::snprintf(line, sizeof line, "%-18s %7lld %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n", "mean of subjects",
                   (long long)ws.size(), sf / ns, sq / ns, spf / ns, spq / ns, sd / double(nd), dmax);
-    std::cout << line;
-    std::cout << "\nMAE change (int - float): raw " << (sq - sf) / ns << " BPM, post-processed " << (spq - spf) / ns
+    say << line;
+    say << "\nMAE change (int - float): raw " << (sq - sf) / ns << " BPM, post-processed " << (spq - spf) / ns
               << " BPM; mean |HR_int - HR_float| per window " << sd / double(nd) << " BPM\n";
-    std::cout << "int8 weights + int32 biases + requantisation tables: " << deploy::quant_param_bytes(q) << " bytes\n";
-    std::cout << "activation bits:";
-    std::cout << " input=" << q.input.bits;
+    say << "int8 weights + int32 biases + requantisation tables: " << deploy::quant_param_bytes(q) << " bytes\n";
+    say << "activation bits:";
+    say << " input=" << q.input.bits;
     for (auto& L : q.layers)
-      if (L.op != deploy::QOp::AvgPool) std::cout << " " << L.name << "=" << L.out.bits;
-    std::cout << "\nwrote " << o->out << "\n";
+      if (L.op != deploy::QOp::AvgPool) say << " " << L.name << "=" << L.out.bits;
+    say << "\nwrote " << o->out << "\n";
     if (!o->report.empty()) {
       json j = {{"checkpoint", o->ckpt}, {"data", o->data}, {"calib", o->calib}, {"subjects", rep},
                 {"mean_mae_float", sf / ns}, {"mean_mae_int", sq / ns}, {"mean_mae_post_float", spf / ns},
                 {"mean_mae_post_int", spq / ns}, {"mean_abs_diff", sd / double(nd)}, {"max_abs_diff", dmax}};
-      std::ofstream f(o->report);
-      if (!f) throw std::runtime_error("--report '" + o->report + "': cannot open for writing");
-      f << j.dump(2) << "\n";
+      write_output(o->report, j.dump(2) + "\n");
     }
   });
 });
@@ -185,12 +184,15 @@ CommandRegistrar reg_export([](CLI::App& app) {
   auto target = std::make_shared<std::string>("m4");
   auto out = std::make_shared<std::string>();
   auto root = std::make_shared<std::string>();
+  auto force = std::make_shared<bool>(false);
   cmd->add_option("--model", *model, "quantised model written by pulsekd quantize")->required();
   cmd->add_option("--target", *target, "m4 (mps2-an386, Cortex-M4F) or m7 (mps2-an500, Cortex-M7)")->check(CLI::IsMember({"m4", "m7"}));
-  cmd->add_option("--out", *out, "output directory")->required();
+  cmd->add_option("--out", *out, "output directory (new or empty)")->required();
+  cmd->add_flag("--force", *force, "write into a non-empty --out, replacing the files export-mcu generates");
   cmd->add_option("--source-root", *root, "pulsekd source tree holding mcu/ and engine/kernels/ (default: the build's)");
   cmd->callback([=]() {
     need_file(*model, "--model");
+    deploy::check_export_dir(*out, *force);
     const deploy::QuantModel q = deploy::load_quant_model(*model);
     const deploy::McuExport e = deploy::export_mcu(q, *target, *out, *root);
     std::cout << "wrote " << *out << "/model_data.cpp (" << q.layers.size() << " layers, const data " << e.weight_bytes
@@ -213,7 +215,7 @@ CommandRegistrar reg_report([](CLI::App& app) {
   cmd->add_option("DIR", o->dir, "directory written by pulsekd export-mcu")->required();
   cmd->add_flag("--json", o->json, "print one JSON object (flash_bytes, ram_bytes, instructions_m4, instructions_m7, layers)");
   cmd->add_option("--opt", o->opt, "firmware optimisation flags (PK_OPT), e.g. -O2 or -Os");
-  cmd->add_option("--input", o->input, "int16 window file (first window used; default DIR/input.bin, else synthetic)");
+  cmd->add_option("--input", o->input, "int16 window file, at least one window (first used; default DIR/input.bin if present, else a synthetic window)");
   cmd->add_option("--cores", o->cores, "comma-separated: m4,m7");
   cmd->add_option("--clock-mhz", o->mhz, "clock for the latency estimate (1 instruction per cycle assumed)");
   cmd->callback([=]() {

@@ -58,7 +58,7 @@ CommandRegistrar reg_import([](CLI::App& app) {
   auto out = std::make_shared<std::string>();
   cmd->add_option("--arch", *arch, "teacher or student")->required()->check(CLI::IsMember({"teacher", "student"}));
   cmd->add_option("input", *in, "PyTorch .pt file (torch.save of a state_dict)")->required();
-  cmd->add_option("output", *out, "output .safetensors checkpoint")->required();
+  cmd->add_option("output", *out, "output .safetensors checkpoint")->required()->check(output_file(false));
   cmd->callback([=]() {
     require_file(*in, "input");
     auto model = models::import_torch(*in, *arch);
@@ -93,15 +93,16 @@ void predict_recording(const std::string& ckpt, const data::RecordingOptions& re
     if (labelled) os << "," << ws.hr[k];
     os << "\n";
   }
-  write_file_atomic(out, os.str());
+  write_output(out, os.str());
   for (const auto& [v, name] : {std::make_pair(&hr, "predict (raw)"), std::make_pair(&post, "predict (post-processed)")}) {
     const std::string warn = kd::implausible_warning(*v, name);
     if (!warn.empty()) std::cerr << warn << "\n";
   }
-  std::cout << "wrote " << hr.size() << " heart rates (every 2 s, post-processing: " << pp.describe() << ") to " << out << "\n";
+  std::ostream& say = is_stdout_path(out) ? std::cerr : std::cout;  // stdout holds the CSV alone
+  say << "wrote " << hr.size() << " heart rates (every 2 s, post-processing: " << pp.describe() << ") to " << out << "\n";
   if (labelled) {
     const std::vector<float> truth(ws.hr.begin(), ws.hr.end());
-    std::cout << "MAE " << kd::compute_metrics(hr, truth).mae << " BPM raw, " << kd::compute_metrics(post, truth).mae
+    say << "MAE " << kd::compute_metrics(hr, truth).mae << " BPM raw, " << kd::compute_metrics(post, truth).mae
               << " BPM post-processed\n";
   }
 }
@@ -121,7 +122,9 @@ CommandRegistrar reg_predict([](CLI::App& app) {
   cmd->add_option("--labels", rec->labels, "--recording: reference heart rates, one per 2 s window (.mat or one BPM per line)")->needs(opt_rec);
   cmd->add_option("--rate", rec->rate_hz, "--recording: sampling rate of a CSV recording (Hz)")->needs(opt_rec)->check(finite_range(16.0, 2000.0));
   cmd->add_flag("--ppg-mean", rec->mean_ppg, "--recording: average the two PPG channels when there are two")->needs(opt_rec);
-  cmd->add_option("--out", *out, "output: JSON hr (B) and dense32 (B×32) for --windows; CSV time_s,hr,hr_post[,truth] for --recording")->required();
+  cmd->add_option("--out", *out, "output (- for standard output): JSON hr (B) and dense32 (B×32) for --windows; CSV time_s,hr,hr_post[,truth] for --recording")
+      ->required()
+      ->check(output_file(true));
   cmd->add_flag("--normalized", *prenorm,
                 "the windows are already z-scored: skip the checkpoint's normalisation (without one, predict z-scores the windows with their own statistics)");
   add_post_options(cmd, *post_args);
@@ -161,11 +164,8 @@ CommandRegistrar reg_predict([](CLI::App& app) {
     if (!warn.empty()) std::cerr << warn << "\n";
     json o = {{"checkpoint", *ckpt}, {"hr", hr}, {"dense32", dense}, {"dense32_shape", {shape[0], lm.model->config().dense}},
               {"implausible", kd::implausible_estimates(hr)}};
-    std::ofstream f(*out);
-    if (!f) throw std::runtime_error("--out '" + *out + "': cannot open for writing");
-    f << o.dump() << "\n";
-    if (!f) throw std::runtime_error("--out '" + *out + "': write failed");
-    std::cout << "wrote " << shape[0] << " predictions to " << *out << "\n";
+    write_output(*out, o.dump() + "\n");
+    (is_stdout_path(*out) ? std::cerr : std::cout) << "wrote " << shape[0] << " predictions to " << *out << "\n";
   });
 });
 

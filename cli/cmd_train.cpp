@@ -56,7 +56,13 @@ CommandRegistrar reg_eval([](CLI::App& app) {
   cmd->add_option("--checkpoint", *ckpt, "a checkpoint (.safetensors or .pt) or a run directory with fold<K>/best.safetensors")->required();
   cmd->add_option("--data", *spec, data::dataset_spec_help())->required();
   cmd->add_option("--fold", *fold, "evaluate the test subject of fold K (1-based)")->check(finite_positive());
-  cmd->add_option("--out", *out, "prefix of the JSON and CSV files written")->capture_default_str();
+  cmd->add_option("--out", *out, "prefix of the JSON and CSV files written (PREFIX.json, PREFIX.csv, PREFIX_windows.csv)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            return is_stdout_path(s) ? "the prefix of three files: '-' (standard output) is not accepted; give a prefix" : "";
+          },
+          "PREFIX"));
   cmd->add_flag("--loso", *loso, "evaluate every fold's test subject (a run directory: each fold's own model)");
   cmd->add_flag("--post", *post, "report post-processed MAE in the headline (both are always in the table)");
   auto ensemble = std::make_shared<bool>(false);

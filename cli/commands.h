@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/atomic_file.h"
+
 namespace pulsekd::cli {
 
 using Registration = std::function<void(CLI::App& app)>;
@@ -53,5 +55,22 @@ inline CLI::Validator finite_range(double lo, double hi) {
 }
 inline CLI::Validator finite_positive() { return number_check(0, HUGE_VAL, true, "a finite number > 0"); }
 inline CLI::Validator finite_non_negative() { return number_check(0, HUGE_VAL, false, "a finite number >= 0"); }
+
+// An output file flag, checked before any work: an existing target must be a regular file or a
+// link to one (engine/atomic_file.h output_target: never a directory, device, FIFO or socket);
+// "-" is standard output where the command accepts it (stdout_ok), refused elsewhere.
+inline CLI::Validator output_file(bool stdout_ok) {
+  return CLI::Validator(
+      [=](std::string& s) -> std::string {
+        if (is_stdout_path(s)) return stdout_ok ? "" : "'-' (standard output) is not accepted here: give a file";
+        try {
+          output_target(s);
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+        return "";
+      },
+      stdout_ok ? "FILE or -" : "FILE");
+}
 
 }  // namespace pulsekd::cli

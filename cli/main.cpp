@@ -1,14 +1,16 @@
 // pulsekd: train, distil, evaluate and deploy wrist heart-rate models.
 //
 // Exit codes: 0 success (and --help, --version); 1 the command failed (a bad file, a failed
-// run); 2 a usage error (unknown command or flag, a bad flag value) — each printed as one line
+// run, output that could not be written, standard output included); 2 a usage error (unknown command or flag, a bad flag value) — each printed as one line
 // `pulsekd: error: ...` on stderr; 130 interrupted (Ctrl-C / SIGTERM during training: the
 // message says from which epoch the same command resumes).
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -94,6 +96,12 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     // Subcommand callbacks run inside parse(); their failures are user-facing errors.
     std::fprintf(stderr, "pulsekd: error: %s\n", e.what());
+    return 1;
+  }
+  // What the command printed must have arrived: a full disk or device behind stdout is a failure.
+  std::cout.flush();
+  if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "pulsekd: error: standard output: write failed: %s\n", std::strerror(errno));
     return 1;
   }
   return 0;

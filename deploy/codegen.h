@@ -42,9 +42,14 @@ pk_model model_header(const QuantModel& q, const McuExport& plan);
 // target: "m4" or "m7". root: the pulsekd source tree (holds mcu/ and engine/kernels/);
 // empty = the tree this binary was built from. The generated layer table names one kernel
 // instantiation per layer (choose_kernel), so only the combinations the model uses are compiled;
-// dsp = false: reference loops only (for comparisons).
+// dsp = false: reference loops only (for comparisons). Every file goes through write_file_atomic
+// (engine/atomic_file.h): a failure names the file and leaves no truncated source.
 McuExport export_mcu(const QuantModel& q, const std::string& target, const std::string& out_dir,
                      const std::string& root = "", bool dsp = true);
+
+// export-mcu's refusal to mix its files with others: an existing out_dir must be an empty
+// directory unless force (then the generated files are replaced, atomically, and other files stay).
+void check_export_dir(const std::string& out_dir, bool force);
 
 // The source tree this binary was built from.
 std::string pulsekd_source_root();

@@ -3,6 +3,7 @@
 #include "deploy/qemu_runner.h"
 
 #include "datasets/dataset.h"
+#include "engine/atomic_file.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -53,8 +54,19 @@ std::vector<McuCoreReport> mcu_report(const std::string& dir_in, const McuReport
   const size_t win_bytes = size_t(rows) * data::kWindow * 2;  // int16 samples
   std::vector<char> win(win_bytes, 0);
   const fs::path in = o.input.empty() ? dir / "input.bin" : fs::path(o.input);
-  if (fs::is_regular_file(in) && fs::file_size(in) >= win_bytes) {
-    std::ifstream(in, std::ios::binary).read(win.data(), std::streamsize(win_bytes));
+  // A window file that is given (or DIR/input.bin when present) must hold a whole window: a
+  // missing or short one is an error, never silently replaced by the synthetic window.
+  if (!o.input.empty() || fs::exists(in)) {
+    const std::string name = (o.input.empty() ? "'" : "--input '") + in.string() + "'";
+    const std::string expect = std::to_string(win_bytes) + " bytes (one window: " + std::to_string(rows) + " rows x " +
+                               std::to_string(data::kWindow) + " int16 samples)";
+    std::error_code ec;
+    if (!fs::is_regular_file(in, ec)) throw std::runtime_error("mcu-report: " + name + " does not exist or is not a file; expected " + expect);
+    const uintmax_t have = fs::file_size(in, ec);
+    if (ec || have < win_bytes)
+      throw std::runtime_error("mcu-report: " + name + " holds " + std::to_string(ec ? 0 : have) + " bytes; expected at least " + expect);
+    std::ifstream f(in, std::ios::binary);
+    if (!f.read(win.data(), std::streamsize(win_bytes))) throw std::runtime_error("mcu-report: cannot read " + name);
   } else {
     uint32_t x = 12345;  // deterministic synthetic window inside the int8 range
     for (size_t i = 0; i < win_bytes / 2; ++i) {
@@ -78,7 +90,7 @@ std::vector<McuCoreReport> mcu_report(const std::string& dir_in, const McuReport
                      " -DCMAKE_TOOLCHAIN_FILE=" + sh_quote((dir / "pulsekd/mcu/cmake/arm-none-eabi.cmake").string()) +
                      " -DPK_CORE=" + core + " -DPK_OPT=" + sh_quote(o.opt) + " && cmake --build " + sh_quote((w / "build").string()),
                  "firmware build for " + core, w / "build.log");
-    std::ofstream(w / "input.bin", std::ios::binary).write(win.data(), std::streamsize(win.size()));
+    write_file_atomic((w / "input.bin").string(), win.data(), win.size());
     fs::remove(w / "marks.txt");
     const std::string machine = core == "m4" ? "mps2-an386" : "mps2-an500";
     run_or_throw("cd " + sh_quote(w.string()) + " && timeout 120 qemu-system-arm -M " + machine +
@@ -142,8 +154,7 @@ std::vector<int32_t> mcu_run(const std::string& dir_in, const std::string& core,
                    " -DCMAKE_TOOLCHAIN_FILE=" + sh_quote((dir / "pulsekd/mcu/cmake/arm-none-eabi.cmake").string()) +
                    " -DPK_CORE=" + core + " -DPK_OPT=" + sh_quote(opt) + " && cmake --build " + sh_quote((w / "build").string()),
                "firmware build for " + core, w / "build.log");
-  std::ofstream(w / "input.bin", std::ios::binary)
-      .write(reinterpret_cast<const char*>(qin), std::streamsize(n * per * 2));
+  write_file_atomic((w / "input.bin").string(), qin, size_t(n * per * 2));
   fs::remove(w / "output.bin");
   const std::string machine = core == "m4" ? "mps2-an386" : "mps2-an500";
   run_or_throw("cd " + sh_quote(w.string()) + " && timeout 600 qemu-system-arm -M " + machine +

@@ -27,7 +27,7 @@ struct McuCoreReport {
 struct McuReportOptions {
   std::vector<std::string> cores = {"m4", "m7"};
   std::string opt = "-Os";  // firmware PK_OPT (docs/MCU.md: -Os is smaller and, with the DSP kernels, about as fast)
-  std::string input;        // file with int16 windows (first one used); empty: DIR/input.bin, else synthetic
+  std::string input;        // file with int16 windows (first one used; missing or short: an error); empty: DIR/input.bin if present, else synthetic
 };
 // "" when the tools to build and run firmware are on PATH (arm-none-eabi-gcc, qemu-system-arm,
 // cmake, cc), else which one is missing and how to get it.

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
+#include <exception>
 #include <stdexcept>
 
 namespace pulsekd::kd {
@@ -16,11 +16,29 @@ void ensure_dir(const std::string& dir, const std::string& flag) {
     throw std::runtime_error(flag + " '" + dir + "': cannot create the directory" + (ec ? " (" + ec.message() + ")" : ""));
 }
 
-void append_line(const std::string& path, const std::string& line) {
-  std::ofstream f(path, std::ios::app);
-  if (!f) throw std::runtime_error("cannot append to '" + path + "'");
-  f << line << "\n";
+CreatedDirs::CreatedDirs() : exceptions_(std::uncaught_exceptions()) {}
+
+CreatedDirs::~CreatedDirs() {
+  if (std::uncaught_exceptions() <= exceptions_) return;  // success: keep everything
+  for (auto it = made_.rbegin(); it != made_.rend(); ++it) {
+    std::error_code ec;
+    if (std::filesystem::is_empty(*it, ec) && !ec) std::filesystem::remove(*it, ec);
+  }
 }
+
+void CreatedDirs::ensure(const std::string& dir, const std::string& flag) {
+  std::vector<std::string> missing;  // dir and its missing parents, deepest first
+  std::filesystem::path start = std::filesystem::path(dir).lexically_normal();
+  if (!start.has_filename() && start.has_parent_path()) start = start.parent_path();  // "runs/x/" -> "runs/x"
+  for (std::filesystem::path p = start; !p.empty() && !std::filesystem::exists(p); p = p.parent_path()) {
+    missing.push_back(p.string());
+    if (p == p.parent_path()) break;
+  }
+  ensure_dir(dir, flag);
+  made_.insert(made_.end(), missing.rbegin(), missing.rend());
+}
+
+void append_line(const std::string& path, const std::string& line) { append_file_atomic(path, line + "\n"); }
 
 std::string format_duration(double seconds) {
   if (!(seconds >= 0) || !std::isfinite(seconds)) return "?";

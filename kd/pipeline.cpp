@@ -144,8 +144,7 @@ StageResult quantised_stage(const PipelineOptions& o, const data::WindowSet& tra
   rep.quant_mean_abs_diff = diff_n ? diff_sum / double(diff_n) : 0;
   if (fw.skipped.empty()) {
     // Count instructions on a real test window: the last fold's first input.
-    std::filesystem::copy_file(fw.dir + "/run-" + o.mcu + "/input.bin", fw.dir + "/input.bin",
-                               std::filesystem::copy_options::overwrite_existing);
+    copy_file_atomic(fw.dir + "/run-" + o.mcu + "/input.bin", fw.dir + "/input.bin");
     deploy::McuReportOptions ro;
     ro.cores = {o.mcu};
     const deploy::McuCoreReport r = deploy::mcu_report(fw.dir, ro).at(0);
@@ -198,7 +197,8 @@ PipelineReport run_pipeline(const PipelineOptions& o) {
     target = {&test, true};
     plans = {all_subjects_plan(train)};
   }
-  ensure_dir(o.out, "--out");
+  CreatedDirs dirs;  // a pipeline that fails before writing anything leaves no empty directory
+  dirs.ensure(o.out, "--out");
   PipelineReport rep;
   rep.data = o.data;
   rep.test_data = o.test_data;

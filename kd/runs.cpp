@@ -185,12 +185,14 @@ std::string run_provenance(const RunSpec& spec) {
 
 RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plans, const RunSpec& spec,
                     const std::string& out_dir) {
-  ensure_dir(out_dir, "--out");
+  CreatedDirs dirs;  // a run that fails before writing anything leaves no empty directory
+  dirs.ensure(out_dir, "--out");
   RunReport rep;
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<EvalResult> evals;
   for (const FoldPlan& fp : plans) {
     const std::string fdir = out_dir + "/" + fp.dir_name();
+    dirs.ensure(fdir, "--out");
     models::PulseModel model(spec.model, spec.train.seed);
     if (!spec.init_checkpoint.empty()) {
       const InitReport ir = init_from_checkpoint(model, spec.init_checkpoint);

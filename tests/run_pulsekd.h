@@ -16,11 +16,11 @@ inline const std::string& pulsekd_binary() {
 
 struct CommandResult {
   int code;         // exit status, -1 if the process did not exit normally
-  std::string out;  // stdout + stderr
+  std::string out;  // what it printed: run_pulsekd captures stdout + stderr, run_shell what the command line sends to stdout
 };
 
-inline CommandResult run_pulsekd(const std::string& args) {
-  const std::string cmd = pulsekd_binary() + " " + args + " 2>&1";
+// Runs a shell command line (sh -c) and captures its standard output.
+inline CommandResult run_shell(const std::string& cmd) {
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
   std::string out;
@@ -30,5 +30,7 @@ inline CommandResult run_pulsekd(const std::string& args) {
   const int st = pclose(p);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
+
+inline CommandResult run_pulsekd(const std::string& args) { return run_shell(pulsekd_binary() + " " + args + " 2>&1"); }
 
 }  // namespace pulsekd::testing
