@@ -94,7 +94,7 @@ struct Stat {
 constexpr int32_t kQkvMax = (1 << 23) - 1;
 
 template <class QtOf, class HOf>
-static QTensor quantize_teacher_attention(QuantModel& q, PulseModel& m, const PulseGeom& g, QTensor cur,
+static QTensor quantize_teacher_attention(QuantModel& q, PulseModel& m, const models::PulsePlan& g, QTensor cur,
                                           std::map<std::string, Stat>& stats, QtOf&& qt, HOf&& H_of) {
   const int e = g.t_final;
   auto sym_scale = [&](const std::string& name, double qmax) {  // symmetric min/max scale
@@ -105,7 +105,7 @@ static QTensor quantize_teacher_attention(QuantModel& q, PulseModel& m, const Pu
   QLayer P;
   P.name = "attn_in_proj";
   P.op = QOp::AttnInProj;
-  P.rows = 4;
+  P.rows = g.rows;
   P.t_in = e;
   P.c_in = g.c3;
   P.c_out = 3 * e;
@@ -137,7 +137,7 @@ static QTensor quantize_teacher_attention(QuantModel& q, PulseModel& m, const Pu
   QLayer A;
   A.name = "attention";
   A.op = QOp::Attention;
-  A.rows = 4;
+  A.rows = g.rows;
   A.t_in = g.c3;
   A.c_in = A.c_out = e;
   A.heads = g.heads;
@@ -194,9 +194,9 @@ struct Calibration {
 };
 
 // Runs the float reference forward over (a subsample of) the calibration windows (n, 4, 256).
-static Calibration observe(PulseModel& m, const PulseGeom& g, const float* calib, int64_t n, bool gptq) {
+static Calibration observe(PulseModel& m, const models::PulsePlan& g, const float* calib, int64_t n, bool gptq) {
   Calibration cal;
-  std::map<std::string, const PulseGeom::Conv*> conv_of;
+  std::map<std::string, const models::PulsePlan::Conv*> conv_of;
   for (auto& c : g.convs) conv_of[c.name] = &c;
   std::vector<double> v;
   // Input vectors of each weighted layer, in the order of its weights' inner dimension.
@@ -219,10 +219,10 @@ static Calibration observe(PulseModel& m, const PulseGeom& g, const float* calib
       }
     } else if (name == "conv4") {  // (rows, t, c) -> vectors (rows, c) per step
       const int t = g.t_final, c = g.c3;
-      H.d = 4 * c;
+      H.d = g.rows * c;
       v.assign(size_t(H.d), 0.0);
       for (int ti = 0; ti < t; ++ti) {
-        for (int r = 0; r < 4; ++r)
+        for (int r = 0; r < g.rows; ++r)
           for (int ci = 0; ci < c; ++ci) v[size_t(r) * c + ci] = x[(size_t(r) * t + ti) * c + ci];
         H.add(v.data());
       }
@@ -256,7 +256,7 @@ static Calibration observe(PulseModel& m, const PulseGeom& g, const float* calib
 }
 
 // The output layer (dense -> 1): the raw int32 accumulator, heart rate = out.scale * output.
-static QLayer output_layer(PulseModel& m, const PulseGeom& g, const QTensor& in, const Hess* H) {
+static QLayer output_layer(PulseModel& m, const models::PulsePlan& g, const QTensor& in, const Hess* H) {
   QLayer L;
   L.name = "out";
   L.op = QOp::Linear;
@@ -275,7 +275,7 @@ QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib
   if (opt.calib != "minmax" && opt.calib != "percentile")
     throw std::runtime_error("--calib must be 'minmax' or 'percentile', got '" + opt.calib + "'");
   if (n < 1) throw std::runtime_error("quantize: no calibration windows");
-  const PulseGeom g = pulse_geom(m);
+  const models::PulsePlan& g = quantizable_plan(m);
   for (const char* fixed : {"attn_in_proj", "attention"})
     if (g.teacher && opt.bits.count(fixed))
       throw std::runtime_error(std::string("quantize: '") + fixed +
@@ -310,10 +310,9 @@ QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib
   q.norm = norm;
   q.input = qt("input");
   QTensor cur = q.input;
-  int t = data::kWindow;
   size_t ci = 0;
-  for (int blk = 0; blk < 3; ++blk) {
-    for (; ci <= size_t(g.block_end[size_t(blk)]); ++ci) {
+  for (size_t blk = 0; blk < g.pools.size(); ++blk) {
+    for (; ci <= size_t(g.block_end[blk]); ++ci) {
       const auto& c = g.convs[ci];
       QLayer L;
       L.name = c.name;
@@ -323,25 +322,23 @@ QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib
       L.kernel = c.kernel;
       L.dilation = c.dilation;
       L.pad = c.pad;
-      L.t_in = t;
+      L.t_in = c.t_in;
       L.relu = true;
       L.in = cur;
       L.out = qt(c.name);
       quantize_weights(L, to_f(param(m, c.name + ".weight").value), to_f(param(m, c.name + ".bias").value), H_of(c.name));
       cur = L.out;
-      t = L.t_out();
       q.layers.push_back(std::move(L));
     }
     QLayer P;
-    P.name = "pool" + std::to_string(blk + 1);
+    P.name = g.pools[blk].name;
     P.op = QOp::AvgPool;
     P.c_in = P.c_out = g.convs[ci - 1].c_out;
-    P.pool = P.kernel = g.pools[size_t(blk)];
-    P.t_in = t;
+    P.pool = P.kernel = g.pools[blk].size;
+    P.t_in = g.pools[blk].t_in;
     P.in = P.out = cur;
     P.act_min = cur.qmin();
     P.act_max = cur.qmax();
-    t = P.t_out();
     q.layers.push_back(std::move(P));
   }
   q.row_layers = int(q.layers.size());
@@ -351,9 +348,9 @@ QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib
     QLayer L;
     L.name = "conv4";
     L.op = QOp::ModalityConv;
-    L.rows = 4;
+    L.rows = g.rows;
     L.c_in = L.c_out = g.c3;
-    L.t_in = t;
+    L.t_in = g.t_final;
     L.in = cur;
     L.out = qt("conv4");
     quantize_weights(L, to_f(param(m, "conv4.weight").value), to_f(param(m, "conv4.bias").value), H_of("conv4"));
@@ -364,7 +361,7 @@ QuantModel quantize_model(PulseModel& m, const RowNorm& norm, const float* calib
     QLayer L;
     L.name = "dense";
     L.op = QOp::Linear;
-    L.c_in = g.t_final * g.c3;
+    L.c_in = g.flat;
     L.c_out = g.dense;
     L.in = cur;
     L.out = qt("dense");

@@ -27,36 +27,15 @@ Parameter& param(PulseModel& m, const std::string& name) {
   return *p;
 }
 
-// The row-shared convolution stack of the student or the teacher (PULSE.md sections 2, 3).
-PulseGeom pulse_geom(PulseModel& m) {
+const models::PulsePlan& quantizable_plan(const PulseModel& m) {
   const models::ModelConfig& cfg = m.config();
   if (cfg.arch != "student" && cfg.arch != "teacher")
     throw std::runtime_error("quantize: only the PULSE student and teacher are supported (got arch '" + cfg.arch + "')");
   if (cfg.head != "regression") throw std::runtime_error("quantize: only the regression head is supported");
-  PulseGeom g;
-  g.teacher = cfg.arch == "teacher";
-  const std::vector<int> dil = g.teacher ? std::vector<int>{2, 2, 2} : std::vector<int>{2, 3, 4};
-  g.pools = g.teacher ? std::vector<int>{4, 2, 2} : std::vector<int>{4, 4, 2};
-  const std::vector<int> ch = m.block_channels();
-  int c_in = 1, t = data::kWindow;
-  for (int b = 0; b < 3; ++b) {
-    for (int i = 0; i < cfg.convs_per_block; ++i) {
-      const std::string name = "conv" + std::to_string(b + 1) + std::to_string(i + 1);
-      Parameter& w = param(m, name + ".weight");  // (c_out, K, c_in)
-      const int K = int(w.shape[1]);
-      g.convs.push_back({name, c_in, ch[size_t(b)], K, dil[size_t(b)], dil[size_t(b)] * (K - 1) / 2, t});
-      c_in = ch[size_t(b)];
-    }
-    g.block_end.push_back(int(g.convs.size()) - 1);
-    g.pool_t_in.push_back(t);
-    t = (t + g.pools[size_t(b)] - 1) / g.pools[size_t(b)];
-  }
-  g.c3 = ch[2];
-  g.t_final = t;
-  g.dense = cfg.dense;
-  if (g.teacher && (g.t_final % g.heads != 0 || (4 - 1) * g.c3 > kernels::kSoftmaxMaxKeys))
+  const models::PulsePlan& g = m.plan();
+  if (g.teacher && (g.t_final % g.heads != 0 || (g.rows - 1) * g.c3 > kernels::kSoftmaxMaxKeys))
     throw std::runtime_error("quantize: teacher attention needs the embedding (" + std::to_string(g.t_final) +
-                             ") divisible by 4 heads and at most " + std::to_string(kernels::kSoftmaxMaxKeys) + " keys");
+                             ") divisible by " + std::to_string(g.heads) + " heads and at most " + std::to_string(kernels::kSoftmaxMaxKeys) + " keys");
   return g;
 }
 
@@ -80,17 +59,17 @@ using FloatA = k::ArithFloat<float>;
 // The per-row convolutions and poolings of one window x (4, 256) -> rows (4, t_final, c3).
 // obs(name, data, count) is called with each quantisation point's float values ("in:NAME":
 // the inputs of weighted layers, for the error-compensating rounding).
-static std::vector<float> rows_forward_f32(PulseModel& m, const PulseGeom& g, const float* x, const Observer& obs) {
+static std::vector<float> rows_forward_f32(PulseModel& m, const models::PulsePlan& g, const float* x, const Observer& obs) {
   const FloatA::quant nq{};
-  std::vector<float> rowsout(size_t(4) * g.t_final * g.c3);  // (4, t_final, c3)
+  std::vector<float> rowsout(size_t(g.rows) * g.t_final * g.c3);  // (4, t_final, c3)
   std::vector<float> a, b;
-  obs("input", x, size_t(data::kWindowValues));
-  for (int r = 0; r < 4; ++r) {
-    a.assign(x + r * data::kWindow, x + (r + 1) * data::kWindow);
-    int t = data::kWindow;
+  obs("input", x, size_t(g.rows) * g.t_in);
+  for (int r = 0; r < g.rows; ++r) {
+    a.assign(x + r * g.t_in, x + (r + 1) * g.t_in);
+    int t = g.t_in;
     size_t ci = 0;
-    for (int blk = 0; blk < 3; ++blk) {
-      for (; ci <= size_t(g.block_end[size_t(blk)]); ++ci) {
+    for (size_t blk = 0; blk < g.pools.size(); ++blk) {
+      for (; ci <= size_t(g.block_end[blk]); ++ci) {
         const auto& c = g.convs[ci];
         const std::vector<float> w = param_f(m, c.name + ".weight"), bb = param_f(m, c.name + ".bias");
         k::conv1d_params p{c.c_in, c.c_out, c.kernel, 1, c.pad, c.dilation, 1};
@@ -104,7 +83,7 @@ static std::vector<float> rows_forward_f32(PulseModel& m, const PulseGeom& g, co
         t = to;
       }
       const int c = g.convs[ci - 1].c_out;
-      k::pool1d_params pp{g.pools[size_t(blk)], g.pools[size_t(blk)], 1};
+      k::pool1d_params pp{g.pools[blk].size, g.pools[blk].size, 1};
       const int to = k::pool1d_out_len(t, pp);
       b.assign(size_t(to) * c, 0.f);
       k::avgpool1d_fwd_ref<float>(b.data(), a.data(), t, c, pp);
@@ -117,7 +96,7 @@ static std::vector<float> rows_forward_f32(PulseModel& m, const PulseGeom& g, co
 }
 
 // dense (flat -> dense32) and out (dense32 -> 1): the heads both models share.
-static float dense_out_f32(PulseModel& m, const PulseGeom& g, const std::vector<float>& flat, const std::vector<float>& wd, const Observer& obs) {
+static float dense_out_f32(PulseModel& m, const models::PulsePlan& g, const std::vector<float>& flat, const std::vector<float>& wd, const Observer& obs) {
   const FloatA::quant nq{};
   const std::vector<float> bd = param_f(m, "dense.bias");
   std::vector<float> d(size_t(g.dense));
@@ -131,13 +110,13 @@ static float dense_out_f32(PulseModel& m, const PulseGeom& g, const std::vector<
   return hr;
 }
 
-static float student_forward_f32(PulseModel& m, const PulseGeom& g, const float* x /*(4,256)*/, const Observer& obs) {
+static float student_forward_f32(PulseModel& m, const models::PulsePlan& g, const float* x /*(4,256)*/, const Observer& obs) {
   const FloatA::quant nq{};
   const std::vector<float> rowsout = rows_forward_f32(m, g, x, obs);
   const std::vector<float> w4 = param_f(m, "conv4.weight"), b4 = param_f(m, "conv4.bias");
   std::vector<float> fused(size_t(g.t_final) * g.c3);  // (t_final, c3)
   obs("in:conv4", rowsout.data(), rowsout.size());
-  k::modality_conv_fwd_ref<FloatA>(fused.data(), rowsout.data(), w4.data(), b4.data(), k::modality_conv_params{4, g.t_final, g.c3, g.c3}, nq);
+  k::modality_conv_fwd_ref<FloatA>(fused.data(), rowsout.data(), w4.data(), b4.data(), k::modality_conv_params{g.rows, g.t_final, g.c3, g.c3}, nq);
   obs("conv4", fused.data(), fused.size());
   return dense_out_f32(m, g, fused, dense_to_tc(param_f(m, "dense.weight"), g.dense, g.c3, g.t_final), obs);
 }
@@ -145,18 +124,18 @@ static float student_forward_f32(PulseModel& m, const PulseGeom& g, const float*
 // Teacher after the rows: cross-attention (query: the c3 channel-tokens of the PPG row; key =
 // value: the 3 c3 tokens of the ACC rows; embedding = t_final), LayerNorm per token, flatten
 // token-major (c * E + e, PyTorch's order, so dense keeps its own weight layout), dense, out.
-static float teacher_forward_f32(PulseModel& m, const PulseGeom& g, const float* x /*(4,256)*/, const Observer& obs) {
+static float teacher_forward_f32(PulseModel& m, const models::PulsePlan& g, const float* x /*(4,256)*/, const Observer& obs) {
   const FloatA::quant nq{};
   const std::vector<float> rowsout = rows_forward_f32(m, g, x, obs);
-  const int e = g.t_final, lq = g.c3, lk = 3 * g.c3;
+  const int e = g.t_final, lq = g.c3, lk = (g.rows - 1) * g.c3;
   const std::vector<float> w_in = param_f(m, "multihead_attn.in_proj_weight"), b_in = param_f(m, "multihead_attn.in_proj_bias");
   std::vector<float> qkv(size_t(lq) * e + size_t(lk) * 2 * e);  // q (lq, e), then kv (lk, 2e): k | v per key token
-  k::attn_in_proj_fwd_ref<FloatA>(qkv.data(), rowsout.data(), w_in.data(), b_in.data(), 4, g.t_final, g.c3, nq);
+  k::attn_in_proj_fwd_ref<FloatA>(qkv.data(), rowsout.data(), w_in.data(), b_in.data(), g.rows, g.t_final, g.c3, nq);
   const float* q = qkv.data();
   const float* kv = qkv.data() + size_t(lq) * e;
   {  // the in-projection's input tokens (c3 of row 0, 3 c3 of rows 1-3), for GPTQ
-    std::vector<float> tokens(size_t(4) * g.c3 * e);  // (4 c3, e)
-    for (int r = 0; r < 4; ++r)
+    std::vector<float> tokens(size_t(g.rows) * g.c3 * e);  // (4 c3, e)
+    for (int r = 0; r < g.rows; ++r)
       for (int c = 0; c < g.c3; ++c)
         for (int t = 0; t < e; ++t) tokens[(size_t(r) * g.c3 + c) * e + t] = rowsout[(size_t(r) * e + t) * g.c3 + c];
     obs("in:tokens:attn_q", tokens.data(), size_t(lq) * e);
@@ -182,12 +161,12 @@ static float teacher_forward_f32(PulseModel& m, const PulseGeom& g, const float*
   return dense_out_f32(m, g, ln, param_f(m, "dense.weight"), obs);
 }
 
-float pulse_forward_f32(PulseModel& m, const PulseGeom& g, const float* x, const Observer& obs) {
+float pulse_forward_f32(PulseModel& m, const models::PulsePlan& g, const float* x, const Observer& obs) {
   return g.teacher ? teacher_forward_f32(m, g, x, obs) : student_forward_f32(m, g, x, obs);
 }
 
 std::vector<float> predict_float_ref(PulseModel& m, const float* x, int64_t n) {
-  const PulseGeom g = pulse_geom(m);
+  const models::PulsePlan& g = quantizable_plan(m);
   std::vector<float> hr(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i)
     hr[size_t(i)] = pulse_forward_f32(m, g, x + i * data::kWindowValues, [](const std::string&, const float*, size_t) {});

@@ -14,22 +14,10 @@ namespace pulsekd::deploy {
 
 constexpr float kLayerNormEps = 1e-5f;  // nn.LayerNorm's default, as engine/ops.h layer_norm
 
-// The row-shared convolution stack of the student or the teacher (PULSE.md sections 2, 3).
-struct PulseGeom {
-  struct Conv {
-    std::string name;
-    int c_in, c_out, kernel, dilation, pad, t_in;
-  };
-  bool teacher = false;
-  std::vector<Conv> convs;       // in order
-  std::vector<int> block_end;    // index of the last conv of each block
-  std::vector<int> pools;
-  std::vector<int> pool_t_in;
-  int c3 = 0, t_final = 0, dense = 0;
-  int heads = 4;                 // teacher: attention heads (PULSE.md section 2)
-};
-// Throws unless m is a PULSE student or teacher with a regression head.
-PulseGeom pulse_geom(models::PulseModel& m);
+// The model's layer plan (models/pulse_plan.h) after the checks quantisation needs: a PULSE
+// student or teacher with a regression head, and for the teacher an attention the integer
+// kernels run (embedding divisible by the heads, keys within kSoftmaxMaxKeys). Throws otherwise.
+const models::PulsePlan& quantizable_plan(const models::PulseModel& m);
 
 Parameter& param(models::PulseModel& m, const std::string& name);  // throws if absent
 std::vector<float> to_f(const std::vector<real>& v);
@@ -42,7 +30,7 @@ std::vector<float> dense_to_tc(const std::vector<float>& w, int dense, int c, in
 // of a weighted layer (for the error-compensating rounding).
 using Observer = std::function<void(const std::string& name, const float* data, size_t count)>;
 // One window x (4, 256) -> heart rate.
-float pulse_forward_f32(models::PulseModel& m, const PulseGeom& g, const float* x, const Observer& obs);
+float pulse_forward_f32(models::PulseModel& m, const models::PulsePlan& g, const float* x, const Observer& obs);
 
 // Heart rate per window (n, 4, 256); should equal PulseModel::predict to float rounding.
 std::vector<float> predict_float_ref(models::PulseModel& m, const float* x, int64_t n);

@@ -15,21 +15,19 @@ namespace {
 
 enum class Kind { Plain, Conv1d, Modality };
 
-// conv11..conv39 weights are row-shared (1, K) kernels; conv4 is the modality-wise (4, 1) one.
-Kind kind_of(const std::string& name) {
-  if (name == "conv4.weight") return Kind::Modality;
-  if (name.size() > 11 && name.compare(0, 4, "conv") == 0 && name.compare(name.size() - 7, 7, ".weight") == 0)
-    return Kind::Conv1d;
-  return Kind::Plain;
-}
-
-// The resnet family (models/pulse.cpp) stores every 3-D conv weight like a PyTorch
-// Conv2d with a (1, K) kernel on [B, C, 4, T] (row-shared, as PULSE's convs) and its
-// modality-wise fusion "fuse.weight" like conv4. PULSE models keep kind_of(name).
+// PULSE (the model's layer plan): the row convs' weights are (1, K) kernels, the student's conv4
+// is the modality-wise (4, 1) one. The resnet family stores every 3-D conv weight like a
+// PyTorch Conv2d with a (1, K) kernel on [B, C, 4, T] (row-shared, as PULSE's convs) and its
+// modality-wise fusion "fuse.weight" like conv4.
 Kind kind_for(const PulseModel& m, const std::string& name, const Parameter& p) {
-  if (m.config().arch != "resnet") return kind_of(name);
-  if (name == "fuse.weight") return Kind::Modality;
-  if (p.shape.ndim == 3) return Kind::Conv1d;
+  if (m.config().arch == "resnet") {
+    if (name == "fuse.weight") return Kind::Modality;
+    return p.shape.ndim == 3 ? Kind::Conv1d : Kind::Plain;
+  }
+  const PulsePlan& plan = m.plan();
+  if (!plan.teacher && name == "conv4.weight") return Kind::Modality;
+  for (const PulsePlan::Conv& c : plan.convs)
+    if (name == c.name + ".weight") return Kind::Conv1d;
   return Kind::Plain;
 }
 

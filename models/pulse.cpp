@@ -115,6 +115,11 @@ PulseModel::Layer& PulseModel::child(Layer& parent, const std::string& name) {
   return *layers_.back();
 }
 
+const PulsePlan& PulseModel::plan() const {
+  if (cfg_.arch == "resnet") throw std::logic_error("the 1-D ResNet has no PULSE layer plan");
+  return plan_;
+}
+
 PulseModel::PulseModel(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
   cfg_.validate();
   if (cfg_.arch == "resnet") {
@@ -122,63 +127,35 @@ PulseModel::PulseModel(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
     init(seed);
     return;
   }
-  const bool teacher = cfg_.arch == "teacher";
-  const std::vector<int> base = teacher ? std::vector<int>{32, 48, 64} : std::vector<int>{16, 24, 32};
-  pools_ = teacher ? std::vector<int>{4, 2, 2} : std::vector<int>{4, 4, 2};
-  const std::vector<int> dil = teacher ? std::vector<int>{2, 2, 2} : std::vector<int>{2, 3, 4};
-  kernel_ = teacher ? 5 : 3;
-  for (int c : base) channels_.push_back(std::max(1, int(std::lround(c * cfg_.width))));
-  int c_in = 1, t = 256;
-  for (int b = 0; b < 3; ++b) {
-    for (int i = 0; i < cfg_.convs_per_block; ++i) {
-      const std::string name = "conv" + std::to_string(b + 1) + std::to_string(i + 1);
-      Layer& l = layer(name);
-      ConvLayer cl;
-      cl.name = name;
-      cl.c_in = c_in;
-      cl.c_out = channels_[b];
-      // "same" length: padding = dilation * (K - 1) / 2 (teacher d2 p4, student d2/3/4 p2/3/4)
-      cl.dilation = dil[b];
-      cl.pad = dil[b] * (kernel_ - 1) / 2;
-      cl.t_in = t;
-      cl.w = &l.add_parameter("weight", {cl.c_out, kernel_, cl.c_in});
-      cl.b = &l.add_parameter("bias", {cl.c_out});
-      convs_.push_back(cl);
-      c_in = channels_[b];
-    }
-    t = (t + pools_[b] - 1) / pools_[b];  // ceil mode
+  plan_ = pulse_plan(cfg_);
+  const PulsePlan& p = plan_;
+  for (const PulsePlan::Conv& c : p.convs) {
+    Layer& l = layer(c.name);
+    conv_params_.push_back({&l.add_parameter("weight", {c.c_out, c.kernel, c.c_in}), &l.add_parameter("bias", {c.c_out})});
   }
-  t_final_ = t;
-  const int c3 = channels_[2];
-  int flat;
-  if (teacher) {
+  if (p.teacher) {
     // Cross-attention over the time axis: embed dim = remaining time steps (16), 4 heads.
-    const int e = t_final_;
+    const int e = p.t_final;
     Layer& mha = layer("multihead_attn");
     in_proj_w_ = &mha.add_parameter("in_proj_weight", {3 * e, e});
     in_proj_b_ = &mha.add_parameter("in_proj_bias", {3 * e});
-    layers_.push_back(std::make_unique<Layer>());
-    Layer& op = *layers_.back();
-    mha.add_module("out_proj", op);
+    Layer& op = child(mha, "out_proj");
     out_proj_w_ = &op.add_parameter("weight", {e, e});
     out_proj_b_ = &op.add_parameter("bias", {e});
     Layer& ln = layer("layer_norm");
     ln_w_ = &ln.add_parameter("weight", {e});
     ln_b_ = &ln.add_parameter("bias", {e});
-    flat = c3 * e;
   } else {
     Layer& c4 = layer("conv4");
-    conv4_w_ = &c4.add_parameter("weight", {c3, 4, c3});
-    conv4_b_ = &c4.add_parameter("bias", {c3});
-    flat = c3 * t_final_;
+    conv4_w_ = &c4.add_parameter("weight", {p.c3, p.rows, p.c3});
+    conv4_b_ = &c4.add_parameter("bias", {p.c3});
   }
   Layer& dense = layer("dense");
-  dense_w_ = &dense.add_parameter("weight", {cfg_.dense, flat});
-  dense_b_ = &dense.add_parameter("bias", {cfg_.dense});
+  dense_w_ = &dense.add_parameter("weight", {p.dense, p.flat});
+  dense_b_ = &dense.add_parameter("bias", {p.dense});
   Layer& out = layer("out");
-  const int n_out = cfg_.head == "binned" ? cfg_.bins : 1;
-  out_w_ = &out.add_parameter("weight", {n_out, cfg_.dense});
-  out_b_ = &out.add_parameter("bias", {n_out});
+  out_w_ = &out.add_parameter("weight", {p.outputs, p.dense});
+  out_b_ = &out.add_parameter("bias", {p.outputs});
   init(seed);
 }
 
@@ -188,11 +165,14 @@ void PulseModel::init(uint64_t seed) {
     init_resnet(rng);
     return;
   }
-  for (auto& c : convs_) init_uniform_fan_in(*c.w, c.b, int64_t(c.c_in) * kernel_, rng);
+  for (size_t i = 0; i < plan_.convs.size(); ++i) {
+    const PulsePlan::Conv& c = plan_.convs[i];
+    init_uniform_fan_in(*conv_params_[i].w, conv_params_[i].b, int64_t(c.c_in) * c.kernel, rng);
+  }
   if (in_proj_w_) {
     // PyTorch MultiheadAttention: xavier_uniform in_proj, zero biases, out_proj like Linear
     // with a zero bias; LayerNorm: ones and zeros.
-    const int e = t_final_;
+    const int e = plan_.t_final;
     const double bound = std::sqrt(6.0 / double(e + 3 * e));
     for (auto& v : in_proj_w_->value) v = real(rng.uniform(-bound, bound));
     std::fill(in_proj_b_->value.begin(), in_proj_b_->value.end(), real(0));
@@ -201,7 +181,7 @@ void PulseModel::init(uint64_t seed) {
     std::fill(ln_w_->value.begin(), ln_w_->value.end(), real(1));
     std::fill(ln_b_->value.begin(), ln_b_->value.end(), real(0));
   }
-  if (conv4_w_) init_uniform_fan_in(*conv4_w_, conv4_b_, int64_t(channels_[2]) * 4, rng);
+  if (conv4_w_) init_uniform_fan_in(*conv4_w_, conv4_b_, int64_t(plan_.c3) * plan_.rows, rng);
   init_uniform_fan_in(*dense_w_, dense_b_, dense_w_->shape[1], rng);
   init_uniform_fan_in(*out_w_, out_b_, cfg_.dense, rng);
 }
@@ -232,31 +212,32 @@ ModelOutput PulseModel::forward(Graph& g, Var x, Rng& rng) {
   if (xs.ndim != 4 || xs[1] != 4 || xs[2] != 256 || xs[3] != 1)
     throw ShapeError("PULSE model: input must be (B, 4, 256, 1), got " + xs.str());
   if (cfg_.arch == "resnet") return forward_resnet(g, x, rng);
+  const PulsePlan& p = plan_;
   const int64_t b = xs[0];
   const bool train = training();
-  const real p_drop = real(cfg_.dropout >= 0 ? cfg_.dropout : (cfg_.arch == "teacher" ? 0.5 : 0.1));
+  const real p_drop = real(p.dropout);
   ModelOutput out;
-  // Row-shared convolutions: the 4 modality rows fold into the batch.
-  Var h = reshape(x, {b * 4, 256, 1});
+  // Row-shared convolutions: the rows fold into the batch.
+  Var h = reshape(x, {b * p.rows, p.t_in, 1});
   size_t ci = 0;
-  for (int blk = 0; blk < 3; ++blk) {
-    for (int i = 0; i < cfg_.convs_per_block; ++i, ++ci) {
-      const ConvLayer& c = convs_[ci];
-      h = conv1d(h, g.param(*c.w), g.param(*c.b), Conv1dOpts{1, c.pad, c.dilation, 1, /*relu=*/true});
+  for (size_t blk = 0; blk < p.pools.size(); ++blk) {
+    for (; ci <= size_t(p.block_end[blk]); ++ci) {
+      const PulsePlan::Conv& c = p.convs[ci];
+      h = conv1d(h, g.param(*conv_params_[ci].w), g.param(*conv_params_[ci].b), Conv1dOpts{1, c.pad, c.dilation, 1, /*relu=*/true});
     }
-    h = avg_pool1d(h, pools_[blk], pools_[blk], true);
+    h = avg_pool1d(h, p.pools[blk].size, p.pools[blk].size, true);
     h = dropout(h, p_drop, train, rng);
     out.features.push_back(h);
   }
-  const int64_t c3 = channels_[2], t = t_final_;
-  Var rows = reshape(h, {b, 4, t, c3});  // (B, 4, T, C)
+  const int64_t c3 = p.c3, t = p.t_final;
+  Var rows = reshape(h, {b, p.rows, t, c3});  // (B, 4, T, C)
   Var flat;
-  if (cfg_.arch == "teacher") {
+  if (p.teacher) {
     // query: PPG row as C tokens of T values; key/value: the 3 ACC rows as 3C tokens.
     Var q = transpose(reshape(slice(rows, 1, 0, 1), {b, t, c3}), 1, 2);  // (B, C, T)
-    Var kv = reshape(transpose(slice(rows, 1, 1, 4), 2, 3), {b, 3 * c3, t});  // (B, 3C, T)
+    Var kv = reshape(transpose(slice(rows, 1, 1, p.rows), 2, 3), {b, (p.rows - 1) * c3, t});  // (B, 3C, T)
     Var a = multi_head_attention(q, kv, g.param(*in_proj_w_), g.param(*in_proj_b_), g.param(*out_proj_w_),
-                                 g.param(*out_proj_b_), 4);
+                                 g.param(*out_proj_b_), p.heads);
     a = layer_norm(a, g.param(*ln_w_), g.param(*ln_b_));
     out.features.push_back(a);
     flat = flatten(a, 1);  // (B, C*T), index c*T + t as PyTorch's [B, C, T] flatten
@@ -296,26 +277,23 @@ void PulseModel::predict(const float* windows, int64_t b, std::vector<float>& hr
 
 std::vector<LayerInfo> PulseModel::layers() const {
   if (cfg_.arch == "resnet") return layers_resnet();
+  const PulsePlan& p = plan_;
   std::vector<LayerInfo> out;
-  int blk_t = 256;
-  size_t ci = 0;
-  for (int blk = 0; blk < 3; ++blk) {
-    for (int i = 0; i < cfg_.convs_per_block; ++i, ++ci) {
-      const ConvLayer& c = convs_[ci];
-      out.push_back({c.name, c.w->numel() + c.b->numel(), int64_t(4) * blk_t * c.c_out * c.c_in * kernel_});
-    }
-    blk_t = (blk_t + pools_[blk] - 1) / pools_[blk];
+  for (size_t i = 0; i < p.convs.size(); ++i) {
+    const PulsePlan::Conv& c = p.convs[i];
+    const ConvParams& w = conv_params_[i];
+    out.push_back({c.name, w.w->numel() + w.b->numel(), int64_t(p.rows) * c.t_in * c.c_out * c.c_in * c.kernel});
   }
-  const int64_t c3 = channels_[2], t = t_final_;
-  if (cfg_.arch == "teacher") {
-    const int64_t e = t, lq = c3, lk = 3 * c3;
+  const int64_t c3 = p.c3, t = p.t_final;
+  if (p.teacher) {
+    const int64_t e = t, lq = c3, lk = (p.rows - 1) * c3;
     const int64_t macs = lq * e * e + 2 * lk * e * e  // q, k, v projections
                          + 2 * lq * lk * e             // QK^T and attention × V over all heads
                          + lq * e * e;                 // output projection
     out.push_back({"multihead_attn", in_proj_w_->numel() + in_proj_b_->numel() + out_proj_w_->numel() + out_proj_b_->numel(), macs});
     out.push_back({"layer_norm", ln_w_->numel() + ln_b_->numel(), 0});
   } else {
-    out.push_back({"conv4", conv4_w_->numel() + conv4_b_->numel(), t * c3 * 4 * c3});
+    out.push_back({"conv4", conv4_w_->numel() + conv4_b_->numel(), t * c3 * p.rows * c3});
   }
   out.push_back({"dense", dense_w_->numel() + dense_b_->numel(), dense_w_->numel()});
   out.push_back({"out", out_w_->numel() + out_b_->numel(), out_w_->numel()});

@@ -11,6 +11,7 @@
 #include "engine/graph.h"
 #include "engine/module.h"
 #include "engine/rng.h"
+#include "models/pulse_plan.h"
 
 namespace pulsekd::models {
 
@@ -58,36 +59,32 @@ class PulseModel : public Module {
   void predict(const float* windows, int64_t b, std::vector<float>& hr, std::vector<float>* dense32 = nullptr,
                std::vector<float>* logits = nullptr);
   const ModelConfig& config() const { return cfg_; }
+  // The teacher's or student's layer plan (models/pulse_plan.h); throws for the 1-D ResNet.
+  const PulsePlan& plan() const;
   std::vector<LayerInfo> layers() const;  // per-layer parameters and MACs per window
   int64_t macs_per_window() const;
   // Channels of features[0..2] (PULSE: the 3 blocks; resnet: the stage widths, front-padded
   // with the first stage when there are fewer than 3 stages).
-  std::vector<int> block_channels() const { return channels_; }
+  std::vector<int> block_channels() const { return cfg_.arch == "resnet" ? channels_ : plan_.block_channels; }
   std::vector<int> stage_channels() const { return stage_channels_; }  // resnet: width of every stage
   // Bin centres (bins) of the binned head.
   std::vector<float> bin_centres() const;
   void init(uint64_t seed);  // PyTorch-default initialisation
 
  private:
-  struct ConvLayer {
-    std::string name;
+  struct ConvParams {
     Parameter* w;  // (c_out, K, c_in)
     Parameter* b;  // (c_out)
-    int c_in, c_out, dilation, pad;
-    int t_in;      // input length (for MACs)
   };
   ModelConfig cfg_;
-  std::vector<int> channels_;  // per block
-  std::vector<int> pools_;     // per block
-  int kernel_ = 5;
-  std::vector<ConvLayer> convs_;
+  PulsePlan plan_;                       // teacher and student; empty for the resnet
+  std::vector<ConvParams> conv_params_;  // (plan_.convs.size()), in the plan's order
   // teacher
   Parameter *in_proj_w_ = nullptr, *in_proj_b_ = nullptr, *out_proj_w_ = nullptr, *out_proj_b_ = nullptr;
   Parameter *ln_w_ = nullptr, *ln_b_ = nullptr;
   // student
   Parameter *conv4_w_ = nullptr, *conv4_b_ = nullptr;
   Parameter *dense_w_ = nullptr, *dense_b_ = nullptr, *out_w_ = nullptr, *out_b_ = nullptr;
-  int t_final_ = 0;  // time steps after the last pooling
 
   // A named group of parameters ("conv11", "multihead_attn", ...), so state_dict order and
   // names follow the PyTorch modules.
@@ -122,6 +119,8 @@ class PulseModel : public Module {
   };
   ResConv stem_;
   std::vector<ResBlock> blocks_;
+  std::vector<int> channels_;  // resnet (3): widths of features[0..2]
+  int t_final_ = 0;            // resnet: time steps after the last stage
   std::vector<int> stage_channels_;
   int stem_pool_ = 4;
   Parameter *fuse_w_ = nullptr, *fuse_b_ = nullptr;

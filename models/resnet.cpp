@@ -47,7 +47,6 @@ void PulseModel::build_resnet() {
   const int k = cfg_.kernel;
   for (int s = 0; s < cfg_.stages; ++s)
     stage_channels_.push_back(std::max(1, int(std::lround(cfg_.base_channels * cfg_.width * double(1 << s)))));
-  kernel_ = k;
   Layer& stem = layer("stem");
   stem_ = make_res_conv(stem, "conv", "bn", 1, stage_channels_[0], k, 1, 256);
   stem_.name = "stem";
