@@ -11,6 +11,7 @@
 //   ctx:   (C, E)      head h owns columns [h*dh, (h+1)*dh), dh = E / heads (PyTorch's merge order)
 #pragma once
 #include "engine/kernels/fixed_point.h"
+#include "engine/kernels/norm.h"
 #include "engine/kernels/softmax.h"
 
 namespace pulsekd::kernels {
@@ -228,29 +229,47 @@ inline int64_t isqrt_u64(uint64_t v) {
   return (int64_t)r;
 }
 
+// The integer policy of norm.h's layernorm_fwd loop (the comment above).
+template <class In, class Out>
+struct IntLayerNorm {
+  using in_t = In;
+  using out_t = Out;
+  struct Params {
+    const int8_t* w;      // (d) gamma
+    const int32_t* bias;  // (d) beta at scale sqrt(d) * 2^-15 * s_w
+    int64_t eps_q;
+    requant_params q;
+  };
+  struct Stats {
+    int32_t sum;   // sum_j a_j
+    int64_t root;  // floor(sqrt(V + E)) >= 1 since eps_q >= 1
+  };
+  static Stats layernorm_stats(const In* x, int32_t d, const Params& p) {
+    int32_t sum = 0;
+    for (int32_t i = 0; i < d; ++i) sum += x[i];
+    int64_t v = p.eps_q;
+    for (int32_t i = 0; i < d; ++i) {
+      const int64_t dev = (int64_t)d * x[i] - sum;
+      v += dev * dev;
+    }
+    return {sum, isqrt_u64((uint64_t)v)};
+  }
+  static Out layernorm_out(In x, int32_t i, int32_t d, const Stats& st, const Params& p) {
+    const int64_t num = ((int64_t)d * x - st.sum) * (int64_t(1) << kLayerNormZBits);
+    const int64_t z = num >= 0 ? (num + st.root / 2) / st.root : -((-num + st.root / 2) / st.root);
+    const int32_t acc = p.bias[i] + (int32_t)z * (int32_t)p.w[i];
+    return (Out)requant_output(acc, i, p.q);
+  }
+};
+
 template <class In, class Out>
 void layernorm_fwd_int(Out* out,            // (n, d)
                        const In* inp,       // (n, d)
                        const int8_t* w,     // (d) gamma
                        const int32_t* bias, // (d) beta at scale sqrt(d) * 2^-15 * s_w
                        int32_t n, int32_t d, int64_t eps_q, const requant_params& q) {
-  for (int32_t r = 0; r < n; ++r) {
-    const In* x = inp + (size_t)r * d;
-    int32_t sum = 0;
-    for (int32_t i = 0; i < d; ++i) sum += x[i];
-    int64_t v = eps_q;
-    for (int32_t i = 0; i < d; ++i) {
-      const int64_t dev = (int64_t)d * x[i] - sum;
-      v += dev * dev;
-    }
-    const int64_t root = isqrt_u64((uint64_t)v);  // >= 1 since eps_q >= 1
-    for (int32_t i = 0; i < d; ++i) {
-      const int64_t num = ((int64_t)d * x[i] - sum) * (int64_t(1) << kLayerNormZBits);
-      const int64_t z = num >= 0 ? (num + root / 2) / root : -((-num + root / 2) / root);
-      const int32_t acc = bias[i] + (int32_t)z * (int32_t)w[i];
-      out[(size_t)r * d + i] = (Out)requant_output(acc, i, q);
-    }
-  }
+  using A = IntLayerNorm<In, Out>;
+  layernorm_fwd<A>(out, inp, (size_t)n, d, typename A::Params{w, bias, eps_q, q}, [](size_t, const typename A::Stats&) {});
 }
 
 }  // namespace pulsekd::kernels

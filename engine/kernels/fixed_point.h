@@ -117,6 +117,10 @@ struct ArithInt {
   static acc_t mac(acc_t acc, in_t x, w_t w) { return acc + (int32_t)x * (int32_t)w; }
   static in_t zero_input(const quant& q) { return (in_t)q.in_zp; }
   static out_t finish(acc_t acc, int32_t co, const quant& q) { return (out_t)requant_output(acc, co, q); }
+  // Average pooling (In == Out): the mean of quantised values q = zp + x/s is zp + mean(x)/s, so
+  // the output keeps the input's scale and zero point; the division rounds to nearest, ties
+  // away from zero. Sums: n * 32,768 < 2^31 for any n < 65,536.
+  static out_t mean(acc_t sum, int32_t n) { return (out_t)fp_div_round(sum, n); }
 };
 
 using ArithS8 = ArithInt<int8_t, int8_t>;      // int8 activations in and out

@@ -38,6 +38,8 @@ struct ArithFloat {
   // x_zero: the input's zero point (0 for floats); padding reads it.
   static in_t zero_input(const quant&) { return T(0); }
   static out_t finish(acc_t acc, int32_t /*co*/, const quant&) { return acc; }
+  // Average pooling: the mean of n summed values (exact division).
+  static out_t mean(acc_t sum, int32_t n) { return sum / T(n); }
 };
 
 }  // namespace pulsekd::kernels

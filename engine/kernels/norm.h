@@ -4,7 +4,52 @@
 
 namespace pulsekd::kernels {
 
-// y = (x - mean) / sqrt(var + eps) * gamma + beta over each row of d values (biased variance).
+// LayerNorm over each row of d values, in the arithmetic of the policy A: per row,
+// typename A::Stats st = A::layernorm_stats(x, d, params), then y_i = A::layernorm_out(x_i, i, d,
+// st, params); stats(r, st) receives each row's statistics (backward keeps them). Policies:
+// FloatLayerNorm<T> below (training and the float reference) and attention.h's IntLayerNorm
+// (the integer model; layernorm_fwd_int there).
+template <class A, class StatsSink>
+void layernorm_fwd(typename A::out_t* out,       // (rows, d)
+                   const typename A::in_t* inp,  // (rows, d)
+                   size_t rows, int32_t d, const typename A::Params& params, StatsSink stats) {
+  for (size_t r = 0; r < rows; ++r) {
+    const typename A::in_t* x = inp + r * d;
+    const typename A::Stats st = A::layernorm_stats(x, d, params);
+    typename A::out_t* y = out + r * d;
+    for (int32_t i = 0; i < d; ++i) y[i] = A::layernorm_out(x[i], i, d, st, params);
+    stats(r, st);
+  }
+}
+
+// y = (x - mean) / sqrt(var + eps) * gamma + beta (biased variance).
+template <class T>
+struct FloatLayerNorm {
+  using in_t = T;
+  using out_t = T;
+  struct Params {
+    const T* gamma;  // (d) or nullptr
+    const T* beta;   // (d) or nullptr
+    T eps;
+  };
+  struct Stats {
+    T mean, rstd;
+  };
+  static Stats layernorm_stats(const T* x, int32_t d, const Params& p) {
+    T mean = T(0);
+    for (int32_t i = 0; i < d; ++i) mean += x[i];
+    mean /= T(d);
+    T var = T(0);
+    for (int32_t i = 0; i < d; ++i) var += (x[i] - mean) * (x[i] - mean);
+    var /= T(d);
+    return {mean, T(1) / k_sqrt(var + p.eps)};
+  }
+  static T layernorm_out(T x, int32_t i, int32_t /*d*/, const Stats& st, const Params& p) {
+    const T xhat = (x - st.mean) * st.rstd;
+    return xhat * (p.gamma ? p.gamma[i] : T(1)) + (p.beta ? p.beta[i] : T(0));
+  }
+};
+
 // mean_out / rstd_out save per-row statistics for backward.
 template <class T>
 void layernorm_fwd_ref(T* out,             // (rows, d)
@@ -14,23 +59,11 @@ void layernorm_fwd_ref(T* out,             // (rows, d)
                        const T* gamma,     // (d) or nullptr
                        const T* beta,      // (d) or nullptr
                        size_t rows, int32_t d, T eps) {
-  for (size_t r = 0; r < rows; ++r) {
-    const T* x = inp + r * d;
-    T mean = T(0);
-    for (int32_t i = 0; i < d; ++i) mean += x[i];
-    mean /= T(d);
-    T var = T(0);
-    for (int32_t i = 0; i < d; ++i) var += (x[i] - mean) * (x[i] - mean);
-    var /= T(d);
-    const T rstd = T(1) / k_sqrt(var + eps);
-    T* y = out + r * d;
-    for (int32_t i = 0; i < d; ++i) {
-      const T xhat = (x[i] - mean) * rstd;
-      y[i] = xhat * (gamma ? gamma[i] : T(1)) + (beta ? beta[i] : T(0));
-    }
-    if (mean_out) mean_out[r] = mean;
-    if (rstd_out) rstd_out[r] = rstd;
-  }
+  using A = FloatLayerNorm<T>;
+  layernorm_fwd<A>(out, inp, rows, d, typename A::Params{gamma, beta, eps}, [&](size_t r, const typename A::Stats& st) {
+    if (mean_out) mean_out[r] = st.mean;
+    if (rstd_out) rstd_out[r] = st.rstd;
+  });
 }
 
 // Standard LayerNorm backward: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma.

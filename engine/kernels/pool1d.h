@@ -24,20 +24,29 @@ inline int32_t pool1d_out_len(int32_t t_in, const pool1d_params& p) {
   return n;
 }
 
-// out[t, c] = mean of in[t*stride + k, c] over the valid k < kernel
-template <class T>
-void avgpool1d_fwd_ref(T* out,        // (t_out, c)
-                       const T* inp,  // (t_in, c)
-                       int32_t t_in, int32_t c, const pool1d_params& p) {
+// out[t, c] = mean of in[t*stride + k, c] over the valid k < kernel, in the arithmetic of the
+// policy A: ArithFloat<T> (kmath.h) for training and the float reference, ArithInt<T, T>
+// (fixed_point.h) for the integer model (pool1d_int.h).
+template <class A>
+void avgpool1d_fwd(typename A::out_t* out,       // (t_out, c)
+                   const typename A::in_t* inp,  // (t_in, c)
+                   int32_t t_in, int32_t c, const pool1d_params& p) {
   const int32_t t_out = pool1d_out_len(t_in, p);
   for (int32_t t = 0; t < t_out; ++t) {
     const int32_t s = t * p.stride, e = k_min(s + p.kernel, t_in);
     for (int32_t ch = 0; ch < c; ++ch) {
-      T acc = T(0);
+      typename A::acc_t acc = 0;
       for (int32_t i = s; i < e; ++i) acc += inp[(size_t)i * c + ch];
-      out[(size_t)t * c + ch] = acc / T(e - s);
+      out[(size_t)t * c + ch] = A::mean(acc, e - s);
     }
   }
+}
+
+template <class T>
+void avgpool1d_fwd_ref(T* out,        // (t_out, c)
+                       const T* inp,  // (t_in, c)
+                       int32_t t_in, int32_t c, const pool1d_params& p) {
+  avgpool1d_fwd<ArithFloat<T>>(out, inp, t_in, c, p);
 }
 
 template <class T>
