@@ -275,7 +275,7 @@ TEST_CASE("predict --windows: strict JSON (integer shapes, numbers, bounded B) a
 
 TEST_CASE("pipeline end to end on a tiny synthetic set: report, JSON, CSV, plots, quantised stage, M4 firmware") {
   const std::string out = tmp("pipeline");
-  Run r = run("pipeline --data 'synth?subjects=4&minutes=1.5' --teacher-epochs 1 --student-epochs 1 --out " + out);
+  Run r = run("pipeline --data 'synth?subjects=4&minutes=1.5' --teacher-epochs 1 --student-epochs 1 --track forward --out " + out);
   REQUIRE(r.code == 0);
   CHECK(r.out.find("student quantised") != std::string::npos);
   std::ifstream f(out + "/report.json");
@@ -300,6 +300,12 @@ TEST_CASE("pipeline end to end on a tiny synthetic set: report, JSON, CSV, plots
   CHECK(fw["ram_bytes"].get<int64_t>() > 0);
   CHECK(fw["instructions_per_window"].get<int64_t>() > 3383328);  // at least one per MAC
   CHECK(r.out.find("firmware (Cortex-M4") != std::string::npos);
+  // --track forward: the firmware runs the HMM forward filter too, bit-exact with the host's
+  // float filter and within float rounding of the host's double tracker (the quantised row).
+  REQUIRE(fw.contains("hmm_forward"));
+  CHECK(fw["hmm_forward"]["mismatches_vs_host"] == 0);
+  CHECK(fw["hmm_forward"]["max_abs_diff_vs_host_tracker_bpm"].get<double>() < 1e-3);
+  CHECK(fw["hmm_forward"]["instructions_per_window"].get<int64_t>() > 0);
   for (const char* file : {"report.txt", "report.csv", "mae_per_subject.svg", "training_curves.svg", "teacher/results.json",
                            "distilled/fold1/best.safetensors", "teacher/fold1/log.jsonl"})
     CHECK_MESSAGE(fs::exists(out + "/" + file), file);
