@@ -101,8 +101,12 @@ void hmm_predict_band(const HmmBand<T>& a, T* belief, T* scratch) {
   const T jump = a.jump * total;
   for (int32_t j = 0; j < s; ++j) {
     const int32_t lo = k_max<int32_t>(0, j - w), hi = k_min<int32_t>(s - 1, j + w);
+    // i = lo .. j reads taps[j - lo] down to taps[0], then i = j + 1 .. hi taps[1] up: two
+    // straight walks, no |i - j| per tap (the firmware's inner loop)
     T acc = T(0);
-    for (int32_t i = lo; i <= hi; ++i) acc += scratch[i] * a.taps[i > j ? i - j : j - i];
+    const T* u = scratch + lo;
+    for (int32_t d = j - lo; d >= 0; --d) acc += *u++ * a.taps[d];
+    for (int32_t d = 1; d <= hi - j; ++d) acc += *u++ * a.taps[d];
     belief[j] = acc + jump;
   }
 }
