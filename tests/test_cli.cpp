@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "datasets/registry.h"
+#include "kd/evaluate.h"
 #include "models/checkpoint.h"
 
 namespace fs = std::filesystem;
@@ -309,5 +311,34 @@ TEST_CASE("pipeline end to end on a tiny synthetic set: report, JSON, CSV, plots
   for (const char* file : {"report.txt", "report.csv", "mae_per_subject.svg", "training_curves.svg", "teacher/results.json",
                            "distilled/fold1/best.safetensors", "teacher/fold1/log.jsonl"})
     CHECK_MESSAGE(fs::exists(out + "/" + file), file);
+  fs::remove_all(out);
+}
+
+TEST_CASE("export-mcu --hmm-forward writes the filter's tables with the prior fitted to --prior-data; its flags are validated") {
+  const std::string model = std::string(PULSEKD_SOURCE_DIR) + "/fuzz/corpus/quant_model/student_default.safetensors";
+  const std::string out = tmp("export_hmm"), spec = "'synth?subjects=3&minutes=1'";
+  Run r = run("export-mcu --model " + model + " --out " + out + " --laplace 3");
+  CHECK(r.code != 0);
+  CHECK_MESSAGE(r.out.find("need --hmm-forward") != std::string::npos, r.out);
+  r = run("export-mcu --model " + model + " --out " + out + " --hmm-forward --prior-scale 2 --prior-data " + spec);
+  CHECK(r.code != 0);
+  CHECK_MESSAGE(r.out.find("--prior-data or --prior-scale, not both") != std::string::npos, r.out);
+  r = run("export-mcu --model " + model + " --out " + out + " --hmm-forward --hmm-states 1");
+  CHECK(r.code != 0);
+  CHECK_MESSAGE(r.out.find("--hmm-states") != std::string::npos, r.out);
+  r = run("export-mcu --model " + model + " --out " + out + " --hmm-forward --hmm-states 32 --laplace 4 --prior-data " + spec);
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  std::ifstream sf(out + "/schedule.json");
+  const auto j = nlohmann::json::parse(sf);
+  REQUIRE(j.contains("hmm"));
+  CHECK(j["hmm"]["states"] == 32);
+  CHECK(j["hmm"]["laplace_bpm"] == 4.0);
+  const double b = pulsekd::tracking::TransitionPrior::fit(pulsekd::kd::label_traces(pulsekd::data::load_dataset("synth?subjects=3&minutes=1"))).scale_bpm;
+  CHECK(j["hmm"]["prior_scale_bpm"].get<double>() == doctest::Approx(b));
+  CHECK(j["hmm"]["half_width"].get<int>() < 32);
+  std::ifstream hf(out + "/model_data.h"), cf(out + "/model_data.cpp");
+  const std::string h((std::istreambuf_iterator<char>(hf)), {}), c((std::istreambuf_iterator<char>(cf)), {});
+  CHECK(h.find("#define PK_HMM_STATES 32") != std::string::npos);
+  CHECK(c.find("const pk_hmm pk_the_hmm = {32, ") != std::string::npos);
   fs::remove_all(out);
 }
