@@ -178,6 +178,26 @@ CommandRegistrar reg_quantize([](CLI::App& app) {
   });
 });
 
+// export-mcu's HMM flags -> deploy::McuHmm (the prior fitted to --prior-data's labels).
+struct HmmArgs {
+  bool on = false;
+  int states = 64;
+  std::string prior_data;
+  double prior_scale = 0, laplace = 5;
+  // given: how many of --hmm-states, --prior-data, --prior-scale, --laplace were on the command line
+  deploy::McuHmm settings(size_t given) const {
+    if (!on && given) throw std::invalid_argument("--hmm-states, --prior-data, --prior-scale and --laplace need --hmm-forward");
+    if (!prior_data.empty() && prior_scale > 0) throw std::invalid_argument("give --prior-data or --prior-scale, not both");
+    deploy::McuHmm h;
+    h.states = states;
+    h.laplace_bpm = laplace;
+    if (!prior_data.empty()) h.prior_scale_bpm = tracking::TransitionPrior::fit(kd::label_traces(data::load_dataset(prior_data))).scale_bpm;
+    else if (prior_scale > 0) h.prior_scale_bpm = prior_scale;
+    h.validate();
+    return h;
+  }
+};
+
 CommandRegistrar reg_export([](CLI::App& app) {
   auto* cmd = app.add_subcommand("export-mcu", "C++ sources + firmware build for Cortex-M4/M7 from a quantised model");
   auto model = std::make_shared<std::string>();
@@ -185,19 +205,35 @@ CommandRegistrar reg_export([](CLI::App& app) {
   auto out = std::make_shared<std::string>();
   auto root = std::make_shared<std::string>();
   auto force = std::make_shared<bool>(false);
+  auto hmm = std::make_shared<HmmArgs>();
   cmd->add_option("--model", *model, "quantised model written by pulsekd quantize")->required();
   cmd->add_option("--target", *target, "m4 (mps2-an386, Cortex-M4F) or m7 (mps2-an500, Cortex-M7)")->check(CLI::IsMember({"m4", "m7"}));
   cmd->add_option("--out", *out, "output directory (new or empty)")->required();
   cmd->add_flag("--force", *force, "write into a non-empty --out, replacing the files export-mcu generates");
   cmd->add_option("--source-root", *root, "pulsekd source tree holding mcu/ and engine/kernels/ (default: the build's)");
+  cmd->add_flag("--hmm-forward", hmm->on, "also run the HMM forward filter on each window's heart rate (writes hmm.bin)");
+  cmd->add_option("--hmm-states", hmm->states, "--hmm-forward: heart-rate states, bin centres over 30-210 BPM")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1024));
+  cmd->add_option("--prior-data", hmm->prior_data, "--hmm-forward: fit the transition prior to this dataset's labels (a training set)");
+  cmd->add_option("--prior-scale", hmm->prior_scale, "--hmm-forward: or give the prior's Laplace scale (BPM per 2 s step; default 1.5)")
+      ->check(finite_range(0.05, 50.0));
+  cmd->add_option("--laplace", hmm->laplace, "--hmm-forward: width of the likelihood around each estimate (BPM)")
+      ->capture_default_str()
+      ->check(finite_range(0.1, 100.0));
   cmd->callback([=]() {
     need_file(*model, "--model");
     deploy::check_export_dir(*out, *force);
+    const deploy::McuHmm h =
+        hmm->settings(cmd->count("--hmm-states") + cmd->count("--prior-data") + cmd->count("--prior-scale") + cmd->count("--laplace"));
     const deploy::QuantModel q = deploy::load_quant_model(*model);
-    const deploy::McuExport e = deploy::export_mcu(q, *target, *out, *root);
+    const deploy::McuExport e = deploy::export_mcu(q, *target, *out, *root, true, hmm->on ? &h : nullptr);
     std::cout << "wrote " << *out << "/model_data.cpp (" << q.layers.size() << " layers, const data " << e.weight_bytes
-              << " bytes, activation arena " << e.arena_bytes << " bytes) and a CMake build for " << *target << "\n"
-              << "build: " << *out << "/build.sh  (then: qemu-system-arm -M " << (*target == "m4" ? "mps2-an386" : "mps2-an500")
+              << " bytes, activation arena " << e.arena_bytes << " bytes) and a CMake build for " << *target << "\n";
+    if (hmm->on)
+      std::cout << "HMM forward filter: " << h.states << " states, prior scale " << h.prior_scale_bpm << " BPM, Laplace "
+                << h.laplace_bpm << " BPM; filtered heart rates go to hmm.bin (float32 per window)\n";
+    std::cout << "build: " << *out << "/build.sh  (then: qemu-system-arm -M " << (*target == "m4" ? "mps2-an386" : "mps2-an500")
               << " -display none -monitor none -serial none -semihosting-config enable=on,target=native -kernel "
               << *out << "/build/fw.elf, with input.bin in the working directory)\n";
   });
@@ -238,6 +274,10 @@ CommandRegistrar reg_report([](CLI::App& app) {
         j["instructions_" + r.core] = r.instructions;
         j["layers_" + r.core] = layers;
         j["input_copy_instructions_" + r.core] = r.input_copy_instructions;
+        if (r.hmm_instructions) {
+          j["hmm_instructions_" + r.core] = r.hmm_instructions;
+          j["hmm_first_instructions_" + r.core] = r.hmm_first_instructions;
+        }
         j["flash_bytes_" + r.core] = r.flash_bytes();
         j["ram_bytes_" + r.core] = r.ram_bytes();
         j["stack_peak_bytes_" + r.core] = r.stack_peak;
@@ -268,6 +308,9 @@ CommandRegistrar reg_report([](CLI::App& app) {
       std::snprintf(line, sizeof line, "%-13s %-14s %-40s %4s %11lld %12lld %9.2f\n", "total", "", "", "", (long long)macs,
                     (long long)r.instructions, macs ? double(r.instructions) / double(macs) : 0.0);
       std::cout << line;
+      if (r.hmm_instructions)
+        std::cout << "HMM forward filter: " << r.hmm_instructions << " instructions per window (first window " << r.hmm_first_instructions
+                  << "), not in the total above\n";
       std::cout << "flash " << r.flash_bytes() << " B (text " << r.text << ", data " << r.data << "); RAM " << r.ram_bytes()
                 << " B (data + bss " << r.data + r.bss << ", measured peak stack " << r.stack_peak << " of " << r.stack_reserved
                 << " reserved); total " << r.flash_bytes() + r.ram_bytes() << " B\n";

@@ -221,7 +221,7 @@ void write_table(std::ostream& os, const QuantModel& q, const McuExport& e, bool
 }  // namespace
 
 McuExport export_mcu(const QuantModel& q, const std::string& target, const std::string& out_dir, const std::string& root_in,
-                     bool dsp) {
+                     bool dsp, const McuHmm* hmm) {
   if (target != "m4" && target != "m7") throw std::runtime_error("--target must be m4 or m7, got '" + target + "'");
   const fs::path root = root_in.empty() ? fs::path(pulsekd_source_root()) : fs::path(root_in);
   if (!fs::is_directory(root / "mcu" / "runtime") || !fs::is_directory(root / "engine" / "kernels"))
@@ -244,6 +244,11 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
     os << "//   " << s.tensor << ": [" << s.offset << ", " << s.offset + s.bytes << ") live in steps " << s.first << ".." << s.last << "\n";
   os << "__attribute__((aligned(8))) uint8_t pk_arena[" << e.arena_bytes << "];\n\n";
   write_table(os, q, e, dsp);
+  McuHmmTables hmm_tables;
+  if (hmm) {
+    mcu_hmm_tables(hmm_tables, *hmm, q.out_scale);
+    os << mcu_hmm_source(hmm_tables);
+  }
   write_file_atomic((dir / "model_data.cpp").string(), os.str());
 
   std::ostringstream h;
@@ -251,6 +256,7 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
     << "#define PK_OUT_SCALE " << std::to_string(double(q.out_scale)) << "f\n#define PK_INPUT_BITS " << q.input.bits
     << "\n#define PK_INPUT_SCALE " << std::to_string(double(q.input.scale)) << "f\n#define PK_INPUT_ZP " << q.input.zp
     << "\n#define PK_ARENA_BYTES " << e.arena_bytes << "\n#define PK_TARGET \"" << target << "\"\n";
+  if (hmm) h << "// HMM forward filter on each window (pk_the_hmm): belief and scratch rows of this many floats.\n#define PK_HMM_STATES " << hmm->states << "\n";
   write_file_atomic((dir / "model_data.h").string(), h.str());
 
   copy_glob(root / "engine" / "kernels", dir / "pulsekd" / "engine" / "kernels", {".h"});
@@ -270,6 +276,10 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
                   {"out_bits", L.out.bits}, {"macs", L.macs_per_row()}, {"runs", int(i) < rl ? q.rows : 1}});
   }
   sched["layers"] = lj;
+  if (hmm)  // mcu-report: one more marker per window, after the filter step
+    sched["hmm"] = {{"states", hmm->states}, {"half_width", int(hmm_tables.taps.size()) - 1}, {"prior_scale_bpm", hmm->prior_scale_bpm},
+                    {"prior_floor", hmm->prior_floor}, {"laplace_bpm", hmm->laplace_bpm}, {"outlier", hmm->outlier},
+                    {"lo_bpm", hmm->lo_bpm}, {"hi_bpm", hmm->hi_bpm}};
   write_file_atomic((dir / "schedule.json").string(), sched.dump(2) + "\n");
   copy_file_atomic((root / "mcu" / "CMakeLists.txt").string(), (dir / "CMakeLists.txt").string());
   std::ostringstream b;

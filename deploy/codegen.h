@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "deploy/kernel_variants.h"
+#include "deploy/mcu_hmm.h"
 #include "deploy/quant_model.h"
 #include "mcu/runtime/pk_model.h"
 
@@ -42,10 +43,12 @@ pk_model model_header(const QuantModel& q, const McuExport& plan);
 // target: "m4" or "m7". root: the pulsekd source tree (holds mcu/ and engine/kernels/);
 // empty = the tree this binary was built from. The generated layer table names one kernel
 // instantiation per layer (choose_kernel), so only the combinations the model uses are compiled;
-// dsp = false: reference loops only (for comparisons). Every file goes through write_file_atomic
-// (engine/atomic_file.h): a failure names the file and leaves no truncated source.
+// dsp = false: reference loops only (for comparisons). hmm: also run the HMM forward filter on
+// each window's output (mcu/runtime/pk_hmm.h; the firmware writes the filtered heart rates,
+// float32, to hmm.bin). Every file goes through write_file_atomic (engine/atomic_file.h): a
+// failure names the file and leaves no truncated source.
 McuExport export_mcu(const QuantModel& q, const std::string& target, const std::string& out_dir,
-                     const std::string& root = "", bool dsp = true);
+                     const std::string& root = "", bool dsp = true, const McuHmm* hmm = nullptr);
 
 // export-mcu's refusal to mix its files with others: an existing out_dir must be an empty
 // directory unless force (then the generated files are replaced, atomically, and other files stay).

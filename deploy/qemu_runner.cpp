@@ -50,6 +50,7 @@ std::vector<McuCoreReport> mcu_report(const std::string& dir_in, const McuReport
   const int rows = s.at("rows"), rl = s.at("row_layers");
   const auto& lj = s.at("layers");
   const int nl = int(lj.size());
+  const bool hmm = s.contains("hmm");  // one more marker per window, after the filter step
   // One window of int16 input.
   const size_t win_bytes = size_t(rows) * data::kWindow * 2;  // int16 samples
   std::vector<char> win(win_bytes, 0);
@@ -90,7 +91,11 @@ std::vector<McuCoreReport> mcu_report(const std::string& dir_in, const McuReport
                      " -DCMAKE_TOOLCHAIN_FILE=" + sh_quote((dir / "pulsekd/mcu/cmake/arm-none-eabi.cmake").string()) +
                      " -DPK_CORE=" + core + " -DPK_OPT=" + sh_quote(o.opt) + " && cmake --build " + sh_quote((w / "build").string()),
                  "firmware build for " + core, w / "build.log");
-    write_file_atomic((w / "input.bin").string(), win.data(), win.size());
+    {  // with the HMM filter the window runs twice: the second step is the steady-state one
+      std::string runs(win.data(), win.size());  // (1 or 2 windows)
+      if (hmm) runs += runs;
+      write_file_atomic((w / "input.bin").string(), runs.data(), runs.size());
+    }
     fs::remove(w / "marks.txt");
     const std::string machine = core == "m4" ? "mps2-an386" : "mps2-an500";
     run_or_throw("cd " + sh_quote(w.string()) + " && timeout 120 qemu-system-arm -M " + machine +
@@ -105,7 +110,8 @@ std::vector<McuCoreReport> mcu_report(const std::string& dir_in, const McuReport
       while (ms >> tag >> v)
         if (tag == "mark") marks.push_back(v);
     }
-    const size_t expect = size_t(rows) * size_t(1 + rl) + size_t(nl - rl) + 1;
+    const size_t per_window = size_t(rows) * size_t(1 + rl) + size_t(nl - rl) + 1;  // the inference's markers
+    const size_t expect = hmm ? 2 * (per_window + 1) : per_window;
     if (marks.size() != expect)
       throw std::runtime_error("mcu-report: " + core + ": " + std::to_string(marks.size()) + " marker calls, expected " +
                                std::to_string(expect) + " (see " + (w / "marks.txt").string() + ")");
@@ -121,7 +127,11 @@ std::vector<McuCoreReport> mcu_report(const std::string& dir_in, const McuReport
       for (int l = 0; l < rl; ++l) r.layers[size_t(l)].instructions += step(), ++m;
     }
     for (int l = rl; l < nl; ++l) r.layers[size_t(l)].instructions += step(), ++m;
-    r.instructions = marks.back() - marks.front();
+    r.instructions = marks[per_window - 1] - marks.front();
+    if (hmm) {
+      r.hmm_first_instructions = marks[per_window] - marks[per_window - 1];
+      r.hmm_instructions = marks[2 * per_window + 1] - marks[2 * per_window];
+    }
     std::istringstream sz(read_text(w / "build" / "size.txt"));
     std::string line;
     while (std::getline(sz, line)) {
@@ -141,7 +151,7 @@ std::vector<McuCoreReport> mcu_report(const std::string& dir_in, const McuReport
 }
 
 std::vector<int32_t> mcu_run(const std::string& dir_in, const std::string& core, const int16_t* qin, int64_t n,
-                             const std::string& opt) {
+                             const std::string& opt, std::vector<float>* hmm_hr) {
   if (core != "m4" && core != "m7") throw std::runtime_error("mcu_run: core must be m4 or m7, got '" + core + "'");
   const fs::path dir = fs::absolute(dir_in);
   if (!fs::is_regular_file(dir / "schedule.json"))
@@ -156,6 +166,7 @@ std::vector<int32_t> mcu_run(const std::string& dir_in, const std::string& core,
                "firmware build for " + core, w / "build.log");
   write_file_atomic((w / "input.bin").string(), qin, size_t(n * per * 2));
   fs::remove(w / "output.bin");
+  fs::remove(w / "hmm.bin");
   const std::string machine = core == "m4" ? "mps2-an386" : "mps2-an500";
   run_or_throw("cd " + sh_quote(w.string()) + " && timeout 600 qemu-system-arm -M " + machine +
                    " -display none -monitor none -serial none -semihosting-config enable=on,target=native -kernel build/fw.elf",
@@ -166,6 +177,18 @@ std::vector<int32_t> mcu_run(const std::string& dir_in, const std::string& core,
   if (f.gcount() != std::streamsize(n * 4))
     throw std::runtime_error("mcu_run: " + core + " firmware wrote " + std::to_string(f.gcount() / 4) + " of " +
                              std::to_string(n) + " outputs; see " + (w / "qemu.log").string());
+  const bool has_hmm = s.contains("hmm");
+  if (has_hmm != (hmm_hr != nullptr))
+    throw std::logic_error("mcu_run: the firmware in " + dir.string() + (has_hmm ? " runs" : " does not run") +
+                           " the HMM filter, but the caller expects " + (has_hmm ? "no filtered output" : "one"));
+  if (hmm_hr) {
+    hmm_hr->assign(size_t(n), 0.0f);
+    std::ifstream fh(w / "hmm.bin", std::ios::binary);
+    fh.read(reinterpret_cast<char*>(hmm_hr->data()), std::streamsize(n * 4));
+    if (fh.gcount() != std::streamsize(n * 4))
+      throw std::runtime_error("mcu_run: " + core + " firmware wrote " + std::to_string(fh.gcount() / 4) + " of " +
+                               std::to_string(n) + " filtered heart rates; see " + (w / "qemu.log").string());
+  }
   return out;
 }
 

@@ -18,6 +18,9 @@ struct McuCoreReport {
   std::string core;                  // "m4" / "m7"
   int64_t instructions = 0;          // one inference, first marker to last
   int64_t input_copy_instructions = 0;
+  // Exported with --hmm-forward: the filter step on the second of two windows (with its
+  // prediction; the first window's step has none) and on the first. 0 without the filter.
+  int64_t hmm_instructions = 0, hmm_first_instructions = 0;
   std::vector<McuLayerCount> layers;
   int64_t text = 0, data = 0, bss = 0, stack_reserved = 0, stack_peak = 0;
   int64_t flash_bytes() const { return text + data; }
@@ -38,7 +41,9 @@ std::vector<McuCoreReport> mcu_report(const std::string& dir, const McuReportOpt
 // Builds the exported firmware in DIR for `core` (DIR/run-<core>/build) and runs it under QEMU on
 // n quantised windows (quantize_input's output, (n, rows, 256)); returns the raw int32 outputs
 // (heart rate = out_scale * output), which equal the host runtime's (deploy/host_runtime.h) bit for bit. For `pulsekd pipeline`.
+// A firmware exported with the HMM filter also returns its filtered heart rates (n) in *hmm_hr
+// (equal to deploy::mcu_hmm_track's); hmm_hr must be null otherwise.
 std::vector<int32_t> mcu_run(const std::string& dir, const std::string& core, const int16_t* qin, int64_t n,
-                             const std::string& opt = "-Os");
+                             const std::string& opt = "-Os", std::vector<float>* hmm_hr = nullptr);
 
 }  // namespace pulsekd::deploy

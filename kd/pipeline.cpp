@@ -2,12 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -93,6 +95,21 @@ std::string firmware_skip_reason(const std::string& core) {
   return deploy::firmware_tools_missing();
 }
 
+// The firmware's HMM forward filter matching the host's post-processing pp (same grid, prior and
+// likelihood), or nothing when pp is not forward filtering of the network's own estimates.
+std::unique_ptr<deploy::McuHmm> firmware_hmm(const PostProcess& pp) {
+  if (pp.mode != tracking::TrackMode::Forward || pp.fuse_with) return nullptr;
+  auto h = std::make_unique<deploy::McuHmm>();
+  const double step = pp.grid.step();
+  h->states = pp.grid.size();  // McuHmm's centres are bin centres: widen the range by half a step
+  h->lo_bpm = pp.grid.bpm.front() - step / 2;
+  h->hi_bpm = pp.grid.bpm.back() + step / 2;
+  h->prior_scale_bpm = pp.prior.scale_bpm;
+  h->prior_floor = pp.prior.floor;
+  h->laplace_bpm = pp.laplace_bpm;  // outlier: laplace_likelihoods' default, as post_process
+  return h;
+}
+
 // Post-training quantisation of each fold's distilled student (deploy/calibrate.h), calibrated
 // on up to 512 of its training windows; on the firmware (docs/MCU.md) when the tools are there:
 // each fold's integer model is exported, built with arm-none-eabi-gcc and run under QEMU on its
@@ -129,8 +146,13 @@ StageResult quantised_stage(const PipelineOptions& o, const data::WindowSet& tra
     const PostProcess pp = post_for_fold(o, train, fp);
     // The firmware's outputs ARE the quantised predictions when it runs (checked against the
     // host runtime window by window); otherwise the host runtime's.
-    const Predictor quantised = fw.skipped.empty() ? firmware_predictor(qm, fw.dir, o.mcu, check) : integer_predictor(qm);
+    const std::unique_ptr<deploy::McuHmm> hmm = firmware_hmm(pp);
+    const size_t hmm_first = check->hmm_hr.size();
+    const Predictor quantised = fw.skipped.empty() ? firmware_predictor(qm, fw.dir, o.mcu, check, hmm.get()) : integer_predictor(qm);
     const EvalResult ev = evaluate(quantised, *target.ws, target.subjects(fp), norm, pp);
+    fw.hmm = hmm && fw.skipped.empty();
+    for (size_t s = 0, k = hmm_first; fw.hmm && s < ev.subjects.size(); ++s)  // the firmware's filter against the host's
+      for (float v : ev.subjects[s].pred_post) fw.hmm_max_diff_bpm = std::max(fw.hmm_max_diff_bpm, std::fabs(double(check->hmm_hr.at(k++)) - v));
     const EvalResult fl = evaluate(float_predictor(*lm.model), *target.ws, target.subjects(fp), norm);  // the same windows in float
     for (size_t s = 0; s < ev.subjects.size(); ++s)
       for (size_t i = 0; i < ev.subjects[s].pred.size(); ++i)
@@ -140,6 +162,7 @@ StageResult quantised_stage(const PipelineOptions& o, const data::WindowSet& tra
   }
   fw.windows = check->windows;
   fw.mismatches = check->mismatches;
+  fw.hmm_mismatches = check->hmm_mismatches;
   st.eval = merge_evals(parts);
   rep.quant_mean_abs_diff = diff_n ? diff_sum / double(diff_n) : 0;
   if (fw.skipped.empty()) {
@@ -151,6 +174,7 @@ StageResult quantised_stage(const PipelineOptions& o, const data::WindowSet& tra
     fw.flash_bytes = r.flash_bytes();
     fw.ram_bytes = r.ram_bytes();
     fw.instructions = r.instructions;
+    fw.hmm_instructions = r.hmm_instructions;
   }
   st.seconds = seconds_since(t0);
   return st;
@@ -262,6 +286,13 @@ std::string format_pipeline_report(const PipelineReport& r) {
                   (long long)fw.mismatches, (long long)fw.flash_bytes, (long long)fw.ram_bytes,
                   double(fw.flash_bytes + fw.ram_bytes) / 1000.0, double(fw.instructions) / 1e6);
     out << line;
+    if (fw.hmm) {
+      std::snprintf(line, sizeof line,
+                    "firmware HMM forward filter: %lld of %lld filtered heart rates differ from the host's float filter; "
+                    "max |firmware - host tracker| %.2g BPM; %lld instructions/window\n",
+                    (long long)fw.hmm_mismatches, (long long)fw.windows, fw.hmm_max_diff_bpm, (long long)fw.hmm_instructions);
+      out << line;
+    }
   }
   out << "weights kB: float32 bytes of the float models; for the quantised model the flash bytes of weights, biases and requantisation tables\n";
   return out.str();
@@ -289,6 +320,9 @@ void write_pipeline_report(const PipelineReport& r, const std::string& dir) {
   else
     jfw.update({{"windows", fw.windows}, {"mismatches_vs_host", fw.mismatches}, {"flash_bytes", fw.flash_bytes},
                 {"ram_bytes", fw.ram_bytes}, {"instructions_per_window", fw.instructions}, {"dir", fw.dir}});
+  if (fw.hmm)
+    jfw["hmm_forward"] = {{"mismatches_vs_host", fw.hmm_mismatches}, {"max_abs_diff_vs_host_tracker_bpm", fw.hmm_max_diff_bpm},
+                          {"instructions_per_window", fw.hmm_instructions}};
   j["firmware"] = jfw;
   write_file_atomic(dir + "/report.txt", format_pipeline_report(r));
   write_file_atomic(dir + "/report.json", j.dump(1) + "\n");

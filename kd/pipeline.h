@@ -59,6 +59,13 @@ struct FirmwareResult {
   std::string core, skipped, dir;  // skipped: why the stage did not run ("" when it ran)
   int64_t windows = 0, mismatches = 0;
   int64_t flash_bytes = 0, ram_bytes = 0, instructions = 0;  // per window, on the last fold's first window
+  // --track forward: the firmware runs the HMM forward filter too (deploy/mcu_hmm.h, on the
+  // post-processing's grid and prior). hmm_mismatches: filtered heart rates that differ from
+  // the host's run of the same float filter; hmm_max_diff_bpm: the largest difference from the
+  // host's double-precision tracker (the quantised row's post-processed estimates).
+  bool hmm = false;
+  int64_t hmm_mismatches = 0, hmm_instructions = 0;
+  double hmm_max_diff_bpm = 0;
 };
 
 struct PipelineReport {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "deploy/mcu_hmm.h"
 #include "deploy/quant_model.h"
 #include "models/pulse.h"
 
@@ -30,10 +31,15 @@ Predictor integer_predictor(const deploy::QuantModel& q);
 // The quantised model in firmware: exported to `dir`, built for `core` and run under QEMU on
 // each call (one QEMU run per call: batch is large); every output is checked against the host
 // runtime, and the counts go to `check`.
+// With `hmm` the firmware also runs the HMM forward filter over each call's windows (one
+// recording: the filter starts afresh) and its filtered heart rates, checked against the same
+// filter on the host (deploy::mcu_hmm_track), are appended to check->hmm_hr.
 struct FirmwareCheck {
   int64_t windows = 0, mismatches = 0;
+  int64_t hmm_mismatches = 0;
+  std::vector<float> hmm_hr;  // (windows) the firmware's filtered heart rates, in call order
 };
 Predictor firmware_predictor(const deploy::QuantModel& q, const std::string& dir, const std::string& core,
-                             std::shared_ptr<FirmwareCheck> check);
+                             std::shared_ptr<FirmwareCheck> check, const deploy::McuHmm* hmm = nullptr);
 
 }  // namespace pulsekd::kd

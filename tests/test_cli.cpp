@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "datasets/registry.h"
+#include "kd/evaluate.h"
 #include "models/checkpoint.h"
 
 namespace fs = std::filesystem;
@@ -275,7 +277,7 @@ TEST_CASE("predict --windows: strict JSON (integer shapes, numbers, bounded B) a
 
 TEST_CASE("pipeline end to end on a tiny synthetic set: report, JSON, CSV, plots, quantised stage, M4 firmware") {
   const std::string out = tmp("pipeline");
-  Run r = run("pipeline --data 'synth?subjects=4&minutes=1.5' --teacher-epochs 1 --student-epochs 1 --out " + out);
+  Run r = run("pipeline --data 'synth?subjects=4&minutes=1.5' --teacher-epochs 1 --student-epochs 1 --track forward --out " + out);
   REQUIRE(r.code == 0);
   CHECK(r.out.find("student quantised") != std::string::npos);
   std::ifstream f(out + "/report.json");
@@ -300,8 +302,43 @@ TEST_CASE("pipeline end to end on a tiny synthetic set: report, JSON, CSV, plots
   CHECK(fw["ram_bytes"].get<int64_t>() > 0);
   CHECK(fw["instructions_per_window"].get<int64_t>() > 3383328);  // at least one per MAC
   CHECK(r.out.find("firmware (Cortex-M4") != std::string::npos);
+  // --track forward: the firmware runs the HMM forward filter too, bit-exact with the host's
+  // float filter and within float rounding of the host's double tracker (the quantised row).
+  REQUIRE(fw.contains("hmm_forward"));
+  CHECK(fw["hmm_forward"]["mismatches_vs_host"] == 0);
+  CHECK(fw["hmm_forward"]["max_abs_diff_vs_host_tracker_bpm"].get<double>() < 1e-3);
+  CHECK(fw["hmm_forward"]["instructions_per_window"].get<int64_t>() > 0);
   for (const char* file : {"report.txt", "report.csv", "mae_per_subject.svg", "training_curves.svg", "teacher/results.json",
                            "distilled/fold1/best.safetensors", "teacher/fold1/log.jsonl"})
     CHECK_MESSAGE(fs::exists(out + "/" + file), file);
+  fs::remove_all(out);
+}
+
+TEST_CASE("export-mcu --hmm-forward writes the filter's tables with the prior fitted to --prior-data; its flags are validated") {
+  const std::string model = std::string(PULSEKD_SOURCE_DIR) + "/fuzz/corpus/quant_model/student_default.safetensors";
+  const std::string out = tmp("export_hmm"), spec = "'synth?subjects=3&minutes=1'";
+  Run r = run("export-mcu --model " + model + " --out " + out + " --laplace 3");
+  CHECK(r.code != 0);
+  CHECK_MESSAGE(r.out.find("need --hmm-forward") != std::string::npos, r.out);
+  r = run("export-mcu --model " + model + " --out " + out + " --hmm-forward --prior-scale 2 --prior-data " + spec);
+  CHECK(r.code != 0);
+  CHECK_MESSAGE(r.out.find("--prior-data or --prior-scale, not both") != std::string::npos, r.out);
+  r = run("export-mcu --model " + model + " --out " + out + " --hmm-forward --hmm-states 1");
+  CHECK(r.code != 0);
+  CHECK_MESSAGE(r.out.find("--hmm-states") != std::string::npos, r.out);
+  r = run("export-mcu --model " + model + " --out " + out + " --hmm-forward --hmm-states 32 --laplace 4 --prior-data " + spec);
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  std::ifstream sf(out + "/schedule.json");
+  const auto j = nlohmann::json::parse(sf);
+  REQUIRE(j.contains("hmm"));
+  CHECK(j["hmm"]["states"] == 32);
+  CHECK(j["hmm"]["laplace_bpm"] == 4.0);
+  const double b = pulsekd::tracking::TransitionPrior::fit(pulsekd::kd::label_traces(pulsekd::data::load_dataset("synth?subjects=3&minutes=1"))).scale_bpm;
+  CHECK(j["hmm"]["prior_scale_bpm"].get<double>() == doctest::Approx(b));
+  CHECK(j["hmm"]["half_width"].get<int>() < 32);
+  std::ifstream hf(out + "/model_data.h"), cf(out + "/model_data.cpp");
+  const std::string h((std::istreambuf_iterator<char>(hf)), {}), c((std::istreambuf_iterator<char>(cf)), {});
+  CHECK(h.find("#define PK_HMM_STATES 32") != std::string::npos);
+  CHECK(c.find("const pk_hmm pk_the_hmm = {32, ") != std::string::npos);
   fs::remove_all(out);
 }

@@ -21,6 +21,7 @@
 #include "kd/evaluate.h"
 #include "kd/predictor.h"
 #include "kd/trainer.h"
+#include "tracking/hmm.h"
 #include "tests/shared_data.h"
 
 using namespace pulsekd;
@@ -63,6 +64,13 @@ static SynthStudent train_synth_student() {
   return s;
 }
 
+// The student quantised with the documented default bits, calibrated on all its windows.
+static deploy::QuantModel quantize_default(const SynthStudent& s, const std::vector<float>& x /*(windows, 4, 256)*/) {
+  deploy::QuantOptions qo;
+  qo.bits = deploy::default_layer_bits();
+  return deploy::quantize_model(*s.model, s.norm, x.data(), int64_t(s.ws.size()), qo, "synth");
+}
+
 TEST_CASE("synthetic student: firmware on M4 and M7 equals the host runtime bit for bit (int16 default and all-int8)") {
   if (!have_tools()) return;
   const SynthStudent s = train_synth_student();
@@ -103,13 +111,62 @@ TEST_CASE("synthetic student: firmware on M4 and M7 equals the host runtime bit 
   fs::remove_all(root);
 }
 
+TEST_CASE("synthetic student with the HMM forward filter: the firmware's filtered heart rates equal the host's") {
+  if (!have_tools()) return;
+  const SynthStudent s = train_synth_student();
+  const std::vector<float> x = deploy::normalised_windows(s.ws, s.norm);  // (windows, 4, 256)
+  const deploy::QuantModel q = quantize_default(s, x);
+  // subject 0's first 24 windows, in time order: one recording's sequence
+  const int64_t n = 24;
+  const std::vector<int16_t> qin = deploy::quantize_input(q, x.data(), n);  // (n, 4, 256)
+  const std::vector<int32_t> host = deploy::HostModel(q).infer(qin.data(), n);  // (n)
+  deploy::McuHmm h;  // 64 states; the prior fitted to the training subjects' labels
+  h.prior_scale_bpm = tracking::TransitionPrior::fit(kd::label_traces(s.ws, {0, 1})).scale_bpm;
+  deploy::McuHmmTables tab;
+  deploy::mcu_hmm_tables(tab, h, q.out_scale);
+  const std::vector<float> want = deploy::mcu_hmm_track(tab, host);  // the same code on the host, (n)
+  // ... which follows the host's double tracker on the same grid closely
+  tracking::HrGrid g;
+  g.bpm = h.centres();
+  tracking::TransitionPrior prior;
+  prior.scale_bpm = h.prior_scale_bpm;
+  const std::vector<float> dbl =
+      tracking::track(tracking::laplace_likelihoods(deploy::heart_rates(q, host), g, h.laplace_bpm, h.outlier), g, prior,
+                      tracking::TrackMode::Forward);
+  for (int64_t i = 0; i < n; ++i) CHECK(std::fabs(want[size_t(i)] - dbl[size_t(i)]) < 1e-3);
+  const fs::path root = fs::temp_directory_path() / ("pulsekd_test_fw_hmm_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  for (const std::string core : {"m4", "m7"}) {
+    CAPTURE(core);
+    const std::string dir = (root / core).string();
+    deploy::export_mcu(q, core, dir, "", true, &h);
+    std::vector<float> fw;
+    CHECK(deploy::mcu_run(dir, core, qin.data(), n, "-Os", &fw) == host);
+    CHECK(fw == want);  // bit for bit: the same float code, no fused multiply-add on either side
+    CHECK_THROWS_AS(deploy::mcu_run(dir, core, qin.data(), 1), std::logic_error);  // the filter's output must be taken
+  }
+  // The filter's cost under the instruction counter: the same model without and with it.
+  deploy::export_mcu(q, "m4", (root / "plain").string());
+  deploy::McuReportOptions ro;
+  ro.cores = {"m4"};
+  const deploy::McuCoreReport plain = deploy::mcu_report((root / "plain").string(), ro).at(0);
+  const deploy::McuCoreReport with = deploy::mcu_report((root / "m4").string(), ro).at(0);
+  MESSAGE("HMM (64 states, W " << tab.taps.size() - 1 << "): " << with.hmm_instructions << " instructions per window (first "
+          << with.hmm_first_instructions << "); flash +" << with.flash_bytes() - plain.flash_bytes() << " B, RAM +"
+          << with.ram_bytes() - plain.ram_bytes() << " B; model " << plain.instructions << " / " << with.instructions);
+  CHECK(plain.hmm_instructions == 0);
+  CHECK(with.hmm_instructions > with.hmm_first_instructions);  // the prediction through the band
+  CHECK(with.hmm_first_instructions > 0);
+  CHECK(with.instructions == plain.instructions);  // the model's count is unchanged
+  CHECK(with.flash_bytes() > plain.flash_bytes());
+  fs::remove_all(root);
+}
+
 TEST_CASE("predictors: firmware, host integer and float evaluate the same subjects through one kd::evaluate") {
   if (!have_tools()) return;
   const SynthStudent s = train_synth_student();
   const std::vector<float> x = deploy::normalised_windows(s.ws, s.norm);  // (windows, 4, 256)
-  deploy::QuantOptions qo;
-  qo.bits = deploy::default_layer_bits();
-  const deploy::QuantModel q = deploy::quantize_model(*s.model, s.norm, x.data(), int64_t(s.ws.size()), qo, "synth");
+  const deploy::QuantModel q = quantize_default(s, x);
   data::Normalizer nz;
   for (int r = 0; r < 4; ++r) nz.mean[r] = s.norm.mean[r], nz.std[r] = s.norm.std[r];
   const std::string dir = (fs::temp_directory_path() / ("pulsekd_test_predictors_" + std::to_string(::getpid()))).string();

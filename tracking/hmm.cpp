@@ -31,21 +31,6 @@ void normalise(double* v, int n) {
   }
 }
 
-// Median of a distribution whose bin j spreads its mass evenly between the midpoints to its
-// neighbours (the outer bins as wide as their inner neighbour gap).
-double median_bpm(const double* post, const HrGrid& grid) {
-  const int n = grid.size();
-  double cdf = 0;
-  for (int j = 0; j < n; ++j) {
-    const double lo = j > 0 ? 0.5 * (grid.bpm[j - 1] + grid.bpm[j]) : grid.bpm[0] - 0.5 * (grid.bpm[1] - grid.bpm[0]);
-    const double hi = j + 1 < n ? 0.5 * (grid.bpm[j] + grid.bpm[j + 1])
-                                : grid.bpm[n - 1] + 0.5 * (grid.bpm[n - 1] - grid.bpm[n - 2]);
-    if (cdf + post[j] >= 0.5 && post[j] > 0) return lo + (0.5 - cdf) / post[j] * (hi - lo);
-    cdf += post[j];
-  }
-  return grid.bpm[n - 1];
-}
-
 }  // namespace
 
 HrGrid HrGrid::uniform(double lo, double hi, int n) {
@@ -63,6 +48,25 @@ int HrGrid::nearest(double hr) const {
   if (it == bpm.end()) return size() - 1;
   const int j = static_cast<int>(it - bpm.begin());
   return (hr - bpm[j - 1] <= bpm[j] - hr) ? j - 1 : j;
+}
+
+double HrGrid::step() const {
+  if (size() < 2) throw std::invalid_argument("HrGrid: need at least 2 states");
+  const double d = (bpm.back() - bpm.front()) / (size() - 1);
+  for (int i = 1; i < size(); ++i)
+    if (!(std::fabs(bpm[i] - bpm[i - 1] - d) <= 1e-9 * std::fabs(d)) || !(d > 0))
+      throw std::invalid_argument("HrGrid: the banded transition needs evenly spaced, increasing centres");
+  return d;
+}
+
+kernels::HmmBand<double> TransitionBand::view() const {
+  kernels::HmmBand<double> v;
+  v.states = states;
+  v.half_width = half_width;
+  v.taps = taps.data();
+  v.row_scale = row_scale.data();
+  v.jump = jump;
+  return v;
 }
 
 TransitionPrior TransitionPrior::fit(const std::vector<std::vector<float>>& traces, double min_scale_bpm) {
@@ -99,6 +103,19 @@ std::vector<double> TransitionPrior::matrix(const HrGrid& grid) const {
   return a;
 }
 
+TransitionBand TransitionPrior::band(const HrGrid& grid, int half_width) const {
+  validate();
+  const double step = grid.step();
+  TransitionBand b;
+  b.states = grid.size();
+  b.half_width = half_width < 0 ? kernels::hmm_band_width(step, scale_bpm, b.states, kernels::kHmmBandTol)
+                                : std::min(half_width, b.states - 1);
+  b.taps.resize(size_t(b.half_width) + 1);
+  b.row_scale.resize(size_t(b.states));
+  b.jump = kernels::hmm_band_fill(b.taps.data(), b.row_scale.data(), b.states, b.half_width, step, scale_bpm, floor);
+  return b;
+}
+
 void Likelihoods::validate(const char* who) const {
   if (states < 2 || steps < 0 || p.size() != static_cast<size_t>(steps) * states)
     throw std::invalid_argument(std::string(who) + ": likelihoods must be (steps, states >= 2)");
@@ -120,22 +137,12 @@ std::vector<double> forward_filter(const Likelihoods& lik, const std::vector<dou
   check_model(lik, transition, init, "forward_filter");
   const int n = lik.states;
   std::vector<double> post(lik.p.size());  // (T, S)
-  std::vector<double> pred(n);             // (S) p(HR_t | obs 0..t-1)
   for (int64_t t = 0; t < lik.steps; ++t) {
-    if (t == 0) {
-      for (int j = 0; j < n; ++j) pred[j] = init.empty() ? 1.0 / n : init[j];
-    } else {
-      const double* prev = post.data() + (t - 1) * n;
-      std::fill(pred.begin(), pred.end(), 0.0);
-      for (int i = 0; i < n; ++i) {
-        if (prev[i] == 0) continue;
-        const double* row = transition.data() + static_cast<size_t>(i) * n;
-        for (int j = 0; j < n; ++j) pred[j] += prev[i] * row[j];
-      }
-    }
-    double* cur = post.data() + t * n;
-    for (int j = 0; j < n; ++j) cur[j] = pred[j] * lik.p[t * n + j];
-    normalise(cur, n);
+    double* cur = post.data() + t * n;  // the prediction, then the posterior
+    if (t > 0) kernels::hmm_predict_dense(cur, cur - n, transition.data(), n);
+    else
+      for (int j = 0; j < n; ++j) cur[j] = init.empty() ? 1.0 / n : init[j];
+    kernels::hmm_correct(cur, lik.p.data() + t * n, n);
   }
   return post;
 }
@@ -197,14 +204,19 @@ const char* track_mode_name(TrackMode m) {
 std::vector<float> track(const Likelihoods& lik, const HrGrid& grid, const TransitionPrior& prior, TrackMode mode) {
   if (grid.size() != lik.states) throw std::invalid_argument("track: the likelihoods and the grid have different state counts");
   if (mode == TrackMode::None) throw std::invalid_argument("track: mode none has no track");
-  const auto a = prior.matrix(grid);
   std::vector<float> out(lik.steps);  // (T)
   if (mode == TrackMode::Viterbi) {
-    const auto path = viterbi(lik, a);
+    const auto path = viterbi(lik, prior.matrix(grid));
     for (int64_t t = 0; t < lik.steps; ++t) out[t] = static_cast<float>(grid.bpm[path[t]]);
-  } else {
-    const auto post = forward_filter(lik, a);
-    for (int64_t t = 0; t < lik.steps; ++t) out[t] = static_cast<float>(median_bpm(post.data() + t * lik.states, grid));
+    return out;
+  }
+  lik.validate("track");
+  const TransitionBand band = prior.band(grid);
+  const int n = lik.states;
+  std::vector<double> belief(n), scratch(n);  // (S) each
+  for (int64_t t = 0; t < lik.steps; ++t) {
+    kernels::hmm_forward_step(band.view(), belief.data(), lik.p.data() + t * n, scratch.data(), t == 0);
+    out[t] = static_cast<float>(kernels::hmm_median(belief.data(), grid.bpm.data(), n));
   }
   return out;
 }
@@ -219,9 +231,7 @@ Likelihoods laplace_likelihoods(const std::vector<float>& hr, const HrGrid& grid
   for (size_t t = 0; t < hr.size(); ++t) {
     if (!std::isfinite(hr[t])) throw std::invalid_argument("laplace_likelihoods: estimate " + std::to_string(t) + " is not finite");
     // Relative to the closest state, so an estimate far off the grid keeps a usable row.
-    const double d0 = std::fabs(grid.bpm[grid.nearest(hr[t])] - hr[t]);
-    for (int j = 0; j < l.states; ++j)
-      l.p[t * l.states + j] = (1 - outlier) * std::exp(-(std::fabs(grid.bpm[j] - hr[t]) - d0) / scale_bpm) + outlier;
+    kernels::hmm_laplace_likelihood(l.p.data() + t * l.states, grid.bpm.data(), l.states, double(hr[t]), scale_bpm, outlier);
   }
   return l;
 }
@@ -239,26 +249,10 @@ Likelihoods resample_likelihoods(const std::vector<double>& p, const std::vector
   l.p.resize(static_cast<size_t>(l.steps) * l.states);
   for (int64_t t = 0; t < l.steps; ++t) {
     const double* row = p.data() + t * s;
-    double mean = 0;
-    for (size_t k = 0; k < s; ++k) {
+    for (size_t k = 0; k < s; ++k)
       if (!(row[k] >= 0) || !std::isfinite(row[k]))
         throw std::invalid_argument("resample_likelihoods: value of step " + std::to_string(t) + " is negative or not finite");
-      mean += row[k] / s;
-    }
-    for (int j = 0; j < l.states; ++j) {
-      const double x = grid.bpm[j];
-      double v;
-      if (x <= src_bpm[0]) {
-        v = row[0];
-      } else if (x >= src_bpm[s - 1]) {
-        v = row[s - 1];
-      } else {
-        const size_t k = static_cast<size_t>(std::upper_bound(src_bpm.begin(), src_bpm.end(), x) - src_bpm.begin());
-        const double f = (x - src_bpm[k - 1]) / (src_bpm[k] - src_bpm[k - 1]);
-        v = (1 - f) * row[k - 1] + f * row[k];
-      }
-      l.p[t * l.states + j] = v + eps * mean;
-    }
+    kernels::hmm_resample(l.p.data() + t * l.states, grid.bpm.data(), l.states, row, src_bpm.data(), int32_t(s), eps);
   }
   return l;
 }

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/kernels/hmm_forward.h"
+
 namespace pulsekd::tracking {
 
 // Heart-rate states: bin centres in BPM, strictly increasing.
@@ -20,6 +22,19 @@ struct HrGrid {
   static HrGrid uniform(double lo, double hi, int n);
   int size() const { return static_cast<int>(bpm.size()); }
   int nearest(double hr) const;  // index of the closest centre
+  // Distance between neighbouring centres; throws std::invalid_argument when they are not
+  // evenly spaced (the banded transition needs it).
+  double step() const;
+};
+
+// The transition on a uniform grid as a band (engine/kernels/hmm_forward.h): W + 1 taps, a
+// per-row normaliser and the uniform jump. Owns the arrays that view() points into.
+struct TransitionBand {
+  int states = 0, half_width = 0;
+  std::vector<double> taps;       // (W + 1)
+  std::vector<double> row_scale;  // (S)
+  double jump = 0;
+  kernels::HmmBand<double> view() const;
 };
 
 // p(j | i) proportional to exp(-|bpm_j - bpm_i| / scale) (a Laplace on the change per step),
@@ -33,6 +48,9 @@ struct TransitionPrior {
   static TransitionPrior fit(const std::vector<std::vector<float>>& traces, double min_scale_bpm = 0.5);
   // (S, S) row-stochastic matrix, row i = p(. | i).
   std::vector<double> matrix(const HrGrid& grid) const;
+  // The same transition as a band of half-width W (< 0: the smallest W whose dropped taps are
+  // all below kernels::kHmmBandTol; S - 1 gives matrix() exactly). The grid must be uniform.
+  TransitionBand band(const HrGrid& grid, int half_width = -1) const;
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
 
@@ -58,7 +76,8 @@ TrackMode parse_track_mode(const std::string& name, const std::string& flag);  /
 const char* track_mode_name(TrackMode m);
 
 // Estimates (T) in BPM: Forward -> the median of each filtered posterior (the estimate that
-// minimises the expected absolute error); Viterbi -> the centres of the decoded path.
+// minimises the expected absolute error), filtered with prior.band(grid) by the freestanding
+// loops the firmware runs (engine/kernels/hmm_forward.h); Viterbi -> the centres of the decoded path.
 std::vector<float> track(const Likelihoods& lik, const HrGrid& grid, const TransitionPrior& prior, TrackMode mode);
 
 // Likelihoods of point estimates: a Laplace of scale `scale_bpm` around each estimate (peak 1),

@@ -1,8 +1,16 @@
 // Firmware entry: reads quantised input windows from the host file "input.bin" (int16
 // little-endian, (n, rows, 256)), runs the model on each, writes the raw int32 outputs to
 // "output.bin" and the measured peak stack to "stack.txt"; exits 0 on success, 2.. on an I/O error.
+// Exported with --hmm-forward (model_data.h defines PK_HMM_STATES) it also runs the HMM forward
+// filter on each output (pk_hmm.h) and writes the filtered heart rates (float32) to "hmm.bin".
+#include "model_data.h"
 #include "pk_model.h"
 #include "semihost.h"
+#ifdef PK_HMM_STATES
+#include "pk_hmm.h"
+static float pk_belief[PK_HMM_STATES];       // (S) the filter's state across windows
+static float pk_hmm_scratch[PK_HMM_STATES];  // (S)
+#endif
 
 extern "C" uint32_t pk_stack_peak_bytes(void);  // startup.c: painted-stack watermark
 
@@ -46,15 +54,30 @@ extern "C" int main(void) {
     sh_puts("pk: cannot open output.bin\n");
     sh_exit(4);
   }
+#ifdef PK_HMM_STATES
+  const int32_t fhmm = sh_open("hmm.bin", 5);
+  if (fhmm < 0) {
+    sh_puts("pk: cannot open hmm.bin\n");
+    sh_exit(4);
+  }
+#endif
   const uint32_t n = (uint32_t)len / per;
   for (uint32_t i = 0; i < n; ++i) {
     file_reader fr = {fin, 0};
     const int32_t y = pk_infer_stream(read_file, &fr);
     if (fr.failed) sh_exit(5);
     if (sh_write(fout, &y, 4) != 0) sh_exit(6);
+#ifdef PK_HMM_STATES
+    const float hr = pk_hmm_step(&pk_the_hmm, y, pk_belief, pk_hmm_scratch, i == 0);
+    pk_mark(pk_the_model.n_layers + 1);  // mcu-report counts the filter step up to here
+    if (sh_write(fhmm, &hr, 4) != 0) sh_exit(6);
+#endif
   }
   sh_close(fin);
   sh_close(fout);
+#ifdef PK_HMM_STATES
+  sh_close(fhmm);
+#endif
   char msg[64] = "pk: windows ";
   put_u32(msg + 12, n);
   sh_puts(msg);
