@@ -6,6 +6,7 @@
 #include <ctime>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "engine/blas.h"
@@ -37,6 +38,31 @@ double median(std::vector<double> v) {
 struct BenchResult {
   double train_windows_per_s = 0, train_step_ms = 0, infer_b1_ms = 0;
 };
+
+// Activation and gradient memory (bytes) of one training step of `arch` at `batch`, extrapolated
+// from two small probe steps (the graph's arena grows linearly with the batch; the inputs too).
+double step_memory_bytes(const std::string& arch, int batch) {
+  models::ModelConfig cfg;
+  cfg.arch = arch;
+  models::PulseModel m(cfg, 1);
+  m.train(true);
+  Rng drop(3);
+  const auto used = [&](int b) {
+    std::vector<real> x(static_cast<size_t>(b) * 4 * 256, real(0.5)), y(static_cast<size_t>(b), real(80));
+    Graph g;
+    Var loss = l1_loss(m.forward(g, g.input({b, 4, 256, 1}, x.data()), drop).hr, g.input({b}, y.data()));
+    g.backward(loss);
+    return double(g.arena_used_bytes() + (x.size() + y.size()) * sizeof(real));
+  };
+  const double at8 = used(8), at16 = used(16);
+  return at8 + (at16 - at8) / 8 * (batch - 8);
+}
+
+// Half of this machine's physical memory: the default bound of one bench step.
+double default_memory_limit_gb() {
+  const double pages = double(::sysconf(_SC_PHYS_PAGES)), page = double(::sysconf(_SC_PAGESIZE));
+  return pages > 0 && page > 0 ? 0.5 * pages * page / 1e9 : 4.0;
+}
 
 BenchResult bench_model(const std::string& arch, int batch, int steps, int infer_runs, bool profile, bool cpu_clock) {
   models::ModelConfig cfg;
@@ -98,12 +124,25 @@ CommandRegistrar reg_bench([](CLI::App& app) {
   cmd->add_option("--clock", *clock, "wall (elapsed time) or cpu (CPU time of the process: steadier on a shared machine)")
       ->capture_default_str()
       ->check(CLI::IsMember({"wall", "cpu"}));
+  auto max_memory_gb = std::make_shared<double>(default_memory_limit_gb());
+  cmd->add_option("--max-memory-gb", *max_memory_gb, "refuse a --batch whose training step would need more memory than this (GB)")
+      ->capture_default_str()
+      ->check(finite_positive());
   cmd->add_flag("--json", *json_out, "print one JSON object");
   cmd->add_flag("--profile", *profile, "print a per-op profile of the training steps");
   cmd->callback([=]() {
     set_num_threads(*threads);
     const bool cpu_clock = *clock == "cpu";
     nlohmann::json j = {{"threads", *threads}, {"batch", *batch}, {"steps", *steps}, {"clock", *clock}};
+    for (const std::string arch : {"teacher", "student"}) {
+      const double need_gb = step_memory_bytes(arch, *batch) / 1e9;
+      if (need_gb > *max_memory_gb) {
+        char msg[256];
+        std::snprintf(msg, sizeof msg, "a %s training step of batch %d needs about %.1f GB, more than the limit of %.1f GB", arch.c_str(),
+                      *batch, need_gb, *max_memory_gb);
+        throw CLI::ValidationError("--batch", std::string(msg) + " (--max-memory-gb; default: half of this machine's memory)");
+      }
+    }
     for (const std::string arch : {"teacher", "student"}) {
       const BenchResult r = bench_model(arch, *batch, *steps, 100, *profile, cpu_clock);
       j[arch] = {{"train_windows_per_s", r.train_windows_per_s}, {"train_step_ms", r.train_step_ms}, {"infer_b1_ms", r.infer_b1_ms}};

@@ -76,6 +76,7 @@ class Graph {
 
   size_t num_nodes() const { return nodes_.size(); }
   size_t arena_bytes() const { return arena_.capacity_reals() * sizeof(real); }
+  size_t arena_used_bytes() const { return arena_.used_reals() * sizeof(real); }  // since the last reset
 
   // Node access for Var and the ops.
   const Tensor& value(int id) const { return nodes_[id].value; }

@@ -42,3 +42,15 @@ TEST_CASE("--freeze of every parameter is refused as such, not as a backward() f
   CHECK(r.out.find("--freeze leaves no parameter to train") != std::string::npos);
   CHECK(r.out.find("backward") == std::string::npos);
 }
+
+TEST_CASE("bench refuses a batch whose training step would not fit in memory, before allocating it") {
+  // The issue's case: batch 65536 grew to 11.7 GB. With a 1 GB limit it is refused up front.
+  auto r = run_pulsekd("bench --batch 65536 --steps 1 --max-memory-gb 1");
+  CHECK(r.code == 2);
+  CHECK(r.out.find("teacher training step of batch 65536 needs about") != std::string::npos);
+  CHECK(r.out.find("--max-memory-gb") != std::string::npos);
+  // A batch that fits runs.
+  r = run_pulsekd("bench --batch 4 --steps 1 --max-memory-gb 1 --json");
+  CHECK_MESSAGE(r.code == 0, r.out);
+  CHECK(r.out.find("train_windows_per_s") != std::string::npos);
+}
