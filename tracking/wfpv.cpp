@@ -70,13 +70,12 @@ struct Band {
 };
 
 // Steps 1, 2 and 4 of the header: per window, the cleaned spectrum and the phase-vocoder
-// frequency of every band bin. State: the spectral histories of the current subject, per PPG
-// channel (one, or two when the set has a second PPG channel and use_ppg2 is on).
+// frequency of every band bin. State: the spectral histories of the current subject.
 class FrontEnd {
  public:
   explicit FrontEnd(const WfpvOptions& opt) : opt_(opt), band_(opt) {}
   void restart() {
-    channels_.clear();
+    channel_ = Channel{};
     noise_.clear();
   }
   // w: one window (4, 256); ppg2: the window's second PPG channel (256) or nullptr.
@@ -89,20 +88,20 @@ class FrontEnd {
   const Band& band() const { return band_; }
 
  private:
-  // The history of one PPG channel.
+  // The history of the PPG input.
   struct Channel {
     std::vector<std::complex<double>> prev_ppg;          // (nb) previous window's spectrum
     std::deque<std::vector<double>> signal1, signal2;    // (<= signal_windows, nb) W1 / W2 signal history
   };
   std::vector<std::complex<double>> band_spectrum(const float* x) const;
-  // Adds this channel's vocoder frequencies (nb) into pv_sum; false on a channel's first window.
-  bool phase_vocoder(Channel& ch, const std::vector<std::complex<double>>& ppg, std::vector<double>& pv_sum) const;
-  // Adds this channel's two standardised Wiener-cleaned spectra (nb) into ensemble_.
+  // Writes the vocoder frequencies (nb) into pv_hz; false on the subject's first window.
+  bool phase_vocoder(Channel& ch, const std::vector<std::complex<double>>& ppg, std::vector<double>& pv_hz) const;
+  // Adds the two standardised Wiener-cleaned spectra (nb) into ensemble_.
   void wiener(Channel& ch, const std::vector<double>& mag, const std::vector<double>& noise);
 
   WfpvOptions opt_;
   Band band_;
-  std::vector<Channel> channels_;                      // (1 or 2) per PPG channel
+  Channel channel_;
   std::deque<std::vector<double>> noise_;              // (<= noise_windows, nb) ACC noise history
   std::vector<double> ensemble_, noise_mean_, pv_hz_;  // (nb) outputs of the last step
   bool has_pv_ = false;
@@ -118,7 +117,7 @@ std::vector<std::complex<double>> FrontEnd::band_spectrum(const float* x) const 
   return {a.begin() + band_.lo, a.begin() + band_.lo + band_.nb};  // (nb)
 }
 
-bool FrontEnd::phase_vocoder(Channel& ch, const std::vector<std::complex<double>>& ppg, std::vector<double>& pv_sum) const {
+bool FrontEnd::phase_vocoder(Channel& ch, const std::vector<std::complex<double>>& ppg, std::vector<double>& pv_hz) const {
   const int nb = band_.nb;
   const bool has_prev = !ch.prev_ppg.empty();
   std::vector<double> raw(nb);  // (nb) instantaneous frequency per bin, Hz
@@ -137,7 +136,7 @@ bool FrontEnd::phase_vocoder(Channel& ch, const std::vector<std::complex<double>
   }
   for (int b = 0; b < nb; ++b) {  // 3-bin moving average (as the paper's code)
     const int b0 = std::max(0, b - 1), b1 = std::min(nb - 1, b + 1);
-    for (int k = b0; k <= b1; ++k) pv_sum[b] += raw[k] / (b1 - b0 + 1);
+    for (int k = b0; k <= b1; ++k) pv_hz[b] += raw[k] / (b1 - b0 + 1);
   }
   ch.prev_ppg = ppg;
   return has_prev;
@@ -180,22 +179,27 @@ void FrontEnd::step(const float* w, const float* ppg2) {
   }
   push_limited(noise_, std::move(noise), opt_.noise_windows);
   noise_mean_ = mean_of(noise_);
-  const float* ppg_rows[2] = {w, opt_.use_ppg2 ? ppg2 : nullptr};
-  const size_t n_ch = ppg_rows[1] ? 2 : 1;
-  if (channels_.size() != n_ch) channels_.assign(n_ch, Channel{});
+  // Two PPG channels: the paper's input, the mean of both channels each z-scored after its
+  // band-pass; here each channel's band spectrum is scaled to unit energy over the analysis
+  // band (Parseval: the band-limited standard deviation), then the two are averaged.
+  auto ppg = band_spectrum(w);  // (nb)
+  if (ppg2 && opt_.use_ppg2) {
+    const auto ppg_b = band_spectrum(ppg2);  // (nb)
+    const auto band_rms = [](const std::vector<std::complex<double>>& x) {
+      double e = 0;
+      for (const auto& v : x) e += std::norm(v);
+      return std::sqrt(e);
+    };
+    const double ra = band_rms(ppg), rb = band_rms(ppg_b);
+    for (int b = 0; b < nb; ++b)
+      ppg[b] = 0.5 * ((ra > 0 ? ppg[b] / ra : 0.0) + (rb > 0 ? ppg_b[b] / rb : 0.0));  // a flat channel adds nothing
+  }
+  std::vector<double> mag(nb);                                      // (nb)
+  for (int b = 0; b < nb; ++b) mag[b] = std::abs(ppg[b]);
   ensemble_.assign(nb, 0.0);
   pv_hz_.assign(nb, 0.0);
-  has_pv_ = false;
-  for (size_t c = 0; c < n_ch; ++c) {
-    const auto ppg = band_spectrum(ppg_rows[c]);  // (nb)
-    std::vector<double> mag(nb);                  // (nb)
-    for (int b = 0; b < nb; ++b) mag[b] = std::abs(ppg[b]);
-    has_pv_ = phase_vocoder(channels_[c], ppg, pv_hz_);
-    wiener(channels_[c], mag, noise_mean_);
-  }
-  // Two channels: the ensemble is the sum of both channels' cleaned spectra; the vocoder
-  // frequency the mean of both channels' (the pulse advances the same in both).
-  for (auto& f : pv_hz_) f /= static_cast<double>(n_ch);
+  has_pv_ = phase_vocoder(channel_, ppg, pv_hz_);
+  wiener(channel_, mag, noise_mean_);
 }
 
 // Steps 3 and 5 of the header (and the motion-line escape of the deviations): per window, the
@@ -214,8 +218,12 @@ class PeakTracker {
   }
   double bpm_of(int b) const { return 60 * band_.hz(b); }
   int tracked_peak(const std::vector<double>& ensemble) const;
-  // A jump never goes to twice the tracked frequency: the pulse's own second harmonic.
-  bool octave_of_track(int b) const { return std::fabs(bpm_of(b) - 2 * bpm_of(peak_)) <= opt_.escape_min_bpm; }
+  // A jump never goes to twice the tracked frequency (the pulse's own second harmonic) nor
+  // to half of it (running: the arm swings at half the step cadence, which the pulse may sit on).
+  bool octave_of_track(int b) const {
+    return std::fabs(bpm_of(b) - 2 * bpm_of(peak_)) <= opt_.escape_min_bpm ||
+           std::fabs(2 * bpm_of(b) - bpm_of(peak_)) <= opt_.escape_min_bpm;
+  }
   bool escape(const std::vector<double>& ensemble, const std::vector<double>& noise);
   double smoothed(double bpm) const;
 
@@ -259,8 +267,13 @@ bool PeakTracker::escape(const std::vector<double>& ensemble, const std::vector<
   }
   const bool steady = alt >= 0 && prev_alt_ >= 0 && std::fabs(bpm_of(alt) - bpm_of(prev_alt_)) <= opt_.steady_bpm;
   prev_alt_ = alt;
-  const bool on_line = noise[peak_] >= opt_.escape_noise;
-  escape_ = on_line && steady && alt_v > opt_.escape_ratio * std::max(0.0, ensemble[peak_]) ? escape_ + 1 : 0;
+  const double tracked_v = std::max(0.0, ensemble[peak_]);
+  const double top = *std::max_element(ensemble.begin(), ensemble.end());
+  // Either the track sits on a motion line and the alternative is comparable, or the track
+  // has been left behind: the alternative is the band's largest peak and well above it.
+  const bool on_line = noise[peak_] >= opt_.escape_noise && alt_v > opt_.escape_ratio * tracked_v;
+  const bool left_behind = opt_.escape_lost_ratio > 0 && alt_v >= top && alt_v > opt_.escape_lost_ratio * tracked_v;
+  escape_ = steady && (on_line || left_behind) ? escape_ + 1 : 0;
   if (opt_.escape_windows == 0 || escape_ < opt_.escape_windows) return false;
   peak_ = alt;
   escape_ = 0;
@@ -330,6 +343,7 @@ void validate(const WfpvOptions& o) {
   need(o.steady_bpm >= 0, "steady_bpm", ">= 0", o.steady_bpm);
   need(o.escape_noise > 0 && o.escape_noise <= 1, "escape_noise", "in (0, 1]", o.escape_noise);
   need(o.escape_ratio >= 0, "escape_ratio", ">= 0", o.escape_ratio);
+  need(o.escape_lost_ratio == 0 || o.escape_lost_ratio >= 1, "escape_lost_ratio", "0 (off) or >= 1", o.escape_lost_ratio);
   need(o.escape_min_bpm >= 0, "escape_min_bpm", ">= 0", o.escape_min_bpm);
   need(o.escape_windows >= 0, "escape_windows", ">= 0", o.escape_windows);
   need(o.pv_weight >= 0 && o.pv_weight <= 1, "pv_weight", "in 0..1", o.pv_weight);

@@ -23,11 +23,14 @@
 //     delay_step_bpm per sign of the last delay_history changes (a trend is continued).
 //
 // Deviations from the paper (measured on SPC 2015, docs/results/baseline-spc2015.md):
-//  - one PPG channel (the paper averages two z-scored PPGs). A set may carry the second PPG
-//    channel (WindowSet::ppg2, spec `spc2015:DIR?ppg2=1`); both channels are then filtered
-//    with their own histories and their cleaned spectra summed, the vocoder frequencies
-//    averaged. On SPC 2015 that is worse (1.69 -> 3.68 BPM over the 13 recordings: PPG2 alone
-//    is 5.67), so the default spec does not carry PPG2;
+//  - one PPG channel by default (the paper averages two z-scored PPGs). A set may carry the
+//    second PPG channel (WindowSet::ppg2, spec `spc2015:DIR?ppg2=1`); the tracker then follows
+//    the paper: the mean of both channels, each z-scored after its band-pass (here: each
+//    channel's band spectrum scaled to unit energy over the analysis band). On SPC 2015 that
+//    is worse on the mean (12 recordings 1.54 -> 1.84 BPM: DATA_10 6.8 -> 9.8, though 4 of the
+//    12 improve), so the default spec does not carry PPG2. The plain mean of the raw channels
+//    (`?ppg=mean`, a one-channel set) is another input: 1.35 there, but worse on the odd half
+//    and on S04_T01 (docs/results/baseline-spc2015.md);
 //  - 32 Hz windows, each row's least-squares line removed instead of the paper's 4th-order
 //    Butterworth 0.4-4 Hz band-pass at 125 Hz and decimation to 25 Hz; no taper (as the
 //    paper); the FFT zero-padded to nfft points (0.47 BPM bins at 4096);
@@ -41,9 +44,11 @@
 //  - a way back from a motion line (the paper has none), the motion-line escape: when the
 //    tracked peak sits on a motion line (mean normalised ACC spectrum >= escape_noise) while
 //    a steady peak off motion lines (moving at most steady_bpm per window), escape_min_bpm or
-//    more away and not at twice the tracked frequency (the pulse's own 2nd harmonic), exceeds
-//    escape_ratio of the tracked value for escape_windows windows in a row, the track jumps
-//    to that peak. (A re-acquisition of the band's largest peak after a run of weak windows
+//    more away and not at twice or half the tracked frequency (the pulse's own 2nd harmonic;
+//    the arm swing at half the step cadence), exceeds escape_ratio of the tracked value for
+//    escape_windows windows in a row, the track jumps to that peak. The same jump is made when
+//    the track has been left behind (off motion lines): that peak is the band's largest and
+//    exceeds escape_lost_ratio times the tracked value for escape_windows windows in a row. (A re-acquisition of the band's largest peak after a run of weak windows
 //    was tried and dropped: no effect on SPC 2015, worse on the synthetic motion recordings.)
 #pragma once
 #include <cstdint>
@@ -70,13 +75,14 @@ struct WfpvOptions {
   double escape_min_bpm = 8;     // ... at least this far from the tracked peak (and from twice it) ...
   double steady_bpm = 6;         // ... moving at most this much per window ...
   int escape_windows = 5;        // ... for this many windows in a row (0: never)
+  double escape_lost_ratio = 1.5;  // escape also when that peak is the band's largest and this many times the tracked one (0: never)
   double pv_weight = 0.5;        // estimate = (1 - w) * bin frequency + w * vocoder frequency
   double jump_bpm = 5;           // a change above this is a jump ...
   double jump_pull = 0.2;        // ... pulled this share towards the linear prediction
   int jump_history = 5;          // ... fitted on this many previous estimates
   double delay_step_bpm = 0.1;   // delay correction per sign of a recent change
   int delay_history = 7;         // ... over this many recent changes
-  bool use_ppg2 = true;          // when the set carries a second PPG channel (WindowSet::ppg2): filter it too, sum
+  bool use_ppg2 = true;          // when the set carries a second PPG channel (WindowSet::ppg2): track the z-scored mean of both
 };
 
 // Throws std::invalid_argument naming the option and the accepted range.
