@@ -39,6 +39,12 @@ struct BenchResult {
   double train_windows_per_s = 0, train_step_ms = 0, infer_b1_ms = 0;
 };
 
+// The loss of one training step on windows x (batch, 4, 256) with labels y (batch): what both
+// the benchmark and the memory probe run.
+Var training_loss(Graph& g, models::PulseModel& m, const real* x, const real* y, int batch, Rng& drop) {
+  return l1_loss(m.forward(g, g.input({batch, 4, 256, 1}, x), drop).hr, g.input({batch}, y));
+}
+
 // Activation and gradient memory (bytes) of one training step of `arch` at `batch`, extrapolated
 // from two small probe steps (the graph's arena grows linearly with the batch; the inputs too).
 double step_memory_bytes(const std::string& arch, int batch) {
@@ -48,10 +54,9 @@ double step_memory_bytes(const std::string& arch, int batch) {
   m.train(true);
   Rng drop(3);
   const auto used = [&](int b) {
-    std::vector<real> x(static_cast<size_t>(b) * 4 * 256, real(0.5)), y(static_cast<size_t>(b), real(80));
+    std::vector<real> x(static_cast<size_t>(b) * 4 * 256, real(0.5)), y(static_cast<size_t>(b), real(80));  // (b, 4, 256), (b)
     Graph g;
-    Var loss = l1_loss(m.forward(g, g.input({b, 4, 256, 1}, x.data()), drop).hr, g.input({b}, y.data()));
-    g.backward(loss);
+    g.backward(training_loss(g, m, x.data(), y.data(), b, drop));
     return double(g.arena_used_bytes() + (x.size() + y.size()) * sizeof(real));
   };
   const double at8 = used(8), at16 = used(16);
@@ -85,8 +90,7 @@ BenchResult bench_model(const std::string& arch, int batch, int steps, int infer
     }
     const double t0 = now_s(cpu_clock);
     g.reset();
-    models::ModelOutput o = m.forward(g, g.input({batch, 4, 256, 1}, x.data()), drop);
-    Var loss = l1_loss(o.hr, g.input({batch}, y.data()));
+    Var loss = training_loss(g, m, x.data(), y.data(), batch, drop);
     opt.zero_grad();
     g.backward(loss);
     opt.step();

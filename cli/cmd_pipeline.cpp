@@ -41,12 +41,12 @@ CommandRegistrar reg_pipeline([](CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"m4", "m7", "none"}));
   add_post_options(cmd, *post);
-  cmd->add_flag("--fuse-tracker", o->fuse_tracker, "multiply the classical tracker's likelihood into each network's before the HMM (needs --track)");
-  auto tracker_source = std::make_shared<std::string>("estimate");
-  add_tracker_options(cmd, o->tracker, *tracker_source);
+  auto fuse = std::make_shared<FuseArgs>();
+  add_fuse_options(cmd, *fuse);
   cmd->callback([=]() {
     o->post = make_post(*post);
-    o->tracker.source = kd::parse_tracker_source(*tracker_source, "--tracker-likelihood");
+    o->tracker = tracker_of(*fuse);  // the tracker row uses it, fused or not
+    o->fuse_tracker = fused_tracker(*fuse, o->post).has_value();
     // Without --prior-data / --prior-scale the prior is fitted to the training labels.
     o->fit_prior = post->prior_data.empty() && post->prior_scale <= 0;
     o->progress = ::isatty(2);

@@ -71,18 +71,11 @@ CommandRegistrar reg_eval([](CLI::App& app) {
                 "comma-separated list of checkpoints");
   auto post_args = std::make_shared<PostArgs>();
   add_post_options(cmd, *post_args);
-  auto fuse = std::make_shared<bool>(false);
-  cmd->add_flag("--fuse-tracker", *fuse, "multiply the classical tracker's likelihood into the network's before the HMM (needs --track)");
-  auto tracker = std::make_shared<kd::TrackerLikelihood>();
-  auto tracker_source = std::make_shared<std::string>("estimate");
-  add_tracker_options(cmd, *tracker, *tracker_source);
+  auto fuse = std::make_shared<FuseArgs>();
+  add_fuse_options(cmd, *fuse);
   cmd->callback([=]() {
     kd::PostProcess pp = make_post(*post_args);
-    if (*fuse) {
-      if (pp.mode == tracking::TrackMode::None) throw CLI::ValidationError("--fuse-tracker", "needs --track forward or viterbi");
-      tracker->source = kd::parse_tracker_source(*tracker_source, "--tracker-likelihood");
-      pp.fuse_with = *tracker;
-    }
+    if (const auto tracker = fused_tracker(*fuse, pp)) pp.fuse_with = *tracker;
     if (*ensemble && (*fold > 0 || *loso))
       throw CLI::ValidationError("--ensemble", "evaluates every subject with all members: drop --fold / --loso");
     const data::WindowSet ws = data::load_dataset(*spec);

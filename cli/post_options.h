@@ -2,6 +2,7 @@
 // per-window outputs: PULSE's clamp, or HMM belief tracking (tracking/hmm.h).
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "cli/commands.h"
@@ -56,6 +57,34 @@ inline void add_tracker_options(CLI::App* cmd, kd::TrackerLikelihood& t, std::st
       ->check(finite_range(0.1, 100.0));
   cmd->add_option("--tracker-sharpness", t.sharpness, "spectrum: exponent on the normalised spectrum")->capture_default_str()->check(finite_range(0.01, 100.0));
   cmd->add_option("--tracker-floor", t.floor, "spectrum: constant added so no heart rate is ruled out")->capture_default_str()->check(finite_range(0.0, 0.99));
+}
+
+// --fuse-tracker and the tracker options, as eval and pipeline take them.
+struct FuseArgs {
+  bool fuse = false;                 // --fuse-tracker
+  kd::TrackerLikelihood tracker;     // --tracker-laplace / -sharpness / -floor
+  std::string source = "estimate";   // --tracker-likelihood, parsed by fused_tracker
+};
+
+inline void add_fuse_options(CLI::App* cmd, FuseArgs& f) {
+  cmd->add_flag("--fuse-tracker", f.fuse, "multiply the classical tracker's likelihood into each network's before the HMM (needs --track)");
+  add_tracker_options(cmd, f.tracker, f.source);
+}
+
+// The tracker's likelihood as the flags give it (whether fused or not).
+inline kd::TrackerLikelihood tracker_of(const FuseArgs& f) {
+  kd::TrackerLikelihood t = f.tracker;
+  t.source = kd::parse_tracker_source(f.source, "--tracker-likelihood");
+  return t;
+}
+
+// The tracker to fuse with post-processing pp, or nothing without --fuse-tracker. Throws naming
+// the flag when fusion is asked without an HMM.
+inline std::optional<kd::TrackerLikelihood> fused_tracker(const FuseArgs& f, const kd::PostProcess& pp) {
+  const kd::TrackerLikelihood t = tracker_of(f);
+  if (!f.fuse) return std::nullopt;
+  if (pp.mode == tracking::TrackMode::None) throw CLI::ValidationError("--fuse-tracker", "needs --track forward or viterbi");
+  return t;
 }
 
 }  // namespace pulsekd::cli

@@ -14,20 +14,7 @@ namespace fs = std::filesystem;
 std::vector<std::string> ensemble_checkpoints(const std::string& arg) {
   std::vector<std::string> paths;
   if (fs::is_directory(arg)) {
-    std::vector<std::pair<int, std::string>> folds;  // (fold number, path)
-    for (const auto& e : fs::directory_iterator(arg)) {
-      const std::string name = e.path().filename().string();
-      const std::string file = e.path().string() + "/best.safetensors";
-      if (!e.is_directory() || !fs::is_regular_file(file)) continue;
-      if (name == "all") {
-        folds.emplace_back(1 << 30, file);  // after the folds
-      } else if (name.rfind("fold", 0) == 0 && name.size() > 4 &&
-                 std::all_of(name.begin() + 4, name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        folds.emplace_back(std::stoi(name.substr(4)), file);
-      }
-    }
-    std::sort(folds.begin(), folds.end());
-    for (auto& f : folds) paths.push_back(f.second);
+    paths = run_checkpoints(arg);
   } else {
     size_t start = 0;
     while (start <= arg.size()) {

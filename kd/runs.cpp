@@ -1,6 +1,7 @@
 #include "kd/runs.h"
 
 #include <algorithm>
+#include <climits>
 #include <unistd.h>
 
 #include <chrono>
@@ -107,6 +108,24 @@ std::string checkpoint_for_fold(const std::string& p, int fold) {
     return f;
   }
   return p;
+}
+
+std::vector<std::string> run_checkpoints(const std::string& dir) {
+  std::vector<std::pair<int, std::string>> found;  // (order: fold number, the --all run last; path)
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    const std::string file = e.path().string() + "/best.safetensors";
+    if (!e.is_directory() || !fs::is_regular_file(file)) continue;
+    const bool digits = name.size() > 4 && name.size() < 10 &&
+                        std::all_of(name.begin() + 4, name.end(), [](char c) { return c >= '0' && c <= '9'; });
+    const int fold = name == "all" ? 0 : digits ? std::stoi(name.substr(4)) : -1;
+    if (fold < 0 || FoldPlan{fold, {}}.dir_name() != name) continue;  // not a run's own sub-directory
+    found.emplace_back(fold == 0 ? INT_MAX : fold, file);
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> paths;
+  for (auto& f : found) paths.push_back(f.second);
+  return paths;
 }
 
 Recipe default_recipe(const std::string& arch) {

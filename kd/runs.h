@@ -72,6 +72,9 @@ models::LoadedModel load_any_checkpoint(const std::string& path, const std::stri
 void require_checkpoint_file(const std::string& path, const std::string& flag);
 // The checkpoint of fold K (0: the --all run) in a run directory, or the file itself.
 std::string checkpoint_for_fold(const std::string& dir_or_file, int fold);
+// Every checkpoint a run directory holds (fold<K>/best.safetensors, all/best.safetensors): the
+// folds in ascending order, then the --all run. Other entries are ignored.
+std::vector<std::string> run_checkpoints(const std::string& dir);
 // Evaluates a saved run on ws with post-processing pp: for each plan, the checkpoint of that
 // fold (checkpoint_for_fold) on the plan's test subjects, or on every subject of ws when
 // `every_subject` (a model trained on another set). A checkpoint without normalisation (an
