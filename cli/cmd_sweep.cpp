@@ -30,8 +30,8 @@ CommandRegistrar reg_sweep([](CLI::App& app) {
     o.max_new_points = *max_points;
     o.dry_run = *dry;
     o.force_settings = *force;
-    kd::run_sweep(c, ws, *out, o);
-    if (*report && !*dry) {
+    const kd::SweepStats st = kd::run_sweep(c, ws, *out, o);
+    if (*report && !*dry && st.holds_results) {
       kd::write_sweep_report(*out);
       std::cout << "wrote " << *out << "/REPORT.md, report.json and plots\n";
     }
