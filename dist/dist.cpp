@@ -89,16 +89,11 @@ bool run_local(const std::vector<Job>& jobs, const std::function<std::string(int
 
 #if PULSEKD_HAVE_MPI
 
-// FNV-1a: the same 64 bits for the same bytes on every node.
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
+uint64_t fnv1a(const std::string& s) { return hash_bytes(s.data(), s.size()); }
 
 constexpr int kTagResult = 7101;  // worker -> rank 0: int32 id of the job finished (-1: none yet) + result bytes
 constexpr int kTagJob = 7102;     // rank 0 -> worker: int32 id of the next job, kNoJob when there is none left
-constexpr int kTagArgs = 7103;    // the command line of the first rank that differs, to rank 0
+constexpr int kTagArgs = 7103;    // compare_ranks: the description of the first rank that differs, to rank 0
 constexpr int kNoJob = -1;
 constexpr int kNoResult = -1;
 
@@ -275,6 +270,12 @@ bool run_distributed(const std::vector<Job>& jobs, const std::function<std::stri
 
 }  // namespace
 
+uint64_t hash_bytes(const void* data, size_t n, uint64_t h) {
+  const unsigned char* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
 bool compiled_with_mpi() {
 #if PULSEKD_HAVE_MPI
   return true;
@@ -324,29 +325,37 @@ void abort_all(int code) {
 int rank() { return g_rank; }
 int size() { return g_size; }
 
-std::string argument_mismatch(const std::vector<std::string>& args) {
-  if (g_size == 1) return "";
+Disagreement compare_ranks(const std::string& value, const std::string& shown) {
+  Disagreement d;
+  if (g_size == 1) return d;
 #if PULSEKD_HAVE_MPI
-  std::string joined, shown;  // NUL-separated for the hash; space-separated for the message
-  for (const std::string& a : args) joined += a + '\0', shown += (shown.empty() ? "" : " ") + a;
-  uint64_t h = fnv1a(joined);
+  uint64_t h = fnv1a(value);
   std::vector<uint64_t> all(size_t(g_size), 0);  // (size) hashes, one per rank
   MPI_Allgather(&h, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
-  int first = -1;
-  for (int r = 1; r < g_size && first < 0; ++r)
-    if (all[size_t(r)] != all[0]) first = r;
-  if (first < 0) return "";
-  if (g_rank == first) send_bytes(0, kTagArgs, shown);
-  if (g_rank != 0) return "the ranks were started with different arguments (rank 0 reports them)";
+  for (int r = 1; r < g_size && d.rank < 0; ++r)
+    if (all[size_t(r)] != all[0]) d.rank = r;
+  if (d.rank < 0) return d;
+  if (g_rank == d.rank) send_bytes(0, kTagArgs, shown);
+  if (g_rank != 0) return d;
   MPI_Status st;
-  MPI_Probe(first, kTagArgs, MPI_COMM_WORLD, &st);
-  return "the " + std::to_string(g_size) + " ranks were started with different arguments: rank 0 runs 'pulsekd " + shown +
-         "', rank " + std::to_string(first) + " runs 'pulsekd " + recv_bytes(st) +
-         "'; every rank must run the same command (check the mpirun or srun command line)";
+  MPI_Probe(d.rank, kTagArgs, MPI_COMM_WORLD, &st);
+  d.mine = shown;
+  d.theirs = recv_bytes(st);
 #else
-  (void)args;
-  return "";
+  (void)value, (void)shown;
 #endif
+  return d;
+}
+
+std::string argument_mismatch(const std::vector<std::string>& args) {
+  std::string joined, shown;  // NUL-separated for the hash; space-separated for the message
+  for (const std::string& a : args) joined += a + '\0', shown += (shown.empty() ? "" : " ") + a;
+  const Disagreement d = compare_ranks(joined, shown);
+  if (d.rank < 0) return "";
+  if (g_rank != 0) return "the ranks were started with different arguments (rank 0 reports them)";
+  return "the " + std::to_string(g_size) + " ranks were started with different arguments: rank 0 runs 'pulsekd " + d.mine +
+         "', rank " + std::to_string(d.rank) + " runs 'pulsekd " + d.theirs +
+         "'; every rank must run the same command (check the mpirun or srun command line)";
 }
 
 bool run_queue(const std::vector<Job>& jobs, const std::function<std::string(int id)>& run,

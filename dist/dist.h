@@ -4,6 +4,8 @@
 // is one rank and every call below does exactly what the single process did before: no MPI
 // library call at all.
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -23,9 +25,19 @@ void finalize();
 int rank();  // 0 .. size() - 1
 int size();  // 1 without MPI
 
-// Collective: compares the command lines of all ranks (a 64-bit hash of args, gathered on
-// every rank). "" when they agree. Otherwise rank 0 gets a message naming the first rank that
-// differs and both command lines; the other ranks get a non-empty placeholder.
+// FNV-1a over bytes, continuing from h: the same 64 bits on every node.
+uint64_t hash_bytes(const void* data, size_t n, uint64_t h = 1469598103934665603ull);
+
+// Collective: compares `value` on all ranks (its 64-bit hash, gathered on every rank). rank -1
+// when every rank has the same; otherwise the first rank that differs, and on rank 0 its own
+// `shown` and that rank's (a short description of the value, for the message).
+struct Disagreement {
+  int rank = -1;
+  std::string mine, theirs;  // filled on rank 0 only
+};
+Disagreement compare_ranks(const std::string& value, const std::string& shown);
+// Collective: "" when every rank got the same command line. Otherwise rank 0 gets a message
+// naming the first rank that differs and both command lines; the other ranks a placeholder.
 std::string argument_mismatch(const std::vector<std::string>& args);
 
 struct Job {

@@ -232,6 +232,20 @@ FoldOutcome decode_outcome(const std::string& bytes) {
   return o;
 }
 
+// A process killed inside an atomic write (engine/atomic_file.h) leaves its temporary
+// NAME.tmp.<pid> beside the file. Only the process running a fold writes into its directory, so
+// when a fold starts, any such file there is stale.
+void remove_stale_temporaries(const std::string& fdir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fdir, ec)) {
+    const std::string n = e.path().filename().string();
+    const size_t at = n.rfind(".tmp.");
+    if (at != std::string::npos && at + 5 < n.size() && n.find_first_not_of("0123456789", at + 5) == std::string::npos &&
+        e.is_regular_file())
+      fs::remove(e.path(), ec);
+  }
+}
+
 // Trains (or distils) one fold into out_dir/<fold>/ and tests it; writes its test.json.
 FoldOutcome run_fold(const data::WindowSet& ws, const FoldPlan& fp, const RunSpec& spec, const std::string& fdir,
                      bool first_fold) {
@@ -282,6 +296,7 @@ RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plan
     const FoldPlan& fp = plans[size_t(i)];
     const std::string fdir = out_dir + "/" + fp.dir_name();
     dirs.ensure(fdir, "--out");
+    remove_stale_temporaries(fdir);
     return encode_outcome(run_fold(ws, fp, spec, fdir, i == 0));
   };
   rep.holds_results = dist::run_queue(jobs, run, [&](int i, const std::string& r) { outcomes[size_t(i)] = r; });

@@ -15,8 +15,8 @@
 #include <stdexcept>
 
 #include "datasets/registry.h"
-#include "dist/dist.h"
 #include "datasets/synth.h"
+#include "dist/dist.h"
 #include "kd/fileutil.h"
 #include "kd/runs.h"
 

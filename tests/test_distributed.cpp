@@ -103,6 +103,10 @@ void check_same_tree(const std::string& a, const std::string& b) {
     if (e.is_regular_file()) fa.insert(fs::relative(e.path(), a).string());
   for (auto& e : fs::recursive_directory_iterator(b))
     if (e.is_regular_file()) fb.insert(fs::relative(e.path(), b).string());
+  std::string only;  // names in one tree only
+  for (const std::string& f : fa) only += fb.count(f) ? "" : " " + a + "/" + f;
+  for (const std::string& f : fb) only += fa.count(f) ? "" : " " + b + "/" + f;
+  INFO("files in one tree only:" << only);
   CHECK(fa == fb);
   REQUIRE(!fa.empty());
   int raw_same = 0;
@@ -197,6 +201,28 @@ TEST_CASE("ranks that disagree on the arguments, or a command that does not shar
   fs::remove_all(dir);
 }
 
+TEST_CASE("ranks that load different data (another copy of the files on one node) are refused") {
+  if (!need_mpi()) return;
+  const std::string spc = shared_path("data/ieee-spc2015");
+  if (!require_shared(spc + "/Training_data/DATA_12_TYPE02.mat", "the SPC 2015 recordings")) return;
+  // The same relative --data on both ranks; rank 1's directory lacks recordings 10-12.
+  const std::string dir = fresh_dir("data_mismatch");
+  fs::create_directories(dir + "/a");
+  fs::create_symlink(spc, dir + "/a/d");
+  fs::create_directories(dir + "/b/d/Training_data");
+  for (auto& e : fs::directory_iterator(spc + "/Training_data"))
+    if (e.path().filename().string().rfind("DATA_0", 0) == 0) fs::create_symlink(e.path(), fs::path(dir + "/b/d/Training_data") / e.path().filename());
+  const std::string cmd = pulsekd_binary() + " train --model student --data spc2015:d --loso --epochs 1 --out t";
+  const CommandResult r = run_shell(kMpiexec + " --allow-run-as-root --oversubscribe -np 1 -wdir " + dir + "/a " + cmd + " : -np 1 -wdir " +
+                                    dir + "/b " + cmd + " 2>&1");
+  INFO(r.out);
+  CHECK(r.code == 1);
+  CHECK(r.out.find("error: the ranks loaded different data: rank 0 has spc2015:d: 13 subjects") != std::string::npos);
+  CHECK(r.out.find("rank 1 has spc2015:d: 9 subjects") != std::string::npos);
+  CHECK(!fs::exists(dir + "/a/t"));
+  fs::remove_all(dir);
+}
+
 TEST_CASE("a rank killed mid-run: the same command again redoes only what was unfinished") {
   if (!need_mpi()) return;
   const std::string args = kTrain + " --epochs 40 --patience 40";
@@ -238,7 +264,8 @@ TEST_CASE("a rank killed mid-run: the same command again redoes only what was un
   REQUIRE(again.code == 0);
   CHECK(again.out.find("resuming from epoch") != std::string::npos);
   fs::remove(dir + "/run.log");
-  // The same files as one uninterrupted process; log.jsonl holds each epoch once, so no
+  // The same files as one uninterrupted process (a temporary of a write the kill cut short,
+  // NAME.tmp.<pid>, is removed when its fold resumes); log.jsonl holds each epoch once, so no
   // finished epoch was trained again.
   check_same_tree(ref, dir);
   fs::remove_all(ref);
@@ -264,5 +291,17 @@ TEST_CASE("an epoch logged but not saved (a process killed between the two) is l
   CHECK(lines() == std::vector<int>{1, 2, 3});
   std::ifstream f(dir + "/t/fold1/log.jsonl");
   CHECK(std::string(std::istreambuf_iterator<char>(f), {}).find("killed") == std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("the temporary of an atomic write cut short by a kill is removed when its fold resumes") {
+  const std::string dir = fresh_dir("stale_tmp");
+  const std::string args = "train --model student --width 0.25 --depth 1 --data " + kData + " --fold 2 --batch 64 --epochs 1 --out t";
+  REQUIRE(run_in(dir, 0, args).code == 0);
+  std::ofstream(dir + "/t/fold2/log.jsonl.tmp.4242") << "partial";
+  std::ofstream(dir + "/t/fold2/notes.tmp.txt") << "a user's file, not a temporary";
+  REQUIRE(run_in(dir, 0, args).code == 0);
+  CHECK(!fs::exists(dir + "/t/fold2/log.jsonl.tmp.4242"));
+  CHECK(fs::exists(dir + "/t/fold2/notes.tmp.txt"));
   fs::remove_all(dir);
 }
