@@ -246,10 +246,20 @@ void coordinate(Queue& q, LocalWorker& local, const std::function<void(int, cons
   }
 }
 
+// Every rank leaves a queue together: a rank released early must not send its first request of
+// the next queue while rank 0 still collects this one's results (it would be taken for a
+// request of this queue).
+void barrier_sleeping() {
+  MPI_Request r;
+  MPI_Ibarrier(MPI_COMM_WORLD, &r);
+  wait_sleeping(&r);
+}
+
 bool run_distributed(const std::vector<Job>& jobs, const std::function<std::string(int)>& run,
                      const std::function<void(int, const std::string&)>& done) {
   if (g_rank != 0) {
     worker_loop(run);
+    barrier_sleeping();
     return false;
   }
   Queue q(jobs);
@@ -263,6 +273,7 @@ bool run_distributed(const std::vector<Job>& jobs, const std::function<std::stri
     throw;
   }
   local.thread.join();
+  barrier_sleeping();
   return true;
 }
 
@@ -305,9 +316,7 @@ void init(int* argc, char*** argv) {
 void finalize() {
 #if PULSEKD_HAVE_MPI
   if (!g_mpi) return;
-  MPI_Request r;
-  MPI_Ibarrier(MPI_COMM_WORLD, &r);
-  wait_sleeping(&r);
+  barrier_sleeping();
   MPI_Finalize();
   g_mpi = false;
 #endif

@@ -52,7 +52,8 @@ struct Job {
 // returns its result bytes, which travel to rank 0, where done(id, result) is called on the main
 // thread as each job finishes. With one rank, or when called from inside a job (a nested run),
 // the jobs run here one after the other in list order (as far as `after` allows), done() after
-// each. Returns true where done() was called for every job (rank 0, or a local run). A job that
+// each. Every rank returns once all jobs are done (a barrier, sleeping), so successive queues do
+// not mix. Returns true where done() was called for every job (rank 0, or a local run). A job that
 // throws on rank 0 rethrows here; on another rank the exception leaves that rank's call, and the
 // caller must end the job (abort_all), since the others wait for it.
 bool run_queue(const std::vector<Job>& jobs, const std::function<std::string(int id)>& run,

@@ -221,7 +221,8 @@ FoldOutcome decode_outcome(const std::string& bytes) {
     subjects.push_back(std::move(se));
   }
   o.eval = summarise(std::move(subjects));  // the metrics follow from the windows, as on the rank that ran it
-  for (const auto& h : j.at("history")) o.train.history.push_back({h[0].get<int>(), h[1].get<double>(), h[2].get<double>(), h[3].get<double>(), h[4].get<double>()});
+  for (const auto& h : j.at("history"))  // [epoch, train_loss, val_mae, seconds, lr]
+    o.train.history.push_back({h[0].get<int>(), h[1].get<double>(), h[2].get<double>(), h[3].get<double>(), h[4].get<double>()});
   o.train.best_epoch = j.at("best_epoch");
   o.train.best_val_mae = j.at("best_val_mae");
   o.train.seconds = j.at("seconds");

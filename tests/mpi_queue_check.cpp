@@ -2,8 +2,9 @@
 // without it). 12 jobs of 30 ms; job k >= 6 must start after job k - 6 has finished (as a sweep
 // point waits for its teacher). Checks on rank 0: every job ran exactly once and its result
 // arrived; no job started before the jobs it waits for had finished (each job writes a marker
-// file when it ends and looks for its prerequisite's when it starts); with more than one rank,
-// every rank ran at least one job (the queue shares the work). Prints "N passed, M failed".
+// file when it ends and looks for its prerequisite's when it starts); every rank ran at least
+// one job (the queue shares the work: the first jobs wait for each other, so each must have gone
+// to another rank). Prints "N passed, M failed".
 #include <unistd.h>
 
 #include <chrono>
@@ -35,6 +36,16 @@ int main(int argc, char** argv) {
   const auto run = [&](int id) {
     const int k = id - 100;
     const bool ready = k < kLag || fs::exists(dir + "/done" + std::to_string(k - kLag));
+    // The first `size` jobs wait (up to 60 s) until all of them have started: a rank runs one job
+    // at a time, so they can only all start if the queue gave each to another rank, however late
+    // a rank starts on a loaded machine.
+    std::ofstream(dir + "/start" + std::to_string(k)) << rank;
+    for (int w = 0; k < size && w < 30000; ++w) {
+      int started = 0;
+      for (int j = 0; j < size; ++j) started += fs::exists(dir + "/start" + std::to_string(j));
+      if (started == size) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(30));
     std::ofstream(dir + "/done" + std::to_string(k)) << rank;
     return std::to_string(rank) + (ready ? " ready" : " early");
@@ -56,7 +67,8 @@ int main(int argc, char** argv) {
     check(seen.size() == size_t(kJobs) && std::set<int>(seen.begin(), seen.end()).size() == size_t(kJobs), "every job done exactly once");
     std::set<int> ranks;
     for (int k = 0; k < kJobs; ++k) {
-      check(results[size_t(k)].find(" ready") != std::string::npos, "job " + std::to_string(k) + " started after its prerequisite: " + results[size_t(k)]);
+      check(results[size_t(k)].find(" ready") != std::string::npos,
+            "job " + std::to_string(k) + " started after its prerequisite: " + results[size_t(k)]);
       ranks.insert(std::stoi(results[size_t(k)]));
     }
     check(int(ranks.size()) == size, "every one of the " + std::to_string(size) + " ranks ran a job (" + std::to_string(ranks.size()) + " did)");

@@ -211,7 +211,8 @@ TEST_CASE("ranks that load different data (another copy of the files on one node
   fs::create_symlink(spc, dir + "/a/d");
   fs::create_directories(dir + "/b/d/Training_data");
   for (auto& e : fs::directory_iterator(spc + "/Training_data"))
-    if (e.path().filename().string().rfind("DATA_0", 0) == 0) fs::create_symlink(e.path(), fs::path(dir + "/b/d/Training_data") / e.path().filename());
+    if (e.path().filename().string().rfind("DATA_0", 0) == 0)
+      fs::create_symlink(e.path(), fs::path(dir + "/b/d/Training_data") / e.path().filename());
   const std::string cmd = pulsekd_binary() + " train --model student --data spc2015:d --loso --epochs 1 --out t";
   const CommandResult r = run_shell(kMpiexec + " --allow-run-as-root --oversubscribe -np 1 -wdir " + dir + "/a " + cmd + " : -np 1 -wdir " +
                                     dir + "/b " + cmd + " 2>&1");
