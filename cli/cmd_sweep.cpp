@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/train_options.h"
 #include "kd/scaling.h"
 #include "kd/sweep.h"
 
@@ -26,12 +27,13 @@ CommandRegistrar reg_sweep([](CLI::App& app) {
   cmd->callback([=]() {
     const kd::SweepConfig c = kd::SweepConfig::load(*config);
     const data::WindowSet ws = kd::load_sweep_data(c);
+    require_same_data(ws);
     kd::SweepRunOptions o;
     o.max_new_points = *max_points;
     o.dry_run = *dry;
     o.force_settings = *force;
-    kd::run_sweep(c, ws, *out, o);
-    if (*report && !*dry) {
+    const kd::SweepStats st = kd::run_sweep(c, ws, *out, o);
+    if (*report && !*dry && st.holds_results) {
       kd::write_sweep_report(*out);
       std::cout << "wrote " << *out << "/REPORT.md, report.json and plots\n";
     }

@@ -23,6 +23,7 @@ void run_and_report(RunArgs& a, const std::string& what) {
   const RunData d = load_run_data(a);
   kd::RunSpec spec = make_spec(a, d.ws);
   kd::RunReport r = kd::run_folds(d.ws, d.plans, spec, a.out);
+  if (!r.holds_results) return;  // an MPI rank other than 0: rank 0 reports
   if (a.all)
     std::cout << "trained " << what << spec.model.describe() << " on every subject of " << a.data << " (best weights in " << a.out
               << "/all/best.safetensors); evaluate it with pulsekd eval --checkpoint " << a.out << " --data SPEC\n";

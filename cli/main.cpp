@@ -4,6 +4,10 @@
 // run, output that could not be written, standard output included); 2 a usage error (unknown command or flag, a bad flag value) — each printed as one line
 // `pulsekd: error: ...` on stderr; 130 interrupted (Ctrl-C / SIGTERM during training: the
 // message says from which epoch the same command resumes).
+//
+// Under mpirun / srun (dist/dist.h, docs/DISTRIBUTED.md) train, distill and sweep share their
+// work among the ranks; rank 0 alone prints usage errors, and a failure on any rank prints its
+// error and ends every rank (MPI_Abort) with the same exit code.
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
@@ -15,6 +19,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "dist/dist.h"
 #include "kd/trainer.h"
 
 #ifndef PULSEKD_VERSION
@@ -44,14 +49,42 @@ extern "C" void on_stop_signal(int sig) {
 }
 
 int usage_error(const std::string& message) {
+  // Every rank got the same arguments (checked first), so every rank finds the same usage error.
+  if (pulsekd::dist::rank() != 0) return 2;
   std::fprintf(stderr, "pulsekd: error: %s\nRun 'pulsekd --help' for the commands, 'pulsekd COMMAND --help' for their flags.\n",
                message.c_str());
   return 2;
 }
 
-}  // namespace
+// A failure while running: said once per failing rank; under MPI every rank is then ended, since
+// the others may be waiting for this one.
+int run_error(const std::string& message, int code) {
+  namespace dist = pulsekd::dist;
+  if (dist::size() == 1) {
+    std::fprintf(stderr, "pulsekd: %s\n", message.c_str());
+    return code;
+  }
+  std::fprintf(stderr, "pulsekd: (rank %d of %d) %s\n", dist::rank(), dist::size(), message.c_str());
+  dist::abort_all(code);
+}
 
-int main(int argc, char** argv) {
+// Under MPI with several ranks: the same command line on every rank, and a command that
+// shares its work. An exit code, or -1 to go on.
+int check_ranks(int argc, char** argv) {
+  namespace dist = pulsekd::dist;
+  if (dist::size() == 1) return -1;
+  const std::string mismatch = dist::argument_mismatch(std::vector<std::string>(argv + 1, argv + argc));
+  if (!mismatch.empty()) return usage_error(mismatch);
+  const std::vector<std::string> shared = {"train", "distill", "sweep"};
+  const std::string command = argc > 1 ? argv[1] : "";
+  if (std::find(shared.begin(), shared.end(), command) == shared.end())
+    return usage_error("'" + command + "' does not run on " + std::to_string(dist::size()) +
+                       " MPI ranks: only train, distill and sweep share their work among ranks; run it without mpirun or srun");
+  return -1;
+}
+
+int run_command(int argc, char** argv) {
+  if (const int code = check_ranks(argc, argv); code >= 0) return code;
   CLI::App app{"pulsekd: train, distil, evaluate and deploy PPG heart-rate models (PULSE)"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Help for every subcommand");
@@ -76,11 +109,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
+    return pulsekd::dist::rank() == 0 ? app.exit(e) : 0;
   } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
+    return pulsekd::dist::rank() == 0 ? app.exit(e) : 0;
   } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
+    return pulsekd::dist::rank() == 0 ? app.exit(e) : 0;
   } catch (const CLI::RequiredError& e) {
     if (app.get_subcommands().empty()) {
       std::string list;
@@ -91,12 +124,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return usage_error(e.what());
   } catch (const pulsekd::kd::Interrupted& e) {
-    std::fprintf(stderr, "pulsekd: %s\n", e.what());
-    return 130;  // the shell's code for a command ended by SIGINT
+    return run_error(e.what(), 130);  // the shell's code for a command ended by SIGINT
   } catch (const std::exception& e) {
     // Subcommand callbacks run inside parse(); their failures are user-facing errors.
-    std::fprintf(stderr, "pulsekd: error: %s\n", e.what());
-    return 1;
+    return run_error(std::string("error: ") + e.what(), 1);
   }
   // What the command printed must have arrived: a full disk or device behind stdout is a failure.
   std::cout.flush();
@@ -105,4 +136,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  pulsekd::dist::init(&argc, &argv);  // joins the MPI job when mpirun or srun started this process
+  const int code = run_command(argc, argv);
+  pulsekd::dist::finalize();
+  return code;
 }

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "datasets/registry.h"
 #include "datasets/subsets.h"
+#include "dist/dist.h"
 #include "kd/fileutil.h"
 #include "kd/runs.h"
 
@@ -87,6 +88,24 @@ inline void add_run_options(CLI::App* cmd, RunArgs& a, bool distill) {
       ->check(finite_range(0, 5));
 }
 
+// Under MPI every rank reads the data itself: a node with another copy (other files, another
+// version) would train its folds on other windows. Compared on all ranks as a hash of the
+// windows, labels and subjects; a difference fails every rank, rank 0 naming both.
+inline void require_same_data(const data::WindowSet& ws) {
+  if (dist::size() == 1) return;
+  uint64_t h = dist::hash_bytes(ws.x.data(), ws.x.size() * sizeof(float));
+  h = dist::hash_bytes(ws.hr.data(), ws.hr.size() * sizeof(float), h);
+  h = dist::hash_bytes(ws.subject.data(), ws.subject.size() * sizeof(int32_t), h);
+  for (const auto& s : ws.subjects) h = dist::hash_bytes(s.name.data(), s.name.size(), h);
+  std::ostringstream shown;
+  shown << ws.source << ": " << ws.subjects.size() << " subjects, " << ws.size() << " windows, hash " << std::hex << h;
+  const dist::Disagreement d = dist::compare_ranks(shown.str(), shown.str());
+  if (d.rank < 0) return;
+  if (dist::rank() != 0) throw std::runtime_error("the ranks loaded different data (rank 0 names both)");
+  throw std::runtime_error("the ranks loaded different data: rank 0 has " + d.mine + ", rank " + std::to_string(d.rank) + " has " +
+                           d.theirs + "; every rank must read the same files (give --data a path that all nodes share)");
+}
+
 // The training data and the folds a run covers (--fold K, --loso, or --all [--val-data SPEC]).
 struct RunData {
   data::WindowSet ws;
@@ -95,6 +114,7 @@ struct RunData {
 inline RunData load_run_data(const RunArgs& a) {
   RunData d;
   d.ws = data::load_dataset(a.data);
+  require_same_data(d.ws);
   if (!a.val_data.empty() && !a.all) throw std::invalid_argument("--val-data goes with --all");
   if (!a.all) {
     d.plans = kd::select_folds(d.ws, a.fold, a.loso);
@@ -105,6 +125,7 @@ inline RunData load_run_data(const RunArgs& a) {
   if (!a.val_data.empty()) {
     first_val = static_cast<int>(d.ws.subjects.size());
     d.ws = data::concat(d.ws, data::load_dataset(a.val_data));
+    require_same_data(d.ws);
   }
   d.plans = {kd::all_subjects_plan(d.ws, first_val)};
   return d;

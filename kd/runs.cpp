@@ -9,6 +9,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "dist/dist.h"
 #include "kd/fileutil.h"
 #include "models/checkpoint.h"
 
@@ -202,45 +203,130 @@ std::string run_provenance(const RunSpec& spec) {
   return j.dump();
 }
 
+namespace {
+
+// One fold's outcome as bytes, to travel from the rank that ran it to rank 0 (dist::run_queue):
+// its test subjects' per-window predictions and truth (floats exactly: CBOR keeps every bit), the
+// training summary and history, the model's size.
+struct FoldOutcome {
+  EvalResult eval;
+  TrainResult train;
+  int64_t params = 0, macs = 0;
+};
+
+std::string encode_outcome(const FoldOutcome& o) {
+  nlohmann::json subjects = nlohmann::json::array(), history = nlohmann::json::array();
+  for (const SubjectEval& se : o.eval.subjects)
+    subjects.push_back({{"subject", se.subject}, {"pred", se.pred}, {"pred_post", se.pred_post}, {"truth", se.truth}});
+  for (const EpochLog& h : o.train.history) history.push_back({h.epoch, h.train_loss, h.val_mae, h.seconds, h.lr});
+  const TrainResult& t = o.train;
+  const nlohmann::json j = {{"subjects", subjects}, {"history", history}, {"best_epoch", t.best_epoch},
+                            {"best_val_mae", t.best_val_mae}, {"seconds", t.seconds}, {"resumed", t.resumed},
+                            {"early_stopped", t.early_stopped}, {"params", o.params}, {"macs", o.macs}};
+  const std::vector<uint8_t> bytes = nlohmann::json::to_cbor(j);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+FoldOutcome decode_outcome(const std::string& bytes) {
+  const nlohmann::json j = nlohmann::json::from_cbor(bytes);
+  FoldOutcome o;
+  std::vector<SubjectEval> subjects;
+  for (const auto& s : j.at("subjects")) {
+    SubjectEval se;
+    se.subject = s.at("subject");
+    se.pred = s.at("pred").get<std::vector<float>>();
+    se.pred_post = s.at("pred_post").get<std::vector<float>>();
+    se.truth = s.at("truth").get<std::vector<float>>();
+    subjects.push_back(std::move(se));
+  }
+  o.eval = summarise(std::move(subjects));  // the metrics follow from the windows, as on the rank that ran it
+  for (const auto& h : j.at("history"))  // [epoch, train_loss, val_mae, seconds, lr]
+    o.train.history.push_back({h[0].get<int>(), h[1].get<double>(), h[2].get<double>(), h[3].get<double>(), h[4].get<double>()});
+  o.train.best_epoch = j.at("best_epoch");
+  o.train.best_val_mae = j.at("best_val_mae");
+  o.train.seconds = j.at("seconds");
+  o.train.resumed = j.at("resumed");
+  o.train.early_stopped = j.at("early_stopped");
+  o.params = j.at("params");
+  o.macs = j.at("macs");
+  return o;
+}
+
+// A process killed inside an atomic write (engine/atomic_file.h) leaves its temporary
+// NAME.tmp.<pid> beside the file. Only the process running a fold writes into its directory, so
+// when a fold starts, any such file there is stale.
+void remove_stale_temporaries(const std::string& fdir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fdir, ec)) {
+    const std::string n = e.path().filename().string();
+    const size_t at = n.rfind(".tmp.");
+    if (at != std::string::npos && at + 5 < n.size() && n.find_first_not_of("0123456789", at + 5) == std::string::npos &&
+        e.is_regular_file())
+      fs::remove(e.path(), ec);
+  }
+}
+
+// Trains (or distils) one fold into out_dir/<fold>/ and tests it; writes its test.json.
+FoldOutcome run_fold(const data::WindowSet& ws, const FoldPlan& fp, const RunSpec& spec, const std::string& fdir,
+                     bool first_fold) {
+  models::PulseModel model(spec.model, spec.train.seed);
+  if (!spec.init_checkpoint.empty()) {
+    const InitReport ir = init_from_checkpoint(model, spec.init_checkpoint);
+    if (!ir.fresh.empty() && first_fold)
+      std::cerr << "--init: the checkpoint has another head; '" << ir.fresh.front()
+                << "' and the rest of the output layer start fresh\n";
+  }
+  FoldOutcome o;
+  o.params = model.num_parameters();
+  o.macs = model.macs_per_window();
+  const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fp.fold.train));
+  TrainOptions to = spec.train;
+  to.out_dir = fdir;
+  to.provenance = run_provenance(spec);
+  to.force_resume = spec.force;
+  to.label = (spec.kd ? "distil " : "train ") + spec.model.arch + (fp.number > 0 ? " fold " + std::to_string(fp.number) : " all");
+  if (spec.kd) {
+    models::LoadedModel teacher = load_any_checkpoint(checkpoint_for_fold(spec.teacher, fp.number), "teacher");
+    DistillLoss dl = make_distill_loss(*teacher.model, model, *spec.kd, spec.train.seed);
+    if (!spec.train.augment.enabled) dl.cache_teacher(ws, data::windows_of(ws, fp.fold.train), norm);
+    to.extra_parameters = dl.extra_parameters();
+    o.train = train_model(model, ws, fp.fold, norm, to, dl.fn);
+  } else {
+    o.train = train_model(model, ws, fp.fold, norm, to);
+  }
+  o.eval = evaluate(model, ws, fp.fold.test, norm);
+  write_eval_json(fdir + "/test.json", o.eval);
+  return o;
+}
+
+}  // namespace
+
 RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plans, const RunSpec& spec,
                     const std::string& out_dir) {
   CreatedDirs dirs;  // a run that fails before writing anything leaves no empty directory
   dirs.ensure(out_dir, "--out");
   RunReport rep;
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<EvalResult> evals;
-  for (const FoldPlan& fp : plans) {
+  // Each fold is a job; under MPI the ranks share them (dist/dist.h) and rank 0 gathers the
+  // outcomes, in plan order whatever the order they finished in.
+  std::vector<dist::Job> jobs(plans.size());
+  for (size_t i = 0; i < plans.size(); ++i) jobs[i].id = int(i);
+  std::vector<std::string> outcomes(plans.size());  // (folds) encoded FoldOutcome
+  const auto run = [&](int i) {
+    const FoldPlan& fp = plans[size_t(i)];
     const std::string fdir = out_dir + "/" + fp.dir_name();
     dirs.ensure(fdir, "--out");
-    models::PulseModel model(spec.model, spec.train.seed);
-    if (!spec.init_checkpoint.empty()) {
-      const InitReport ir = init_from_checkpoint(model, spec.init_checkpoint);
-      if (!ir.fresh.empty() && fp.number == plans.front().number)
-        std::cerr << "--init: the checkpoint has another head; '" << ir.fresh.front()
-                  << "' and the rest of the output layer start fresh\n";
-    }
-    rep.params = model.num_parameters();
-    rep.macs = model.macs_per_window();
-    const data::Normalizer norm = data::Normalizer::fit(ws, data::windows_of(ws, fp.fold.train));
-    TrainOptions to = spec.train;
-    to.out_dir = fdir;
-    to.provenance = run_provenance(spec);
-    to.force_resume = spec.force;
-    to.label = (spec.kd ? "distil " : "train ") + spec.model.arch + (fp.number > 0 ? " fold " + std::to_string(fp.number) : " all");
-    TrainResult tr;
-    if (spec.kd) {
-      models::LoadedModel teacher = load_any_checkpoint(checkpoint_for_fold(spec.teacher, fp.number), "teacher");
-      DistillLoss dl = make_distill_loss(*teacher.model, model, *spec.kd, spec.train.seed);
-      if (!spec.train.augment.enabled) dl.cache_teacher(ws, data::windows_of(ws, fp.fold.train), norm);
-      to.extra_parameters = dl.extra_parameters();
-      tr = train_model(model, ws, fp.fold, norm, to, dl.fn);
-    } else {
-      tr = train_model(model, ws, fp.fold, norm, to);
-    }
-    EvalResult ev = evaluate(model, ws, fp.fold.test, norm);
-    write_eval_json(fdir + "/test.json", ev);
-    evals.push_back(std::move(ev));
-    rep.folds.push_back(std::move(tr));
+    remove_stale_temporaries(fdir);
+    return encode_outcome(run_fold(ws, fp, spec, fdir, i == 0));
+  };
+  rep.holds_results = dist::run_queue(jobs, run, [&](int i, const std::string& r) { outcomes[size_t(i)] = r; });
+  if (!rep.holds_results) return rep;  // another rank writes results.json
+  std::vector<EvalResult> evals;
+  for (const std::string& bytes : outcomes) {
+    FoldOutcome o = decode_outcome(bytes);
+    rep.params = o.params, rep.macs = o.macs;
+    evals.push_back(std::move(o.eval));
+    rep.folds.push_back(std::move(o.train));
   }
   rep.eval = merge_evals(evals);
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -51,8 +51,14 @@ struct RunReport {
   std::vector<TrainResult> folds;
   double seconds = 0;
   int64_t params = 0, macs = 0;
+  // False on the ranks of an MPI run other than rank 0: they ran some of the folds (their
+  // directories are written) but rank 0 gathered the results and wrote results.json / .csv.
+  bool holds_results = true;
 };
 
+// Trains (or distils) each planned fold into out_dir/fold<K>/ (or all/), tests it, and writes
+// out_dir/results.{json,csv}. Under mpirun the folds are shared among the ranks (dist/dist.h);
+// the files are those of a single process.
 RunReport run_folds(const data::WindowSet& ws, const std::vector<FoldPlan>& plans, const RunSpec& spec,
                     const std::string& out_dir);
 

@@ -16,6 +16,7 @@
 
 #include "datasets/registry.h"
 #include "datasets/synth.h"
+#include "dist/dist.h"
 #include "kd/fileutil.h"
 #include "kd/runs.h"
 
@@ -112,9 +113,10 @@ std::vector<TeacherJob> plan_teacher_jobs(const SweepConfig& c, const std::vecto
   return tjobs;
 }
 
-const TeacherJob& teacher_job(const std::vector<TeacherJob>& tjobs, const SweepPoint& p) {
-  for (auto& j : tjobs)
-    if (j.teacher == p.teacher && j.fold == p.fold && j.seed == p.seed) return j;
+// The index in tjobs of the teacher run point p distils from.
+size_t teacher_index(const std::vector<TeacherJob>& tjobs, const SweepPoint& p) {
+  for (size_t k = 0; k < tjobs.size(); ++k)
+    if (tjobs[k].teacher == p.teacher && tjobs[k].fold == p.fold && tjobs[k].seed == p.seed) return k;
   throw std::logic_error("sweep: no teacher job");
 }
 
@@ -193,34 +195,32 @@ struct SweepRun {
   }
 };
 
-// Teachers: trained once per (size, fold, seed), reused by every student and strategy.
-void run_teachers(SweepRun& s, const std::vector<TeacherJob>& tjobs, SweepStats& st) {
-  for (auto& j : tjobs) {
-    if (fs::exists(j.result)) {
-      ++st.teachers_skipped;
-      continue;
-    }
-    const SweepSize& ts = s.c.teachers[size_t(j.teacher)];
-    RunSpec spec;
-    spec.model = ts.model;
-    spec.train = s.prep(s.c.teacher_train, j.seed);
-    const RunReport rep = run_folds(s.ws, s.plan_of(j.fold), spec, j.run_dir);
-    json r = {{"id", ts.id}, {"config", json::parse(ts.model.to_json())}, {"parameters", rep.params}, {"macs_per_window", rep.macs},
-              {"fold", j.fold}, {"seed", j.seed}, {"test_subject", rep.eval.subjects.at(0).subject},
-              {"mae", rep.eval.mean_subject_mae_raw}, {"mae_post", rep.eval.mean_subject_mae_post},
-              {"best_epoch", rep.folds.at(0).best_epoch}, {"best_val_mae", rep.folds.at(0).best_val_mae},
-              {"epochs_run", rep.folds.at(0).history.size()}, {"seconds", rep.seconds}, {"data", s.c.data},
-              {"checkpoint", fs::path(j.run_dir).filename().string() + "/fold" + std::to_string(j.fold) + "/best.safetensors"}};
-    write_file_atomic(j.result, r.dump(1) + "\n");
-    ++st.teachers_run;
-    s.report("teacher " + ts.id + " fold " + std::to_string(j.fold) + " seed " + std::to_string(j.seed), rep.eval.mean_subject_mae_raw,
-             rep.seconds);
-  }
+// What one finished run tells rank 0 for the progress line (dist::run_queue's result bytes).
+std::string run_summary(const std::string& what, double mae, double seconds) {
+  return json{{"what", what}, {"mae", mae}, {"seconds", seconds}}.dump();
+}
+
+// A teacher: trained once per (size, fold, seed), reused by every student and strategy.
+std::string run_teacher(SweepRun& s, const TeacherJob& j) {
+  const SweepSize& ts = s.c.teachers[size_t(j.teacher)];
+  RunSpec spec;
+  spec.model = ts.model;
+  spec.train = s.prep(s.c.teacher_train, j.seed);
+  const RunReport rep = run_folds(s.ws, s.plan_of(j.fold), spec, j.run_dir);
+  json r = {{"id", ts.id}, {"config", json::parse(ts.model.to_json())}, {"parameters", rep.params}, {"macs_per_window", rep.macs},
+            {"fold", j.fold}, {"seed", j.seed}, {"test_subject", rep.eval.subjects.at(0).subject},
+            {"mae", rep.eval.mean_subject_mae_raw}, {"mae_post", rep.eval.mean_subject_mae_post},
+            {"best_epoch", rep.folds.at(0).best_epoch}, {"best_val_mae", rep.folds.at(0).best_val_mae},
+            {"epochs_run", rep.folds.at(0).history.size()}, {"seconds", rep.seconds}, {"data", s.c.data},
+            {"checkpoint", fs::path(j.run_dir).filename().string() + "/fold" + std::to_string(j.fold) + "/best.safetensors"}};
+  write_file_atomic(j.result, r.dump(1) + "\n");
+  return run_summary("teacher " + ts.id + " fold " + std::to_string(j.fold) + " seed " + std::to_string(j.seed),
+                     rep.eval.mean_subject_mae_raw, rep.seconds);
 }
 
 // Trains one point's student (distilled from its teacher's run unless strategy none) and
 // writes its result file.
-void run_point(SweepRun& s, const SweepPoint& p, const std::vector<TeacherJob>& tjobs, SweepStats& st) {
+std::string run_point(SweepRun& s, const SweepPoint& p, const std::vector<TeacherJob>& tjobs) {
   const SweepSize& ss = s.c.students[size_t(p.student)];
   RunSpec spec;
   spec.model = ss.model;
@@ -229,7 +229,7 @@ void run_point(SweepRun& s, const SweepPoint& p, const std::vector<TeacherJob>& 
   json teacher = nullptr;
   if (p.strategy != "none") {
     kd = strategy_kd(s.c.kd, p.strategy);
-    const TeacherJob& tj = teacher_job(tjobs, p);
+    const TeacherJob& tj = tjobs[teacher_index(tjobs, p)];
     spec.kd = &kd;
     spec.teacher = tj.run_dir;
     const json tr = read_json_file(tj.result);
@@ -244,8 +244,31 @@ void run_point(SweepRun& s, const SweepPoint& p, const std::vector<TeacherJob>& 
             {"best_val_mae", rep.folds.at(0).best_val_mae}, {"epochs_run", rep.folds.at(0).history.size()},
             {"seconds", rep.seconds}};
   write_file_atomic(point_result(s.dir, p), r.dump(1) + "\n");
-  ++st.points_run;
-  s.report(p.id, rep.eval.mean_subject_mae_raw, rep.seconds);
+  return run_summary(p.id, rep.eval.mean_subject_mae_raw, rep.seconds);
+}
+
+// The runs still to do as queue jobs: teacher run k has id k, point i id tjobs.size() + i and
+// waits for its teacher's run. Counts what is skipped as done; at most max_new_points points.
+std::vector<dist::Job> plan_jobs(const std::vector<TeacherJob>& tjobs, const std::vector<SweepPoint>& points, const std::string& dir,
+                                 const SweepRunOptions& o, SweepStats& st) {
+  std::vector<dist::Job> jobs;
+  for (size_t k = 0; k < tjobs.size(); ++k) {
+    if (fs::exists(tjobs[k].result)) ++st.teachers_skipped;
+    else jobs.push_back({int(k), {}});
+  }
+  int new_points = 0;
+  for (size_t i = 0; i < points.size(); ++i) {
+    if (fs::exists(point_result(dir, points[i]))) {
+      ++st.points_skipped;
+      continue;
+    }
+    if (o.max_new_points >= 0 && new_points >= o.max_new_points) break;
+    ++new_points;
+    dist::Job job{int(tjobs.size() + i), {}};
+    if (points[i].teacher >= 0) job.after.push_back(int(teacher_index(tjobs, points[i])));
+    jobs.push_back(job);
+  }
+  return jobs;
 }
 
 }  // namespace
@@ -262,24 +285,28 @@ SweepStats run_sweep(const SweepConfig& c, const data::WindowSet& ws, const std:
   int pend_t = 0, todo_p = 0;
   for (auto& j : tjobs) pend_t += !fs::exists(j.result);
   for (auto& p : points) todo_p += !fs::exists(point_result(dir, p));
-  print_plan(c, folds.size(), tjobs, points, pend_t, todo_p, dir, o);
+  // Under MPI rank 0 alone plans, prints and writes the shared files; the others run jobs.
+  const bool lead = dist::rank() == 0;
+  if (lead) print_plan(c, folds.size(), tjobs, points, pend_t, todo_p, dir, o);
   if (o.dry_run) return st;
-  check_and_write_settings(c, dir, o.force_settings);
+  if (lead) check_and_write_settings(c, dir, o.force_settings);
 
   // Progress counts only the runs this call will make (at most max_new_points points).
   const int pend_p = o.max_new_points >= 0 ? std::min(todo_p, o.max_new_points) : todo_p;
   SweepRun s{c, ws, dir, o, all, t0, pend_t + pend_p, 0, o.interrupt_after_batches >= 0};
-  run_teachers(s, tjobs, st);
-  for (auto& p : points) {
-    if (fs::exists(point_result(dir, p))) {
-      ++st.points_skipped;
-      continue;
-    }
-    if (o.max_new_points >= 0 && st.points_run >= o.max_new_points) break;
-    run_point(s, p, tjobs, st);
-  }
+  const std::vector<dist::Job> jobs = lead ? plan_jobs(tjobs, points, dir, o, st) : std::vector<dist::Job>{};
+  const int n_teachers = int(tjobs.size());
+  const auto run = [&](int id) {
+    return id < n_teachers ? run_teacher(s, tjobs[size_t(id)]) : run_point(s, points[size_t(id - n_teachers)], tjobs);
+  };
+  const auto done = [&](int id, const std::string& summary) {
+    ++(id < n_teachers ? st.teachers_run : st.points_run);
+    const json j = json::parse(summary);
+    s.report(j.at("what"), j.at("mae"), j.at("seconds"));
+  };
+  st.holds_results = dist::run_queue(jobs, run, done);
   st.seconds = s.elapsed();
-  if (o.progress)
+  if (o.progress && st.holds_results)
     std::fprintf(stderr, "sweep: %d point(s) run, %d skipped as done; %d teacher run(s), %d reused; %s\n", st.points_run, st.points_skipped,
                  st.teachers_run, st.teachers_skipped, format_duration(st.seconds).c_str());
   return st;

@@ -83,11 +83,15 @@ struct SweepStats {
   int points_total = 0, points_skipped = 0, points_run = 0;
   int teachers_total = 0, teachers_skipped = 0, teachers_run = 0;
   double seconds = 0;
+  bool holds_results = true;  // false on MPI ranks other than 0 (their counts stay 0)
 };
 
 // Parses a JSON file; errors name the path.
 nlohmann::json read_json_file(const std::string& path);
 
+// Runs the teacher runs and points not yet done. Under mpirun the ranks share them (teachers
+// before the points that need them; dist/dist.h); rank 0 alone writes settings.json and
+// config.json and prints progress.
 SweepStats run_sweep(const SweepConfig& c, const data::WindowSet& ws, const std::string& dir, const SweepRunOptions& o = {});
 
 }  // namespace pulsekd::kd

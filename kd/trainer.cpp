@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -322,6 +323,23 @@ struct TrainSession {
                    state_path.c_str());
   }
 
+  // An epoch's log line is appended just before its state is saved: a process killed between
+  // the two (kill -9, a lost MPI rank) leaves a line the state does not hold, and the resumed
+  // run would log that epoch again. Keep only the epochs the run continues from.
+  void trim_log() {
+    std::ifstream in(log_path);
+    if (!in) return;
+    std::string line, kept;
+    bool dropped = false;
+    while (std::getline(in, line)) {
+      const json j = json::parse(line, nullptr, false);
+      const bool held = !j.is_discarded() && j.contains("epoch") && j["epoch"].is_number_integer() && j["epoch"].get<int>() <= start_epoch;
+      if (held) kept += line + "\n";
+      dropped = dropped || !held;
+    }
+    if (dropped) write_file_atomic(log_path, kept);
+  }
+
   void save_state(int epoch) {
     SafeTensorsFile st;
     st.metadata["pulsekd.config"] = m.config().to_json();
@@ -463,6 +481,7 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
   TrainSession s(m, ws, fold, norm, opt, loss_fn, params, oc);
   if (!opt.out_dir.empty()) ensure_dir(opt.out_dir, "--out");
   if (!s.state_path.empty() && opt.resume && std::filesystem::exists(s.state_path)) s.resume();
+  if (!s.log_path.empty() && opt.resume) s.trim_log();
 
   data::BatchIterator it(ws, s.train_idx, opt.batch, opt.seed, true, false);
   const auto t0 = Clock::now();
