@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -27,7 +28,24 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-
+// log.jsonl is appended before the state of the same epoch is saved (TrainSession::end_epoch):
+// after a kill between the two, or before the first state, the log holds epochs the state does
+// not. They are trained again, so their lines are dropped first: a resumed log reads as one
+// written without interruption. Lines of epochs 1..kept stay as they are.
+void trim_epoch_log(const std::string& path, int kept) {
+  std::ifstream f(path);
+  if (!f) return;
+  std::string line, out;
+  bool dropped = false;
+  while (std::getline(f, line)) {
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.is_object() && j.contains("epoch") && j["epoch"].is_number_integer() && j["epoch"].get<int64_t>() > kept)
+      dropped = true;
+    else
+      out += line + "\n";
+  }
+  if (dropped) write_file_atomic(path, out);
+}
 
 // Every parameter and buffer, in the model's order: what a state checkpoint stores.
 std::vector<std::pair<std::string, Parameter*>> state_params(models::PulseModel& m) { return m.named_parameters(true); }
@@ -463,6 +481,7 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
   TrainSession s(m, ws, fold, norm, opt, loss_fn, params, oc);
   if (!opt.out_dir.empty()) ensure_dir(opt.out_dir, "--out");
   if (!s.state_path.empty() && opt.resume && std::filesystem::exists(s.state_path)) s.resume();
+  if (!s.log_path.empty()) trim_epoch_log(s.log_path, s.start_epoch);
 
   data::BatchIterator it(ws, s.train_idx, opt.batch, opt.seed, true, false);
   const auto t0 = Clock::now();
