@@ -164,7 +164,9 @@ void crash_everywhere(const std::vector<std::string>& args, const std::string& d
   }
   reset();
   const ChildRun polled = kill_when(args, kLog, [&] { return fs::exists(dir + "/" + poll_for); });
-  INFO("killed when " << poll_for << " appeared: " << polled.killed);
+  // Timing-dependent, so only a warning: the child may end before the poll sees the file (it has
+  // not on this machine; the kills at each rename above are the deterministic part).
+  WARN_MESSAGE(polled.killed, "the run ended before " << poll_for << " was seen: not killed");
   REQUIRE(run_to_end(args, kLog) == 0);
   const std::string d = difference(want, snapshot(dir));
   CHECK_MESSAGE(d.empty(), "after the rerun, against the uninterrupted run:\n" << d);
