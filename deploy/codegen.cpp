@@ -4,7 +4,11 @@
 
 #include "datasets/dataset.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -141,6 +145,7 @@ void check_export_dir(const std::string& out_dir, bool force) {
   if (!fs::exists(st)) return;
   if (!fs::is_directory(st)) throw std::runtime_error("--out '" + out_dir + "' exists and is not a directory");
   if (force || fs::directory_iterator(out_dir, ec) == fs::directory_iterator()) return;
+  if (fs::exists(fs::path(out_dir) / kUnfinishedExport, ec)) return;
   throw std::runtime_error("--out '" + out_dir +
                            "' is not empty: export-mcu writes into a new or empty directory; give --force to overwrite the files "
                            "it generates there");
@@ -230,6 +235,12 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
   McuExport e = plan_arena(q, dsp);
   const fs::path dir(out_dir);
   make_dir(dir);
+  const std::string unfinished = (dir / kUnfinishedExport).string();
+  // Empty, created in one step (a temporary renamed over it would leave the directory non-empty
+  // but unmarked if killed in between).
+  const int marker = ::open(unfinished.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (marker < 0) throw std::runtime_error("export-mcu: cannot create '" + unfinished + "': " + std::strerror(errno));
+  ::close(marker);
 
   std::ostringstream os;
   std::string src = q.source;  // goes into a comment: printable characters only
@@ -287,6 +298,8 @@ McuExport export_mcu(const QuantModel& q, const std::string& target, const std::
     << "cmake -S . -B build -DCMAKE_TOOLCHAIN_FILE=$PWD/pulsekd/mcu/cmake/arm-none-eabi.cmake -DPK_CORE=" << target
     << " >/dev/null\ncmake --build build\n";
   write_file_atomic((dir / "build.sh").string(), b.str(), 0755);
+  if (::unlink(unfinished.c_str()) != 0)
+    throw std::runtime_error("export-mcu: cannot remove '" + unfinished + "': " + std::strerror(errno));
   return e;
 }
 

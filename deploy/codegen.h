@@ -46,12 +46,16 @@ pk_model model_header(const QuantModel& q, const McuExport& plan);
 // dsp = false: reference loops only (for comparisons). hmm: also run the HMM forward filter on
 // each window's output (mcu/runtime/pk_hmm.h; the firmware writes the filtered heart rates,
 // float32, to hmm.bin). Every file goes through write_file_atomic (engine/atomic_file.h): a
-// failure names the file and leaves no truncated source.
+// failure names the file and leaves no truncated source. While it writes, out_dir holds the
+// marker kUnfinishedExport, removed once every file is in place.
 McuExport export_mcu(const QuantModel& q, const std::string& target, const std::string& out_dir,
                      const std::string& root = "", bool dsp = true, const McuHmm* hmm = nullptr);
 
 // export-mcu's refusal to mix its files with others: an existing out_dir must be an empty
 // directory unless force (then the generated files are replaced, atomically, and other files stay).
+// A directory holding kUnfinishedExport is an export that was interrupted (killed, a full disk):
+// rerunning export-mcu into it needs no --force.
+inline constexpr const char* kUnfinishedExport = ".export-mcu-unfinished";
 void check_export_dir(const std::string& out_dir, bool force);
 
 // The source tree this binary was built from.

@@ -1,6 +1,8 @@
 #include "engine/atomic_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,6 +57,26 @@ std::string read_whole(const std::string& path, bool missing_ok) {
   return text;
 }
 
+// Removes the temporaries of `target` (NAME.tmp.<pid>) left by processes that no longer exist:
+// a write killed between creating its temporary and renaming it (kill -9, a crash, a power
+// cut). Those of this process and of live processes (a concurrent writer) are left alone.
+void remove_stale_temporaries(const std::string& dir, const std::string& target) {
+  const size_t slash = target.rfind('/');
+  const std::string prefix = (slash == std::string::npos ? target : target.substr(slash + 1)) + ".tmp.";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0 || name.size() - prefix.size() > 9) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = pid_t(std::stol(digits));
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    ::unlink((dir + "/" + name).c_str());
+  }
+  ::closedir(d);
+}
+
 }  // namespace
 
 std::string output_target(const std::string& path) {
@@ -102,6 +124,7 @@ void write_file_atomic(const std::string& path, const void* data, size_t size, m
   // Make the rename itself durable.
   const size_t slash = target.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : target.substr(0, slash));
+  remove_stale_temporaries(dir, target);
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) { ::fsync(dfd); ::close(dfd); }
 }

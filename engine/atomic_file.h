@@ -3,7 +3,9 @@
 // target (NAME.tmp.<pid>), which is written with every write checked, fsynced, closed and renamed
 // over the target; then the directory is fsynced so the rename itself survives a crash. A reader
 // sees the old file or the new one, never a partial one; a failure (full disk, EIO, a file-size
-// limit) leaves the old file as it was. Policy on what the target may be: docs/RELIABILITY.md.
+// limit) leaves the old file as it was. A process killed mid-write leaves its temporary behind:
+// the next successful write of the same target removes the temporaries of processes that no
+// longer exist. Policy on what the target may be: docs/RELIABILITY.md.
 #pragma once
 #include <sys/types.h>
 

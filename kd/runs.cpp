@@ -254,7 +254,8 @@ FoldOutcome decode_outcome(const std::string& bytes) {
 
 // A process killed inside an atomic write (engine/atomic_file.h) leaves its temporary
 // NAME.tmp.<pid> beside the file. Only the process running a fold writes into its directory, so
-// when a fold starts, any such file there is stale.
+// when a fold starts, any such file there is stale (also those of a rank on another node, whose
+// pid the atomic writer cannot check).
 void remove_stale_temporaries(const std::string& fdir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(fdir, ec)) {

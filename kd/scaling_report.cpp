@@ -119,17 +119,20 @@ void read_points(const std::string& dir, SweepTable& t) {
       PointRec p;
       p.strategy = j.at("strategy").get<std::string>();
       p.student = j.at("student").at("id").get<std::string>();
-      p.s_params = j.at("student").at("parameters").get<int64_t>();
-      p.s_macs = j.at("student").at("macs_per_window").get<int64_t>();
+      const std::string in = "'" + e.path().string() + "': ";
+      const int64_t kMax = std::numeric_limits<int64_t>::max();
+      p.s_params = json_integer(j.at("student").at("parameters"), in + "student.parameters", 0, kMax);
+      p.s_macs = json_integer(j.at("student").at("macs_per_window"), in + "student.macs_per_window", 0, kMax);
       if (!j.at("teacher").is_null()) {
         p.teacher = j.at("teacher").at("id").get<std::string>();
-        p.t_params = j.at("teacher").at("parameters").get<int64_t>();
+        p.t_params = json_integer(j.at("teacher").at("parameters"), in + "teacher.parameters", 0, kMax);
       }
-      p.fold = j.at("fold").get<int>();
+      p.fold = int(json_integer(j.at("fold"), in + "fold", 1, 100000));
+      if (!j.at("seed").is_number_unsigned()) throw std::runtime_error(in + "seed must be an integer >= 0, got " + j.at("seed").dump());
       p.seed = j.at("seed").get<uint64_t>();
-      p.mae = j.at("mae").get<double>();
-      p.mae_post = j.at("mae_post").get<double>();
-      p.seconds = j.value("seconds", 0.0);
+      p.mae = json_number(j.at("mae"), in + "mae");
+      p.mae_post = json_number(j.at("mae_post"), in + "mae_post");
+      p.seconds = j.contains("seconds") ? json_number(j.at("seconds"), in + "seconds") : 0.0;
       t.data_spec = j.value("data", t.data_spec);
       t.pts.push_back(p);
     } catch (const json::exception& ex) {
@@ -151,11 +154,16 @@ void read_teachers(const std::string& dir, SweepTable& t) {
       for (auto& e : fs::directory_iterator(td.path())) {
         if (e.path().extension() != ".json") continue;
         const json j = read_json_file(e.path().string());
-        TeacherRec& r = t.teachers[j.value("id", td.path().filename().string())];
-        r.id = j.value("id", td.path().filename().string());
-        r.params = j.value("parameters", int64_t(0));
-        r.macs = j.value("macs_per_window", int64_t(0));
-        r.mae.push_back(j.value("mae", kNaN));
+        const std::string in = "'" + e.path().string() + "': ";
+        if (!j.is_object() || (j.contains("id") && !j.at("id").is_string()))
+          throw std::runtime_error(in + "not a sweep teacher result (an object whose id is a string)");
+        const std::string id = j.value("id", td.path().filename().string());
+        TeacherRec& r = t.teachers[id];
+        r.id = id;
+        const int64_t kMax = std::numeric_limits<int64_t>::max();
+        r.params = j.contains("parameters") ? json_integer(j.at("parameters"), in + "parameters", 0, kMax) : 0;
+        r.macs = j.contains("macs_per_window") ? json_integer(j.at("macs_per_window"), in + "macs_per_window", 0, kMax) : 0;
+        r.mae.push_back(j.contains("mae") ? json_number(j.at("mae"), in + "mae") : kNaN);
       }
     }
   for (auto& [id, r] : t.teachers) t.teacher_order.push_back(id);

@@ -35,6 +35,25 @@ json read_json_file(const std::string& path) {
   }
 }
 
+bool json_integer_in(const json& v, int64_t lo, int64_t hi) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    return hi >= 0 && u <= uint64_t(hi) && (lo <= 0 || u >= uint64_t(lo));
+  }
+  return v.is_number_integer() && v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+}
+
+int64_t json_integer(const json& v, const std::string& what, int64_t lo, int64_t hi) {
+  if (!json_integer_in(v, lo, hi))
+    throw std::runtime_error(what + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + v.dump());
+  return v.get<int64_t>();
+}
+
+double json_number(const json& v, const std::string& what) {
+  if (!v.is_number()) throw std::runtime_error(what + " must be a number, got " + v.dump());
+  return v.get<double>();
+}
+
 std::vector<SweepPoint> plan_points(const SweepConfig& c, const std::vector<int>& folds) {
   std::vector<SweepPoint> out;
   for (size_t si = 0; si < c.students.size(); ++si)

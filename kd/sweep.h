@@ -89,6 +89,16 @@ struct SweepStats {
 // Parses a JSON file; errors name the path.
 nlohmann::json read_json_file(const std::string& path);
 
+// Typed reads of a sweep's JSON (configs, point and teacher results). `what` names the file and
+// key for the message. Integers are checked without conversion: a fraction, a float such as
+// 1e30 (casting it to an integer is undefined) or an unsigned value beyond int64 (nlohmann keeps
+// those as uint64: read as int64 it would wrap negative) is refused, not converted.
+bool json_integer_in(const nlohmann::json& v, int64_t lo, int64_t hi);
+// std::runtime_error "WHAT must be an integer in LO..HI, got V" unless json_integer_in.
+int64_t json_integer(const nlohmann::json& v, const std::string& what, int64_t lo, int64_t hi);
+// std::runtime_error unless v is a number.
+double json_number(const nlohmann::json& v, const std::string& what);
+
 // Runs the teacher runs and points not yet done. Under mpirun the ranks share them (teachers
 // before the points that need them; dist/dist.h); rank 0 alone writes settings.json and
 // config.json and prints progress.

@@ -49,10 +49,9 @@ double get_num(const json& j, const std::string& where, const std::string& k, do
 int get_int(const json& j, const std::string& where, const std::string& k, int def, int lo, int hi) {
   if (!j.contains(k)) return def;
   const json& v = j.at(k);
-  if (!v.is_number_integer()) bad(key_of(where, k), "must be an integer, got " + v.dump());
-  const int64_t x = v.get<int64_t>();
-  if (x < lo || x > hi) bad(key_of(where, k), "must be " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + v.dump());
-  return int(x);
+  if (!json_integer_in(v, lo, hi))
+    bad(key_of(where, k), "must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + v.dump());
+  return int(v.get<int64_t>());
 }
 
 bool get_bool(const json& j, const std::string& where, const std::string& k, bool def) {
@@ -235,8 +234,8 @@ void parse_folds(const json& root, SweepConfig& c) {
     c.loso = true;
   } else if (f.is_array() && !f.empty()) {
     for (auto& x : f) {
-      if (!x.is_number_integer() || x.get<int64_t>() < 1 || x.get<int64_t>() > 100000)
-        bad("folds", "must hold positive fold numbers (fold K tests subject K), got " + x.dump());
+      if (!json_integer_in(x, 1, 100000))
+        bad("folds", "must hold fold numbers 1..100000 (fold K tests subject K), got " + x.dump());
       if (std::count(c.folds.begin(), c.folds.end(), x.get<int>())) bad("folds", "repeats fold " + x.dump());
       c.folds.push_back(x.get<int>());
     }
@@ -251,7 +250,8 @@ void parse_seeds(const json& root, SweepConfig& c) {
   if (!s.is_array() || s.empty()) bad("seeds", "must be a non-empty list of non-negative integers, got " + s.dump());
   c.seeds.clear();
   for (auto& x : s) {
-    if (!x.is_number_integer() || x.get<int64_t>() < 0) bad("seeds", "must hold non-negative integers, got " + x.dump());
+    // Any uint64: nlohmann holds every non-negative integer as unsigned, 2^63 and above included.
+    if (!x.is_number_unsigned()) bad("seeds", "must hold integers 0..18446744073709551615, got " + x.dump());
     if (std::count(c.seeds.begin(), c.seeds.end(), x.get<uint64_t>())) bad("seeds", "repeats seed " + x.dump());
     c.seeds.push_back(x.get<uint64_t>());
   }

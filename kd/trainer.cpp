@@ -28,7 +28,24 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-
+// log.jsonl is appended before the state of the same epoch is saved (TrainSession::end_epoch):
+// after a kill between the two, or before the first state, the log holds epochs the state does
+// not. They are trained again, so their lines are dropped first: a resumed log reads as one
+// written without interruption. Lines of epochs 1..kept stay as they are.
+void trim_epoch_log(const std::string& path, int kept) {
+  std::ifstream f(path);
+  if (!f) return;
+  std::string line, out;
+  bool dropped = false;
+  while (std::getline(f, line)) {
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.is_object() && j.contains("epoch") && j["epoch"].is_number_integer() && j["epoch"].get<int64_t>() > kept)
+      dropped = true;
+    else
+      out += line + "\n";
+  }
+  if (dropped) write_file_atomic(path, out);
+}
 
 // Every parameter and buffer, in the model's order: what a state checkpoint stores.
 std::vector<std::pair<std::string, Parameter*>> state_params(models::PulseModel& m) { return m.named_parameters(true); }
@@ -326,20 +343,6 @@ struct TrainSession {
   // An epoch's log line is appended just before its state is saved: a process killed between
   // the two (kill -9, a lost MPI rank) leaves a line the state does not hold, and the resumed
   // run would log that epoch again. Keep only the epochs the run continues from.
-  void trim_log() {
-    std::ifstream in(log_path);
-    if (!in) return;
-    std::string line, kept;
-    bool dropped = false;
-    while (std::getline(in, line)) {
-      const json j = json::parse(line, nullptr, false);
-      const bool held = !j.is_discarded() && j.contains("epoch") && j["epoch"].is_number_integer() && j["epoch"].get<int>() <= start_epoch;
-      if (held) kept += line + "\n";
-      dropped = dropped || !held;
-    }
-    if (dropped) write_file_atomic(log_path, kept);
-  }
-
   void save_state(int epoch) {
     SafeTensorsFile st;
     st.metadata["pulsekd.config"] = m.config().to_json();
@@ -481,7 +484,7 @@ TrainResult train_model(models::PulseModel& m, const data::WindowSet& ws, const 
   TrainSession s(m, ws, fold, norm, opt, loss_fn, params, oc);
   if (!opt.out_dir.empty()) ensure_dir(opt.out_dir, "--out");
   if (!s.state_path.empty() && opt.resume && std::filesystem::exists(s.state_path)) s.resume();
-  if (!s.log_path.empty() && opt.resume) s.trim_log();
+  if (!s.log_path.empty()) trim_epoch_log(s.log_path, s.start_epoch);
 
   data::BatchIterator it(ws, s.train_idx, opt.batch, opt.seed, true, false);
   const auto t0 = Clock::now();

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -162,6 +163,25 @@ TEST_CASE("write_file_atomic: a link to a regular file is written through and ke
   CHECK(no_temporaries(kDir));
   pulsekd::append_file_atomic(target, "+1\n");
   CHECK(slurp(target) == "new+1\n");
+}
+
+TEST_CASE("write_file_atomic: temporaries of writers that no longer exist are removed, those of live ones kept") {
+  const std::string target = at("stale.json");
+  const pid_t dead = fork();  // a process that ends at once: its pid names no process after the wait
+  REQUIRE(dead >= 0);
+  if (dead == 0) _exit(0);
+  int st = 0;
+  REQUIRE(waitpid(dead, &st, 0) == dead);
+  const std::string stale = target + ".tmp." + std::to_string(dead);
+  const std::string live = target + ".tmp." + std::to_string(::getppid());  // a live process: a concurrent writer
+  const std::string other = at("other.json.tmp." + std::to_string(dead));  // another file's: not ours to remove
+  for (const std::string& f : {stale, live, other}) put(f, "partial");
+  pulsekd::write_file_atomic(target, std::string("{}\n"));
+  CHECK(slurp(target) == "{}\n");
+  CHECK(!fs::exists(stale));
+  CHECK(fs::exists(live));
+  CHECK(fs::exists(other));
+  for (const std::string& f : {target, live, other}) fs::remove(f);
 }
 
 TEST_CASE("write_output: '-' is standard output, and a failing standard output is an error naming it") {

@@ -200,6 +200,38 @@ TEST_CASE("bad sweep configs give errors naming the key") {
           j["teachers"] = json::parse(R"([{"arch": "resnet", "width": 0.5, "depth": 1, "stages": [2, 3]}])");
           j["strategies"] = {"none", "pulse", "rkd", "hard", "soft", "dkd", "fitnet", "pulse+rkd"};
         })) == "(accepted)");
+  // Integer keys take JSON integers in range only, compared without conversion: a float such as
+  // 1e30 or 2^64 (which nlohmann can only hold as a float), a fraction, a string or a boolean is
+  // refused naming the key; 2^64 - 1 and 2^63 (held as uint64) must not wrap to small or negative values.
+  const auto epochs = [&](const json& v) { return err(with([&](json& j) { j["train"]["epochs"] = v; })); };
+  CHECK(epochs(json::parse("1e30")) == "sweep config: train.epochs must be an integer in 1..100000, got 1e+30");
+  CHECK(epochs(json::parse("18446744073709551616")).find("train.epochs must be an integer in 1..100000") != std::string::npos);
+  CHECK(epochs(json::parse("18446744073709551615")) == "sweep config: train.epochs must be an integer in 1..100000, got 18446744073709551615");
+  CHECK(epochs(json::parse("9223372036854775808")).find("train.epochs must be an integer") != std::string::npos);
+  CHECK(epochs(2.5) == "sweep config: train.epochs must be an integer in 1..100000, got 2.5");
+  CHECK(epochs(json::parse("3.0")).find("train.epochs must be an integer") != std::string::npos);
+  CHECK(epochs("3") == "sweep config: train.epochs must be an integer in 1..100000, got \"3\"");
+  CHECK(epochs(true).find("train.epochs must be an integer") != std::string::npos);
+  CHECK(err(with([](json& j) { j["kd"] = {{"dkd_warmup", json::parse("-9223372036854775809")}}; })).find("kd.dkd_warmup must be an integer") !=
+        std::string::npos);
+  CHECK(err(with([](json& j) { j["bins"] = json::parse("4294967298"); })).find("bins must be an integer in 2..4096") != std::string::npos);
+  CHECK(err(with([](json& j) { j["synth"]["subjects"] = 3.5; })).find("synth.subjects must be an integer") != std::string::npos);
+  CHECK(err(with([](json& j) { j["students"][0]["depth"] = 1.5; })).find("students[0].depth") != std::string::npos);
+  CHECK(err(with([](json& j) { j["train"]["lr"] = "0.1"; })).find("train.lr must be a number") != std::string::npos);
+  CHECK(err(with([](json& j) { j["folds"] = {json::parse("18446744073709551617")}; })).find("folds must hold fold numbers") != std::string::npos);
+  CHECK(err(with([](json& j) { j["folds"] = {json::parse("18446744073709551615")}; })).find("folds must hold fold numbers") != std::string::npos);
+  CHECK(err(with([](json& j) { j["folds"] = {1.0}; })).find("folds must hold fold numbers") != std::string::npos);
+  CHECK(err(with([](json& j) { j["seeds"] = {1.5}; })).find("seeds must hold integers") != std::string::npos);
+  CHECK(err(with([](json& j) { j["seeds"] = {json::parse("1e30")}; })).find("seeds must hold integers") != std::string::npos);
+  // every uint64 is a seed, 2^63 and above too (they used to be called negative)
+  CHECK(err(with([](json& j) { j["seeds"] = {json::parse("18446744073709551615"), json::parse("9223372036854775808")}; })) == "(accepted)");
+  CHECK(kd::SweepConfig::parse(with([](json& j) { j["seeds"] = {json::parse("18446744073709551615")}; }).dump()).seeds.at(0) ==
+        18446744073709551615ull);
+  // from a file, the message names the file and the key
+  const std::string cfg = fresh_dir("cfg") + ".json";
+  std::ofstream(cfg) << with([](json& j) { j["train"]["batch"] = json::parse("1e30"); }).dump();
+  CHECK_THROWS_WITH(kd::SweepConfig::load(cfg), (cfg + ": sweep config: train.batch must be an integer in 1..65536, got 1e+30").c_str());
+  fs::remove(cfg);
   // a fold beyond the data is refused when the sweep starts
   const kd::SweepConfig c = kd::SweepConfig::parse(with([](json& j) { j["folds"] = {5}; }).dump());
   CHECK_THROWS_WITH_AS(kd::run_sweep(c, kd::load_sweep_data(c), fresh_dir("badfold"), quiet()), doctest::Contains("fold 5"),

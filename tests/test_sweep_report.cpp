@@ -123,3 +123,44 @@ TEST_CASE("sweep-report: tables, best strategy, teacher effect and plots of a ha
   for (const char* svg : {"mae_vs_params_tiny-t.svg", "mae_vs_params_big-t.svg", "mae_vs_teacher.svg"}) CHECK(fs::exists(dir / svg));
   fs::remove_all(root);
 }
+
+TEST_CASE("sweep-report: a point or teacher result with a value of the wrong type or shape is an error naming the file and the key") {
+  const fs::path root = fs::temp_directory_path() / ("pulsekd_sweep_report_bad_" + std::to_string(::getpid()));
+  const fs::path point = root / "points" / "s-small__none__alone__fold1.json";
+  const fs::path teacher = root / "teachers" / "big-t" / "seed0-fold1.json";
+  // One bad value in one file of the pinned sweep; the message expected in the error.
+  const auto report_error = [&](const fs::path& file, const std::string& key, const json& value) {
+    fs::remove_all(root);
+    write_sweep(root);
+    std::ifstream f(file);
+    json j = json::parse(f);
+    f.close();
+    json* at = &j;
+    for (size_t a = 0, b; a <= key.size(); a = b + 1) {  // "student.parameters" -> j["student"]["parameters"]
+      b = std::min(key.find('.', a), key.size());
+      at = &(*at)[key.substr(a, b - a)];
+    }
+    *at = value;
+    write_json(file, j);
+    try {
+      kd::write_sweep_report(root.string(), 20);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  const std::string p = "'" + point.string() + "': ", t = "'" + teacher.string() + "': ";
+  // 1e30 used to be cast to int (undefined behaviour), 2^64 - 1 read as int64 wrapped to -1
+  CHECK(report_error(point, "fold", json::parse("1e30")) == p + "fold must be an integer in 1..100000, got 1e+30");
+  CHECK(report_error(point, "fold", 1.5) == p + "fold must be an integer in 1..100000, got 1.5");
+  CHECK(report_error(point, "student.parameters", json::parse("18446744073709551615")) ==
+        p + "student.parameters must be an integer in 0..9223372036854775807, got 18446744073709551615");
+  CHECK(report_error(point, "student.macs_per_window", "10").find(p + "student.macs_per_window must be an integer") == 0);
+  CHECK(report_error(point, "seed", -1) == p + "seed must be an integer >= 0, got -1");
+  CHECK(report_error(point, "mae", "9.5") == p + "mae must be a number, got \"9.5\"");
+  CHECK(report_error(teacher, "parameters", json::parse("1e30")) == t + "parameters must be an integer in 0..9223372036854775807, got 1e+30");
+  CHECK(report_error(teacher, "mae", true) == t + "mae must be a number, got true");
+  CHECK(report_error(teacher, "id", 7).find(t + "not a sweep teacher result") == 0);
+  CHECK(report_error(point, "seed", 0) == "(accepted)");
+  fs::remove_all(root);
+}
