@@ -86,6 +86,8 @@ SafeTensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::s
     header = nlohmann::json::parse(data + 8, data + data_start);
   } catch (const nlohmann::json::parse_error& e) {
     fail(what, 8 + (e.byte > 0 ? e.byte - 1 : 0), std::string("bad JSON header: ") + e.what());
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number beyond double (1e999): out_of_range
+    fail(what, 8, std::string("bad JSON header: ") + e.what());
   }
   if (!header.is_object()) fail(what, 8, "JSON header is not an object");
 

@@ -114,6 +114,11 @@ TEST_CASE("safetensors: malformed files give errors naming the file and tensor")
   CHECK(has(e, "more than 2^63"));
   e = error_of(raw_file(hdr("\"__metadata__\":{\"a\":1}"), data));
   CHECK(has(e, "not a string"));
+  // A number beyond double is nlohmann's out_of_range, not a parse_error (found by fuzz_quant_model:
+  // it escaped the reader; seed fuzz/corpus/quant_model/regression_header_number_overflow).
+  e = error_of(raw_file(hdr("\"w\":{\"dtype\":\"F32\",\"shape\":[1680e1744],\"data_offsets\":[0,24]}"), data));
+  CHECK(has(e, "m.safetensors"));
+  CHECK(has(e, "bad JSON header"));
   CHECK_THROWS_WITH_AS(load_safetensors("/nonexistent/m.safetensors"), doctest::Contains("/nonexistent/m.safetensors"),
                        SafeTensorsError);
 }
